@@ -1,0 +1,3 @@
+from kdlab.train import main
+
+main()

@@ -1,0 +1,152 @@
+"""Checks on the composed config, run before any heavy import or work.
+
+Each failure is a `ConfigError` whose one-line message names the key and the expected value.
+Only light reads happen here: headers of local data files and `config.json`/tokenizer files of
+model folders; no model, tokenizer or dataset is loaded.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from kdlab.data.loading import check_columns
+from kdlab.errors import ConfigError
+from kdlab.evaluation.names import CLASSIFICATION_METRICS, REGRESSION_METRICS
+
+METHODS = ("finetune", "hinton")
+SPLITS = ("train", "validation", "test")
+
+
+def _require(cfg: DictConfig, key: str) -> Any:
+    try:
+        value = OmegaConf.select(cfg, key, throw_on_missing=True)
+    except OmegaConfBaseException as err:
+        raise ConfigError(key, f"cannot be resolved ({str(err).splitlines()[0]})") from None
+    if value is None:
+        raise ConfigError(key, "is required")
+    return value
+
+
+def _number(cfg: DictConfig, key: str) -> float:
+    value = _require(cfg, key)
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(key, f"must be a number, got {value!r}") from None
+
+
+def validate_loss(cfg: DictConfig) -> None:
+    temperature = _number(cfg, "loss.temperature")
+    if temperature <= 0:
+        raise ConfigError("loss.temperature", f"must be > 0, got {temperature:g}")
+    alpha = _number(cfg, "loss.alpha")
+    if not 0.0 <= alpha <= 1.0:
+        raise ConfigError("loss.alpha", f"must be in [0, 1], got {alpha:g}")
+
+
+def validate_data(cfg: DictConfig) -> None:
+    task = _require(cfg, "data.task")
+    if task not in ("classification", "regression"):
+        raise ConfigError("data.task", f"must be classification or regression, got {task!r}")
+    labels = cfg.data.get("labels") or []
+    if task == "classification" and len(labels) < 2:
+        raise ConfigError("data.labels", f"a classification task needs at least 2 labels, got {list(labels)}")
+    allowed = CLASSIFICATION_METRICS if task == "classification" else REGRESSION_METRICS
+    metrics = list(_require(cfg, "data.metrics"))
+    for name in metrics:
+        if name not in allowed:
+            raise ConfigError("data.metrics", f"{name!r} is not a {task} metric; choose from {list(allowed)}")
+    main = _require(cfg, "data.main_metric")
+    if main not in metrics:
+        raise ConfigError("data.main_metric", f"must be one of data.metrics {metrics}, got {main!r}")
+    if int(_number(cfg, "data.max_length")) < 4:
+        raise ConfigError("data.max_length", f"must be >= 4, got {cfg.data.max_length}")
+    if int(_number(cfg, "data.batch_size")) < 1:
+        raise ConfigError("data.batch_size", f"must be >= 1, got {cfg.data.batch_size}")
+    columns = OmegaConf.to_container(_require(cfg, "data.columns"), resolve=True)
+    for role in ("text", "label"):
+        if columns.get(role) is None:
+            raise ConfigError(f"data.columns.{role}", "is required (a column name, or a field index for header-less files)")
+    for split in SPLITS:
+        source = cfg.data.get(split)
+        if source is None:
+            raise ConfigError(f"data.{split}", "needs a source (path, hf or embedded)")
+        source = OmegaConf.to_container(source, resolve=True)
+        if sum(source.get(k) is not None for k in ("path", "hf", "embedded")) != 1:
+            raise ConfigError(f"data.{split}", f"needs exactly one of path, hf, embedded; got {source}")
+        merged = {**columns, **(source.get("columns") or {})}
+        check_columns(source, merged, f"data.{split}.columns" if source.get("columns") else "data.columns")
+
+
+def _folder_num_labels(path: Path) -> int | None:
+    config = path / "config.json"
+    if not config.exists():
+        return None
+    data = json.loads(config.read_text(encoding="utf-8"))
+    if "id2label" in data:
+        return len(data["id2label"])
+    return data.get("num_labels")
+
+
+def validate_models(cfg: DictConfig) -> None:
+    from kdlab.models.spec import tokenizer_identity
+
+    teacher = cfg.model.get("teacher")
+    student = cfg.model.get("student")
+    if cfg.method.name == "hinton":
+        if teacher is None or student is None:
+            raise ConfigError("model", "method hinton needs model.teacher and model.student")
+        trained = teacher.get("trained")
+        if trained:
+            path = Path(str(trained))
+            if not path.exists():
+                raise ConfigError("model.teacher.trained", f"{path} does not exist (expected a model folder or a kdlab .ckpt)")
+            width = _folder_num_labels(path) if path.is_dir() else None
+            expected = len(cfg.data.labels) if cfg.data.task == "classification" else 1
+            if width is not None and width != expected:
+                raise ConfigError(
+                    "model.teacher.trained", f"the teacher has {width} labels ({path / 'config.json'}) but data.labels gives {expected}"
+                )
+        layers = student.get("from_teacher_layers")
+        if layers is not None and len(layers) == 0:
+            raise ConfigError("model.student.from_teacher_layers", "must list at least one teacher layer index")
+        if cfg.method.get("requires_shared_tokenizer", True):
+            t_id = tokenizer_identity(OmegaConf.to_container(teacher, resolve=True))
+            s_id = tokenizer_identity(OmegaConf.to_container(student, resolve=True), teacher_identity=t_id)
+            if t_id != s_id:
+                raise ConfigError(
+                    "model.student.tokenizer",
+                    f"method hinton feeds one tokenised batch to both models, so the student needs the teacher's tokenizer "
+                    f"(teacher: {t_id}, student: {s_id}); set model.student.tokenizer=teacher",
+                )
+    elif cfg.method.name == "finetune":
+        role = cfg.method.get("train")
+        if role not in ("teacher", "student") or cfg.model.get(role) is None:
+            raise ConfigError("method.train", f"must be teacher or student (a spec under model.*), got {role!r}")
+
+
+def validate(cfg: DictConfig) -> None:
+    """Raise ConfigError for the first problem found in a composed training config."""
+    method = _require(cfg, "method.name")
+    if method not in METHODS:
+        raise ConfigError("method.name", f"must be one of {list(METHODS)}, got {method!r}")
+    if method == "hinton":
+        validate_loss(cfg)
+    validate_data(cfg)
+    validate_models(cfg)
+    for stage in ("teacher", "student"):
+        node = cfg.method.get(stage)
+        if node is None:
+            continue
+        if int(_number(cfg, f"method.{stage}.epochs")) < 1:
+            raise ConfigError(f"method.{stage}.epochs", f"must be >= 1, got {node.epochs}")
+        if _number(cfg, f"method.{stage}.optimizer.lr") <= 0:
+            raise ConfigError(f"method.{stage}.optimizer.lr", f"must be > 0, got {node.optimizer.lr}")
+    metric = cfg.get("optimized_metric")
+    if metric is not None and metric.rsplit("/", 1)[-1] not in cfg.data.metrics:
+        raise ConfigError("optimized_metric", f"must end in one of data.metrics {list(cfg.data.metrics)}, got {metric!r}")

@@ -1,0 +1,111 @@
+"""Embedded datasets that kdlab generates itself, so a fresh clone trains without any download.
+
+``reviews``: short product/film reviews labelled ``positive`` / ``negative``. A review is one to two
+clauses "<aspect> <verb> [negator] [intensifier] <adjective>"; a negator flips the clause, and in a
+contrast ("A but B", "although A , B", "B , even though A") the main clause B decides the label. So
+the label depends on word order and on interactions between words, not on a bag of words: a
+larger model learns the rules, a tiny one only part of them. A small fraction of labels is flipped
+(``noise``) so that no model reaches 100 % and the teacher's soft targets carry information.
+
+The splits are deterministic functions of (name, split, size, seed) and disjoint from each other.
+"""
+
+from __future__ import annotations
+
+import random
+
+ASPECTS = (
+    "the plot", "the acting", "the soundtrack", "the dialogue", "the pacing", "the ending", "the cast",
+    "the script", "the camera work", "the direction", "the food", "the service", "the staff", "the room",
+    "the view", "the price", "the battery", "the screen", "the keyboard", "the design", "the story",
+    "the music", "the menu", "the coffee", "the hotel", "the app", "the sound", "the interface",
+)
+VERBS = ("was", "is", "seemed", "felt", "looked", "turned out")
+POSITIVE = (
+    "good", "great", "excellent", "wonderful", "superb", "brilliant", "charming", "delightful", "lovely",
+    "fantastic", "solid", "enjoyable", "impressive", "fresh", "gripping", "clever", "warm", "smart",
+    "moving", "beautiful",
+)
+NEGATIVE = (
+    "bad", "awful", "terrible", "dull", "boring", "weak", "poor", "bland", "clumsy", "messy", "tedious",
+    "flat", "lifeless", "sloppy", "horrible", "annoying", "cheap", "slow", "stale", "painful",
+)
+NEGATORS = ("not", "never", "hardly", "far from")
+INTENSIFIERS = ("very", "really", "quite", "rather", "so", "truly")
+OPENERS = ("honestly ,", "overall ,", "i think", "to be fair ,", "in short ,", "frankly ,")
+LABELS = ("negative", "positive")
+DEFAULT_SIZES = {"train": 4000, "validation": 600, "test": 1000}
+SPLIT_OFFSETS = {"train": 0, "validation": 1, "test": 2}
+NOISE = 0.04
+
+
+def _clause(rng: random.Random, polarity: int) -> str:
+    """A clause whose meaning has the given polarity (+1 / -1), negated half of the time."""
+    negated = rng.random() < 0.4
+    adjective_polarity = -polarity if negated else polarity
+    adjective = rng.choice(POSITIVE if adjective_polarity > 0 else NEGATIVE)
+    words = [rng.choice(ASPECTS), rng.choice(VERBS)]
+    if negated:
+        words.append(rng.choice(NEGATORS))
+    if rng.random() < 0.35:
+        words.append(rng.choice(INTENSIFIERS))
+    words.append(adjective)
+    return " ".join(words)
+
+
+def _review(rng: random.Random) -> tuple[str, int]:
+    """One review and its true polarity index (0 negative, 1 positive)."""
+    polarity = rng.choice((-1, 1))
+    kind = rng.random()
+    if kind < 0.30:
+        text = _clause(rng, polarity)
+    elif kind < 0.45:
+        text = f"{_clause(rng, polarity)} and {_clause(rng, polarity)}"
+    elif kind < 0.72:
+        text = f"{_clause(rng, -polarity)} but {_clause(rng, polarity)}"
+    elif kind < 0.88:
+        text = f"although {_clause(rng, -polarity)} , {_clause(rng, polarity)}"
+    else:
+        text = f"{_clause(rng, polarity)} , even though {_clause(rng, -polarity)}"
+    if rng.random() < 0.25:
+        text = f"{rng.choice(OPENERS)} {text}"
+    return text, int(polarity > 0)
+
+
+def reviews(split: str, size: int | None = None, seed: int = 0) -> list[dict[str, str]]:
+    """Rows {text, label} of the ``reviews`` task; splits never share a text."""
+    if split not in SPLIT_OFFSETS:
+        raise KeyError(f"embedded dataset 'reviews' has splits {sorted(SPLIT_OFFSETS)}, not {split!r}")
+    # Texts of the splits generated before this one are excluded, which makes the splits disjoint.
+    seen: set[str] = set()
+    rows: list[dict[str, str]] = []
+    for name in ("train", "validation", "test"):
+        n = size if (name == split and size is not None) else DEFAULT_SIZES[name]
+        rng = random.Random(f"reviews/{seed}/{SPLIT_OFFSETS[name]}")
+        rows = []
+        while len(rows) < n:
+            text, label = _review(rng)
+            if text in seen:
+                continue
+            seen.add(text)
+            if rng.random() < NOISE:
+                label = 1 - label
+            rows.append({"text": text, "label": LABELS[label]})
+        if name == split:
+            return rows
+    raise AssertionError("unreachable")
+
+
+EMBEDDED = {"reviews": reviews}
+
+
+def embedded_split(name: str, split: str, size: int | None = None, seed: int = 0) -> list[dict[str, str]]:
+    """Rows of an embedded dataset split."""
+    from kdlab.errors import ConfigError
+
+    if name not in EMBEDDED:
+        raise ConfigError("data.embedded", f"unknown embedded dataset {name!r}; known: {sorted(EMBEDDED)}")
+    try:
+        return EMBEDDED[name](split, size=size, seed=seed)
+    except KeyError as err:
+        raise ConfigError("data.split", str(err.args[0])) from None

@@ -1,0 +1,236 @@
+"""One loading layer for every DataModule: local tsv/csv/jsonl, Hugging Face datasets, embedded data.
+
+A *source* is a mapping from config, one of:
+
+    {path: train.tsv, format: null, header: true, quoting: null, encoding: utf-8-sig, limit: null, seed: 0}
+    {hf: glue, hf_config: sst2, hf_split: train, data_files: null, limit: null}
+    {embedded: reviews, split: train}
+
+A *column mapping* maps kdlab roles (``text``, ``text_pair``, ``label``, ...) to a header name, a
+jsonl key or, for header-less files, a 0-based field index. Every record that comes back is a dict
+role -> raw value plus ``_where`` ("file:line") so later checks can name the line at fault.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import random
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+from kdlab.errors import ConfigError, DataError
+
+FORMATS = ("tsv", "csv", "jsonl")
+Record = dict[str, Any]
+
+
+def infer_format(path: Path, fmt: str | None) -> str:
+    """The file format: the configured one, else the extension (.tsv/.txt -> tsv, .csv, .jsonl/.json)."""
+    if fmt:
+        if fmt not in FORMATS:
+            raise ConfigError("format", f"must be one of {list(FORMATS)}, got {fmt!r} (for {path})")
+        return fmt
+    suffix = path.suffix.lower()
+    if suffix in (".tsv", ".txt"):
+        return "tsv"
+    if suffix == ".csv":
+        return "csv"
+    if suffix in (".jsonl", ".json"):
+        return "jsonl"
+    raise DataError(path, f"cannot infer the format from the extension {suffix!r}; set format: tsv|csv|jsonl")
+
+
+def _open_text(path: Path, encoding: str):
+    if not path.exists():
+        raise DataError(path, "file not found (set KDLAB_DATA_DIR or paths.data_dir to the data root)")
+    if path.is_dir():
+        raise DataError(path, "is a folder, expected a data file")
+    return open(path, encoding=encoding, newline="")
+
+
+def _csv_reader(handle, fmt: str, quoting: str | None):
+    if fmt == "tsv":
+        # Tab-separated files (GLUE, STS-B) contain bare quote characters: no CSV quoting by default.
+        mode = csv.QUOTE_MINIMAL if quoting == "minimal" else csv.QUOTE_NONE
+        return csv.reader(handle, delimiter="\t", quoting=mode)
+    return csv.reader(handle)
+
+
+def _iter_rows(path: Path, fmt: str, encoding: str, quoting: str | None) -> Iterator[tuple[int, Any]]:
+    """Yield (line number, row) where row is a list of fields (tsv/csv) or a dict (jsonl)."""
+    try:
+        with _open_text(path, encoding) as handle:
+            if fmt == "jsonl":
+                for number, line in enumerate(handle, start=1):
+                    if not line.strip():
+                        continue
+                    try:
+                        obj = json.loads(line)
+                    except json.JSONDecodeError as err:
+                        raise DataError(path, f"invalid JSON ({err.msg})", line=number) from None
+                    if not isinstance(obj, dict):
+                        raise DataError(path, f"expected a JSON object, got {type(obj).__name__}", line=number)
+                    yield number, obj
+            else:
+                reader = _csv_reader(handle, fmt, quoting)
+                try:
+                    for row in reader:
+                        if not row or all(not field.strip() for field in row):
+                            continue
+                        yield reader.line_num, row
+                except csv.Error as err:
+                    raise DataError(path, f"malformed {fmt} ({err})", line=reader.line_num) from None
+    except UnicodeDecodeError as err:
+        line = _first_undecodable_line(path, encoding)
+        raise DataError(path, f"not valid {encoding} text ({err.reason})", line=line) from None
+
+
+def _first_undecodable_line(path: Path, encoding: str) -> int | None:
+    """The number of the first line that does not decode, to point the user at it."""
+    for number, raw in enumerate(path.read_bytes().split(b"\n"), start=1):
+        try:
+            raw.decode(encoding)
+        except UnicodeDecodeError:
+            return number
+    return None
+
+
+def read_header(source: Mapping[str, Any]) -> list[str] | None:
+    """The header of a local file source (None for header-less files and non-file sources)."""
+    if "path" not in source or source.get("path") is None:
+        return None
+    path = Path(str(source["path"]))
+    fmt = infer_format(path, source.get("format"))
+    encoding = source.get("encoding") or "utf-8-sig"
+    if fmt == "jsonl":
+        for _, obj in _iter_rows(path, fmt, encoding, None):
+            return list(obj.keys())
+        raise DataError(path, "empty file: no rows")
+    if not source.get("header", True):
+        return None
+    for _, row in _iter_rows(path, fmt, encoding, source.get("quoting")):
+        return [field.strip() for field in row]
+    raise DataError(path, "empty file: no header and no rows")
+
+
+def check_columns(source: Mapping[str, Any], columns: Mapping[str, Any], key: str) -> None:
+    """Raise ConfigError if a mapped column is not in the source's header (read without loading the file)."""
+    header = read_header(source)
+    if header is None:
+        return
+    for role, column in columns.items():
+        if column is None or isinstance(column, int):
+            continue
+        if column not in header:
+            raise ConfigError(
+                f"{key}.{role}", f"column {column!r} is not in {source['path']} (columns: {header})"
+            )
+
+
+def _records_from_file(source: Mapping[str, Any], columns: Mapping[str, Any]) -> list[Record]:
+    path = Path(str(source["path"]))
+    fmt = infer_format(path, source.get("format"))
+    encoding = source.get("encoding") or "utf-8-sig"
+    wanted = {role: col for role, col in columns.items() if col is not None}
+    records: list[Record] = []
+    rows = _iter_rows(path, fmt, encoding, source.get("quoting"))
+    if fmt == "jsonl":
+        for number, obj in rows:
+            record: Record = {"_where": f"{path}:{number}"}
+            for role, col in wanted.items():
+                if col not in obj:
+                    raise DataError(path, f"missing key {col!r} (for {role})", line=number)
+                record[role] = obj[col]
+            records.append(record)
+    else:
+        header = None
+        index: dict[str, int] = {}
+        width = None
+        for number, row in rows:
+            if header is None and source.get("header", True):
+                header = [field.strip() for field in row]
+                for role, col in wanted.items():
+                    if isinstance(col, int):
+                        index[role] = col
+                    elif col in header:
+                        index[role] = header.index(col)
+                    else:
+                        raise DataError(path, f"column {col!r} (for {role}) not in header {header}", line=number)
+                width = len(header)
+                continue
+            if not index:
+                for role, col in wanted.items():
+                    if not isinstance(col, int):
+                        raise DataError(path, f"file has no header, so column {col!r} must be a field index")
+                    index[role] = col
+            needed = width if width is not None else max(index.values()) + 1
+            if len(row) < needed:
+                raise DataError(path, f"expected {needed} columns, found {len(row)}", line=number)
+            if width is not None and len(row) > width:
+                raise DataError(path, f"expected {width} columns (as the header), found {len(row)}", line=number)
+            record = {"_where": f"{path}:{number}"}
+            for role, i in index.items():
+                record[role] = row[i]
+            records.append(record)
+    if not records:
+        raise DataError(path, "empty file: no data rows")
+    return records
+
+
+def _records_from_hf(source: Mapping[str, Any], columns: Mapping[str, Any]) -> list[Record]:
+    name = source["hf"]
+    try:
+        import datasets  # noqa: PLC0415 - optional extra, imported only when asked for
+    except ImportError:
+        raise ConfigError("hf", f"dataset {name!r} needs the Hugging Face `datasets` package: pip install 'kdlab[hf]'")
+    split = source.get("hf_split") or "train"
+    try:
+        dataset = datasets.load_dataset(
+            name, source.get("hf_config"), split=split, data_files=source.get("data_files")
+        )
+    except Exception as err:  # datasets raises many types; report one line naming the dataset
+        raise DataError(f"hf:{name}/{split}", f"could not load the dataset ({type(err).__name__}: {err})") from None
+    missing = [c for c in columns.values() if c is not None and c not in dataset.column_names]
+    if missing:
+        raise ConfigError("columns", f"{missing} not in HF dataset {name!r} (columns: {dataset.column_names})")
+    records = []
+    for number, row in enumerate(dataset, start=1):
+        record = {"_where": f"hf:{name}/{split}:{number}"}
+        record.update({role: row[col] for role, col in columns.items() if col is not None})
+        records.append(record)
+    if not records:
+        raise DataError(f"hf:{name}/{split}", "empty dataset split")
+    return records
+
+
+def _records_from_embedded(source: Mapping[str, Any], columns: Mapping[str, Any]) -> list[Record]:
+    from kdlab.data.embedded import embedded_split
+
+    name, split = source["embedded"], source.get("split") or "train"
+    rows = embedded_split(name, split, size=source.get("size"), seed=source.get("seed", 0))
+    records = []
+    for number, row in enumerate(rows, start=1):
+        record = {"_where": f"embedded:{name}/{split}:{number}"}
+        record.update({role: row[col] for role, col in columns.items() if col is not None})
+        records.append(record)
+    return records
+
+
+def load_records(source: Mapping[str, Any], columns: Mapping[str, Any]) -> list[Record]:
+    """Load every row of a source as role -> raw value, then subsample `limit` rows if asked."""
+    if source.get("path") is not None:
+        records = _records_from_file(source, columns)
+    elif source.get("hf") is not None:
+        records = _records_from_hf(source, columns)
+    elif source.get("embedded") is not None:
+        records = _records_from_embedded(source, columns)
+    else:
+        raise ConfigError("source", f"needs one of path, hf or embedded; got keys {sorted(source)}")
+    limit = source.get("limit")
+    if limit is not None and limit < len(records):
+        # A seeded random subset in file order: files are often sorted by label or source.
+        keep = sorted(random.Random(source.get("seed", 0)).sample(range(len(records)), int(limit)))
+        records = [records[i] for i in keep]
+    return records

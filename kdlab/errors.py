@@ -1,0 +1,25 @@
+"""kdlab's own error types: each carries a one-line message naming the key, file or line at fault."""
+
+from __future__ import annotations
+
+
+class KdlabError(Exception):
+    """Base class for errors that kdlab reports as a single line and a non-zero exit."""
+
+
+class ConfigError(KdlabError):
+    """A config value is missing, out of range or inconsistent with another one."""
+
+    def __init__(self, key: str, message: str):
+        self.key = key
+        super().__init__(f"{key}: {message}")
+
+
+class DataError(KdlabError):
+    """A data file is missing, empty or malformed; the message names the file and line."""
+
+    def __init__(self, path: object, message: str, line: int | None = None):
+        self.path = str(path)
+        self.line = line
+        where = f"{path}:{line}" if line is not None else f"{path}"
+        super().__init__(f"{where}: {message}")

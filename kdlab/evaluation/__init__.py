@@ -1,0 +1,1 @@
+"""Evaluators: task metrics (GLUE-style), later STS Spearman and translation retrieval."""

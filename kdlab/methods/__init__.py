@@ -1,0 +1,1 @@
+"""One LightningModule per method: `finetune` (supervised, trains teachers), `hinton` (soft-target KD)."""

@@ -1,0 +1,71 @@
+"""What every supervised method shares: the model, task metrics, the optimiser factory, self-contained checkpoints."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+
+from kdlab.data.collate import model_inputs
+from kdlab.evaluation.task_metrics import build_metrics
+from kdlab.losses import hard_loss
+from kdlab.models.backbone import checkpoint_payload
+from kdlab.optim import build_optimizer
+
+
+class TaskModule(pl.LightningModule):
+    """A sequence classifier/regressor with val/test metrics; subclasses define `compute_loss`."""
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        tokenizer: Any,
+        task: str,
+        num_labels: int,
+        optimizer: Mapping[str, Any],
+        metrics: Sequence[str],
+    ):
+        super().__init__()
+        self.model = model
+        self.tokenizer = tokenizer
+        self.task = task
+        self.optimizer_cfg = dict(optimizer)
+        self.val_metrics = build_metrics(task, num_labels, metrics, prefix="val/")
+        self.test_metrics = build_metrics(task, num_labels, metrics, prefix="test/")
+
+    def forward(self, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        return self.model(**model_inputs(batch)).logits
+
+    def compute_loss(self, batch: Mapping[str, torch.Tensor], logits: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The training loss terms; `loss` is the one optimised, the rest are logged."""
+        raise NotImplementedError
+
+    def training_step(self, batch: Mapping[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        terms = self.compute_loss(batch, self(batch))
+        self.log_dict({f"train/{name}": value.detach() for name, value in terms.items()}, batch_size=len(batch["input_ids"]))
+        return terms["loss"]
+
+    def _predictions(self, logits: torch.Tensor) -> torch.Tensor:
+        return logits.view(-1).float() if self.task == "regression" else logits.argmax(dim=-1)
+
+    def _evaluate(self, batch: Mapping[str, torch.Tensor], split: str, metrics: Any) -> None:
+        logits = self(batch)
+        size = len(batch["input_ids"])
+        self.log(f"{split}/loss", hard_loss(logits, batch["labels"], self.task), batch_size=size, sync_dist=True)
+        metrics.update(self._predictions(logits), batch["labels"])
+        self.log_dict(metrics, batch_size=size)
+
+    def validation_step(self, batch: Mapping[str, torch.Tensor], batch_idx: int) -> None:
+        self._evaluate(batch, "val", self.val_metrics)
+
+    def test_step(self, batch: Mapping[str, torch.Tensor], batch_idx: int) -> None:
+        self._evaluate(batch, "test", self.test_metrics)
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        return build_optimizer(self.model.named_parameters(), self.optimizer_cfg, int(self.trainer.estimated_stepping_batches))
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # Config and tokenizer files travel with the weights: a .ckpt loads on its own, weights-only.
+        checkpoint["kdlab"] = checkpoint_payload(self.model, self.tokenizer)

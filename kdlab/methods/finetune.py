@@ -1,0 +1,20 @@
+"""`finetune`: plain supervised training (trains teachers and the no-KD baseline student).
+
+Loss: CE(z, y) for classification, MSE(z, y) for regression — Hinton KD with α = 0 and no teacher.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import torch
+
+from kdlab.losses import hard_loss
+from kdlab.methods.base import TaskModule
+
+
+class Finetune(TaskModule):
+    """Supervised fine-tuning on gold labels."""
+
+    def compute_loss(self, batch: Mapping[str, torch.Tensor], logits: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {"loss": hard_loss(logits, batch["labels"], self.task)}

@@ -1,0 +1,223 @@
+"""Build, load and export the sequence classifiers/regressors that teachers and students are.
+
+A model spec (``model.teacher`` / ``model.student`` in config) says where a backbone comes from:
+
+- ``name_or_path``: a Hugging Face name or local folder with pretrained weights (new task head);
+- otherwise ``config``: a random-init architecture (BERT-style keys), for tests and the embedded default;
+- ``from_teacher_layers`` (students): a copy of the teacher keeping only these encoder layers;
+- ``trained`` (teachers): an already fine-tuned model (HF folder or kdlab ``.ckpt``) used as is.
+
+``tokenizer`` is ``null`` (the model folder's own), ``train`` (a WordPiece vocabulary trained on the
+training texts, cached), ``teacher`` (the teacher's) or a path.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from kdlab.errors import ConfigError, DataError
+
+SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
+INPUT_NAMES = ["input_ids", "token_type_ids", "attention_mask"]
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt")
+
+
+def _fingerprint_texts(texts: Sequence[str], extra: str) -> str:
+    digest = hashlib.sha256(extra.encode())
+    for text in texts:
+        digest.update(text.encode())
+        digest.update(b"\0")
+    return digest.hexdigest()[:16]
+
+
+def train_wordpiece(texts: Sequence[str], vocab_size: int, cache_dir: str | Path) -> Any:
+    """A lower-casing BERT-style WordPiece tokenizer trained on `texts`, cached by their content."""
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+    from transformers import AutoTokenizer, PreTrainedTokenizerFast
+
+    folder = Path(cache_dir) / "tokenizers" / f"wordpiece-{_fingerprint_texts(texts, str(vocab_size))}"
+    if (folder / "tokenizer.json").exists():
+        return AutoTokenizer.from_pretrained(str(folder))
+    tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    tok.normalizer = normalizers.BertNormalizer(lowercase=True)
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tok.decoder = decoders.WordPiece()
+    tok.train_from_iterator(texts, trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=list(SPECIAL_TOKENS)))
+    cls_id, sep_id = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
+    tok.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]",
+        pair="[CLS] $A [SEP] $B:1 [SEP]:1",
+        special_tokens=[("[CLS]", cls_id), ("[SEP]", sep_id)],
+    )
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]", sep_token="[SEP]", mask_token="[MASK]",
+        model_input_names=INPUT_NAMES,
+    )
+    save_atomically(folder, fast.save_pretrained)
+    return fast
+
+
+def load_tokenizer(path: str) -> Any:
+    """A tokenizer from a HF name or local folder, with a clear error when it cannot be found."""
+    from transformers import AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(path)
+    except (OSError, ValueError) as err:
+        raise ConfigError("model.tokenizer", f"cannot load a tokenizer from {path!r} ({str(err).splitlines()[0]})") from None
+
+
+def save_atomically(folder: Path, write: Callable[[str], Any]) -> None:
+    """Write a folder through a temporary sibling and rename it, so a half-written folder is never read."""
+    folder = Path(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    try:
+        write(str(tmp))
+        if folder.exists():
+            shutil.rmtree(folder)
+        os.replace(tmp, folder)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _head_kwargs(task: str, labels: Sequence[str]) -> dict[str, Any]:
+    if task == "regression":
+        return {"num_labels": 1, "problem_type": "regression"}
+    return {
+        "num_labels": len(labels),
+        "problem_type": "single_label_classification",
+        "id2label": {i: str(label) for i, label in enumerate(labels)},
+        "label2id": {str(label): i for i, label in enumerate(labels)},
+    }
+
+
+def encoder_layers(model: nn.Module) -> nn.ModuleList:
+    """The transformer layer stack of a HF encoder (the ModuleList as long as num_hidden_layers)."""
+    depth = model.config.num_hidden_layers
+    for module in model.modules():
+        if isinstance(module, nn.ModuleList) and len(module) == depth:
+            return module
+    raise ConfigError("model.student.from_teacher_layers", f"cannot find the layer stack of {type(model).__name__}")
+
+
+def keep_layers(teacher: nn.Module, layers: Sequence[int]) -> nn.Module:
+    """A copy of `teacher` with only the given encoder layers (DistilBERT-style initialisation)."""
+    depth = teacher.config.num_hidden_layers
+    bad = [i for i in layers if not 0 <= int(i) < depth]
+    if not layers or bad:
+        raise ConfigError(
+            "model.student.from_teacher_layers", f"needs layer indices in [0, {depth - 1}] for this teacher, got {list(layers)}"
+        )
+    student = copy.deepcopy(teacher)
+    stack = encoder_layers(student)
+    kept = [stack[int(i)] for i in layers]
+    for position in range(len(stack) - 1, -1, -1):
+        del stack[position]
+    stack.extend(kept)
+    student.config.num_hidden_layers = len(kept)
+    for position, layer in enumerate(kept):  # some architectures index their caches by layer_idx
+        for sub in layer.modules():
+            if hasattr(sub, "layer_idx"):
+                sub.layer_idx = position
+    for parameter in student.parameters():
+        parameter.requires_grad_(True)
+    return student
+
+
+def build_model(
+    spec: Mapping[str, Any], task: str, labels: Sequence[str], tokenizer: Any, teacher: nn.Module | None = None
+) -> nn.Module:
+    """A fresh model for the task from a spec: pretrained backbone, random config, or teacher layers."""
+    from transformers import AutoConfig, AutoModelForSequenceClassification
+
+    head = _head_kwargs(task, labels)
+    if spec.get("from_teacher_layers") is not None:
+        if teacher is None:
+            raise ConfigError("model.student.from_teacher_layers", "needs a teacher (method hinton)")
+        return keep_layers(teacher, list(spec["from_teacher_layers"]))
+    if spec.get("name_or_path"):
+        try:
+            return AutoModelForSequenceClassification.from_pretrained(str(spec["name_or_path"]), **head)
+        except OSError as err:
+            raise ConfigError("model.name_or_path", f"cannot load {spec['name_or_path']!r} ({str(err).splitlines()[0]})") from None
+    arch = dict(spec.get("config") or {})
+    model_type = arch.pop("model_type", "bert")
+    arch.setdefault("vocab_size", len(tokenizer))
+    arch.setdefault("pad_token_id", tokenizer.pad_token_id)
+    config = AutoConfig.for_model(model_type, **arch, **head)
+    return AutoModelForSequenceClassification.from_config(config)
+
+
+def checkpoint_payload(model: nn.Module, tokenizer: Any) -> dict[str, Any]:
+    """What a kdlab checkpoint stores besides weights so it can be loaded on its own: config + tokenizer files."""
+    files: dict[str, str] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        tokenizer.save_pretrained(tmp)
+        for name in os.listdir(tmp):
+            files[name] = Path(tmp, name).read_text(encoding="utf-8")
+    return {"model_config": model.config.to_dict(), "tokenizer_files": files}
+
+
+def load_trained(path: str | Path, key: str = "model.teacher.trained") -> tuple[nn.Module, Any]:
+    """A fine-tuned model and its tokenizer from a HF folder or a kdlab ``.ckpt`` (loaded weights-only)."""
+    from transformers import AutoConfig, AutoModelForSequenceClassification
+
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError(key, f"{path} does not exist (expected a model folder or a kdlab .ckpt)")
+    if path.is_dir():
+        if not (path / "config.json").exists():
+            raise ConfigError(key, f"{path} has no config.json (expected a Hugging Face model folder)")
+        return AutoModelForSequenceClassification.from_pretrained(str(path)), load_tokenizer(str(path))
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # unpickling refused or corrupt file: one line, never a deep traceback
+        raise DataError(path, f"not a loadable kdlab checkpoint ({type(err).__name__}: {str(err).splitlines()[0]})") from None
+    payload = checkpoint.get("kdlab") if isinstance(checkpoint, dict) else None
+    if not payload:
+        raise DataError(path, "checkpoint has no 'kdlab' entry (was it written by kdlab?)")
+    config_dict = dict(payload["model_config"])
+    config = AutoConfig.for_model(config_dict.pop("model_type"), **config_dict)
+    model = AutoModelForSequenceClassification.from_config(config)
+    prefix = "model."
+    state = {k[len(prefix):]: v for k, v in checkpoint["state_dict"].items() if k.startswith(prefix)}
+    model.load_state_dict(state)
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, text in payload["tokenizer_files"].items():
+            Path(tmp, name).write_text(text, encoding="utf-8")
+        tokenizer = load_tokenizer(tmp)
+    return model, tokenizer
+
+
+def export_model(model: nn.Module, tokenizer: Any, folder: str | Path) -> Path:
+    """Write `model` (safetensors) and `tokenizer` as a Hugging Face folder, atomically."""
+    folder = Path(folder)
+
+    def write(tmp: str) -> None:
+        model.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+
+    save_atomically(folder, write)
+    return folder
+
+
+def freeze(model: nn.Module) -> nn.Module:
+    """Put a model in eval mode with gradients off (teachers)."""
+    model.eval()
+    for parameter in model.parameters():
+        parameter.requires_grad_(False)
+    return model

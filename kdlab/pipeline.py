@@ -1,0 +1,177 @@
+"""The runs `kdlab-train` starts: `finetune` (one model) and `hinton` (teacher → KD student [→ no-KD baseline]).
+
+A hinton run fine-tunes its teacher first with `finetune` — or reuses a teacher an earlier run
+trained with the same config (kept under `paths.teacher_store`, keyed by a hash of that config), or
+takes `model.teacher.trained` as is — then distils the student and evaluates all on val and test.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+from omegaconf import DictConfig, OmegaConf
+
+from kdlab.data.text import TextDataModule
+from kdlab.errors import ConfigError
+from kdlab.methods.finetune import Finetune
+from kdlab.methods.hinton import HintonKD
+from kdlab.models.backbone import build_model, load_tokenizer, load_trained, save_atomically, train_wordpiece
+from kdlab.runner import evaluate, fit_stage
+from kdlab.utils.run_folder import write_json, write_run_info
+
+log = logging.getLogger(__name__)
+
+
+def _container(node: Any) -> Any:
+    return OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else node
+
+
+def resolve_tokenizer(cfg: DictConfig, spec: DictConfig, datamodule: TextDataModule) -> Any:
+    """The tokenizer a model spec asks for (its folder's, a trained WordPiece, or a given path)."""
+    choice = spec.get("tokenizer")
+    if choice == "teacher":
+        return resolve_tokenizer(cfg, cfg.model.teacher, datamodule)
+    if choice == "train" or (choice is None and not spec.get("name_or_path") and not spec.get("trained")):
+        return train_wordpiece(datamodule.texts("train"), int(spec.get("vocab_size") or 2000), cfg.paths.cache_dir)
+    return load_tokenizer(str(choice or spec.get("trained") or spec.get("name_or_path")))
+
+
+def teacher_key(cfg: DictConfig) -> str:
+    """Hash of everything that determines a fine-tuned teacher: its spec, the data, the stage settings, seed, precision."""
+    parts = {
+        "teacher": _container(cfg.model.teacher),
+        "data": {k: v for k, v in _container(cfg.data).items() if k not in ("eval_batch_size", "num_workers")},
+        "stage": _container(cfg.method.teacher),
+        "seed": cfg.seed,
+        "precision": str(cfg.trainer.get("precision")),
+        "limits": [cfg.trainer.get(k) for k in ("limit_train_batches", "limit_val_batches")],
+    }
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _module(kind: str, cfg: DictConfig, stage_cfg: DictConfig, model: Any, tokenizer: Any, datamodule: TextDataModule, teacher: Any = None) -> pl.LightningModule:
+    common = dict(
+        model=model,
+        tokenizer=tokenizer,
+        task=datamodule.task,
+        num_labels=datamodule.num_labels,
+        optimizer=_container(stage_cfg.optimizer),
+        metrics=list(cfg.data.metrics),
+    )
+    if kind == "hinton":
+        return HintonKD(teacher=teacher, alpha=float(cfg.loss.alpha), temperature=float(cfg.loss.temperature), **common)
+    return Finetune(**common)
+
+
+def _check_head(model: Any, datamodule: TextDataModule, key: str) -> None:
+    width = int(getattr(model.config, "num_labels", 0))
+    if width != datamodule.num_labels:
+        raise ConfigError(key, f"the teacher has {width} output labels but data.labels gives {datamodule.num_labels}")
+
+
+def obtain_teacher(cfg: DictConfig, datamodule: TextDataModule, run_dir: Path) -> tuple[Any, Any, dict[str, float], str]:
+    """The teacher model, its tokenizer, its val/test metrics, and where it came from."""
+    spec = cfg.model.teacher
+    if spec.get("trained"):
+        model, tokenizer = load_trained(spec.trained)
+        _check_head(model, datamodule, "model.teacher.trained")
+        datamodule.tokenizer = tokenizer
+        metrics = evaluate(cfg, _module("finetune", cfg, cfg.method.teacher, model, tokenizer, datamodule), datamodule, run_dir / "teacher")
+        return model, tokenizer, metrics, f"given: {spec.trained}"
+    stored = Path(cfg.paths.teacher_store) / teacher_key(cfg)
+    if cfg.method.reuse_teacher and (stored / "model" / "config.json").exists() and (stored / "metrics.json").exists():
+        model, tokenizer = load_trained(stored / "model")
+        datamodule.tokenizer = tokenizer
+        metrics = json.loads((stored / "metrics.json").read_text())
+        log.info("teacher: reusing %s (same config as an earlier run)", stored)
+        return model, tokenizer, metrics, f"reused: {stored}"
+    tokenizer = resolve_tokenizer(cfg, spec, datamodule)
+    datamodule.tokenizer = tokenizer
+    pl.seed_everything(cfg.seed, workers=True)
+    model = build_model(spec, datamodule.task, datamodule.labels, tokenizer)
+    module = _module("finetune", cfg, cfg.method.teacher, model, tokenizer, datamodule)
+    metrics = fit_stage(cfg, "teacher", module, datamodule, cfg.method.teacher, run_dir)
+
+    def store(tmp: str) -> None:
+        shutil.copytree(run_dir / "teacher" / "model", Path(tmp) / "model")
+        write_json(Path(tmp) / "metrics.json", metrics)
+
+    save_atomically(stored, store)
+    return module.model, tokenizer, metrics, f"trained in this run, stored as {stored}"
+
+
+def run_finetune(cfg: DictConfig, run_dir: Path) -> dict[str, float]:
+    """Fine-tune the model `method.train` names (teacher or student spec) on gold labels."""
+    datamodule = TextDataModule(cfg.data)
+    role = cfg.method.train
+    spec = cfg.model[role]
+    tokenizer = resolve_tokenizer(cfg, spec, datamodule)
+    datamodule.tokenizer = tokenizer
+    pl.seed_everything(cfg.seed, workers=True)
+    model = build_model(spec, datamodule.task, datamodule.labels, tokenizer)
+    module = _module("finetune", cfg, cfg.method[role], model, tokenizer, datamodule)
+    metrics = fit_stage(cfg, role, module, datamodule, cfg.method[role], run_dir)
+    return {f"{role}/{k}": v for k, v in metrics.items()}
+
+
+def run_hinton(cfg: DictConfig, run_dir: Path) -> dict[str, float]:
+    """Teacher (fine-tuned, reused or given) → Hinton-KD student, and optionally the student without KD."""
+    datamodule = TextDataModule(cfg.data)
+    teacher, tokenizer, teacher_metrics, origin = obtain_teacher(cfg, datamodule, run_dir)
+    write_json(run_dir / "teacher" / "teacher.json", {"origin": origin, "metrics": teacher_metrics})
+    results = {f"teacher/{k}": v for k, v in teacher_metrics.items()}
+
+    pl.seed_everything(cfg.seed, workers=True)
+    student = build_model(cfg.model.student, datamodule.task, datamodule.labels, tokenizer, teacher=teacher)
+    module = _module("hinton", cfg, cfg.method.student, student, tokenizer, datamodule, teacher=teacher)
+    results.update({f"student/{k}": v for k, v in fit_stage(cfg, "student", module, datamodule, cfg.method.student, run_dir).items()})
+
+    if cfg.method.baseline:
+        pl.seed_everything(cfg.seed, workers=True)
+        baseline = build_model(cfg.model.student, datamodule.task, datamodule.labels, tokenizer, teacher=teacher)
+        module = _module("finetune", cfg, cfg.method.student, baseline, tokenizer, datamodule)
+        results.update({f"baseline/{k}": v for k, v in fit_stage(cfg, "baseline", module, datamodule, cfg.method.student, run_dir).items()})
+    return results
+
+
+PIPELINES = {"finetune": run_finetune, "hinton": run_hinton}
+
+
+def print_table(results: dict[str, float], metric_names: list[str]) -> None:
+    """A small table: one row per model (teacher / student / baseline), val and test columns per metric."""
+    from rich.console import Console
+    from rich.table import Table
+
+    roles = []
+    for key in results:
+        role = key.split("/", 1)[0]
+        if role not in roles:
+            roles.append(role)
+    labels = {"teacher": "teacher", "student": "student (KD)", "baseline": "student (no KD)"}
+    table = Table(title="kdlab results")
+    table.add_column("model")
+    columns = [(split, m) for m in metric_names for split in ("val", "test")]
+    for split, m in columns:
+        table.add_column(f"{split}/{m}", justify="right")
+    for role in roles:
+        cells = [f"{results[k]:.4f}" if (k := f"{role}/{split}/{m}") in results else "-" for split, m in columns]
+        table.add_row(labels.get(role, role), *cells)
+    Console(width=120).print(table)
+
+
+def run(cfg: DictConfig) -> float | None:
+    """Run the configured method, write metrics.json, print the results table, return the optimised metric."""
+    run_dir = Path(cfg.paths.output_dir)
+    write_run_info(run_dir, OmegaConf.to_yaml(cfg, resolve=True))
+    results = PIPELINES[cfg.method.name](cfg, run_dir)
+    write_json(run_dir / "metrics.json", results)
+    print_table(results, list(cfg.data.metrics))
+    log.info("run folder: %s", run_dir)
+    metric = cfg.get("optimized_metric")
+    return results.get(metric) if metric else None

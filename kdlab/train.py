@@ -1,0 +1,35 @@
+"""`kdlab-train` (also `python -m kdlab.train`): compose the config, check it, run the method.
+
+    kdlab-train                              # embedded default: teacher, then KD student
+    kdlab-train --cfg job                    # print the composed config
+    kdlab-train experiment=hinton_sst2       # a recorded experiment
+    kdlab-train -m loss.temperature=1,2,4    # a Hydra multirun sweep
+"""
+
+from __future__ import annotations
+
+import hydra
+from omegaconf import DictConfig
+
+from kdlab.app import conf_dir, guarded, register_resolvers
+
+register_resolvers()
+
+
+def train(cfg: DictConfig) -> float | None:
+    """Check the config, then run the method; returns `optimized_metric` for sweepers."""
+    from kdlab.config import validate
+
+    validate(cfg)
+    from kdlab.pipeline import run  # heavy imports (torch, Lightning, transformers) start here
+
+    return run(cfg)
+
+
+@hydra.main(version_base="1.3", config_path=conf_dir(), config_name="train")
+def main(cfg: DictConfig) -> float | None:
+    return guarded(train, cfg)
+
+
+if __name__ == "__main__":
+    main()

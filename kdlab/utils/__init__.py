@@ -1,0 +1,1 @@
+"""Small helpers: run-folder files, atomic JSON writes."""

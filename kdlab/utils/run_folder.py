@@ -1,0 +1,73 @@
+"""Everything a run needs is in its run folder: resolved config, git commit, metrics."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+
+def write_json(path: str | Path, data: Any) -> None:
+    """Write JSON through a temporary file in the same folder and rename it (never half-written)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump(data, handle, indent=2, sort_keys=True)
+            handle.write("\n")
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def git_state(cwd: str | Path | None = None) -> dict[str, Any]:
+    """The commit and dirtiness of the kdlab checkout (or of `cwd`), or nulls outside git."""
+    where = Path(cwd) if cwd else Path(__file__).resolve().parents[2]
+
+    def git(*args: str) -> str | None:
+        try:
+            out = subprocess.run(["git", *args], cwd=where, capture_output=True, text=True, timeout=10)
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+        return out.stdout.strip() if out.returncode == 0 else None
+
+    commit = git("rev-parse", "HEAD")
+    status = git("status", "--porcelain", "--untracked-files=no")
+    return {"commit": commit, "dirty": bool(status) if status is not None else None}
+
+
+def write_run_info(run_dir: str | Path, resolved_config_yaml: str) -> None:
+    """config.yaml (resolved) and run.json (git commit, command line, versions, start time)."""
+    import pytorch_lightning
+    import torch
+    import transformers
+
+    from kdlab import __version__
+
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.yaml").write_text(resolved_config_yaml, encoding="utf-8")
+    write_json(
+        run_dir / "run.json",
+        {
+            "git": git_state(),
+            "command": sys.argv,
+            "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "host": platform.node(),
+            "versions": {
+                "kdlab": __version__,
+                "python": platform.python_version(),
+                "torch": torch.__version__,
+                "pytorch_lightning": pytorch_lightning.__version__,
+                "transformers": transformers.__version__,
+            },
+        },
+    )
