@@ -41,7 +41,7 @@ NOISE = 0.04
 
 def _clause(rng: random.Random, polarity: int) -> str:
     """A clause whose meaning has the given polarity (+1 / -1), negated half of the time."""
-    negated = rng.random() < 0.4
+    negated = rng.random() < 0.25
     adjective_polarity = -polarity if negated else polarity
     adjective = rng.choice(POSITIVE if adjective_polarity > 0 else NEGATIVE)
     words = [rng.choice(ASPECTS), rng.choice(VERBS)]
@@ -57,13 +57,13 @@ def _review(rng: random.Random) -> tuple[str, int]:
     """One review and its true polarity index (0 negative, 1 positive)."""
     polarity = rng.choice((-1, 1))
     kind = rng.random()
-    if kind < 0.30:
+    if kind < 0.40:
         text = _clause(rng, polarity)
-    elif kind < 0.45:
+    elif kind < 0.60:
         text = f"{_clause(rng, polarity)} and {_clause(rng, polarity)}"
-    elif kind < 0.72:
+    elif kind < 0.82:
         text = f"{_clause(rng, -polarity)} but {_clause(rng, polarity)}"
-    elif kind < 0.88:
+    elif kind < 0.92:
         text = f"although {_clause(rng, -polarity)} , {_clause(rng, polarity)}"
     else:
         text = f"{_clause(rng, polarity)} , even though {_clause(rng, -polarity)}"

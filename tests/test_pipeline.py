@@ -1,0 +1,114 @@
+"""End to end through the CLI: teacher fine-tuning → KD student (→ no-KD baseline), run folder, exports, reuse."""
+
+import json
+
+import pytest
+import torch
+
+from conftest import run_dirs
+
+SMALL = [
+    "data.train.size=1200", "data.validation.size=200", "data.test.size=400",
+    "model.teacher.config.hidden_size=64", "model.teacher.config.num_hidden_layers=2",
+    "model.teacher.config.intermediate_size=128", "method.teacher.epochs=5", "method.student.epochs=5",
+    "data.batch_size=16",
+    "trainer.enable_progress_bar=false",
+]
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    """One small hinton run with baseline through `python -m kdlab.train` (shared by the tests below)."""
+    import os
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    tmp = tmp_path_factory.mktemp("e2e")
+    env = {**os.environ, "KDLAB_OUTPUT_DIR": str(tmp / "outputs"), "KDLAB_CACHE_DIR": str(tmp / "cache"), "HF_HUB_OFFLINE": "1"}
+    result = subprocess.run([sys.executable, "-m", "kdlab.train", *SMALL, "method.baseline=true"],
+                            cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    (run,) = run_dirs(tmp)
+    return run, result, env, tmp
+
+
+def test_run_folder_has_config_commit_metrics_checkpoints_and_models(finished_run):
+    run, result, _, _ = finished_run
+    assert "kdlab results" in result.stdout and "student (no KD)" in result.stdout
+    assert "loss:\n  alpha: 0.5" in (run / "config.yaml").read_text()
+    info = json.loads((run / "run.json").read_text())
+    assert len(info["git"]["commit"] or "") == 40
+    metrics = json.loads((run / "metrics.json").read_text())
+    for role in ("teacher", "student", "baseline"):
+        for key in ("val/acc", "test/acc", "val/f1", "test/f1"):
+            assert isinstance(metrics[f"{role}/{key}"], float)
+    for stage in ("teacher", "student", "baseline"):
+        assert (run / stage / "checkpoints" / "best.ckpt").exists() and (run / stage / "checkpoints" / "last.ckpt").exists()
+        assert (run / stage / "model" / "model.safetensors").exists()
+    header = (run / "logs" / "student" / "metrics.csv").read_text().splitlines()[0].split(",")
+    assert {"train/loss", "train/loss_soft", "train/loss_hard", "val/acc"} <= set(header)
+
+
+def test_students_and_teacher_score_above_chance(finished_run):
+    run, _, _, _ = finished_run
+    metrics = json.loads((run / "metrics.json").read_text())
+    # 400 balanced test examples: chance is 0.5 ± 0.025; 0.6 is four standard deviations above it
+    assert metrics["teacher/test/acc"] > 0.6
+    assert metrics["student/test/acc"] > 0.6
+    assert metrics["baseline/test/acc"] > 0.6
+
+
+def test_exported_student_loads_with_automodel_and_reproduces_test_accuracy(finished_run):
+    from transformers import AutoModel, AutoModelForSequenceClassification, AutoTokenizer
+
+    from kdlab.data.embedded import reviews
+
+    run, _, _, _ = finished_run
+    folder = run / "student" / "model"
+    assert AutoModel.from_pretrained(folder).config.num_hidden_layers == 1
+    model = AutoModelForSequenceClassification.from_pretrained(folder).eval()
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    rows = reviews("test", size=400)
+    with torch.no_grad():
+        batch = tokenizer([r["text"] for r in rows], padding=True, truncation=True, max_length=64, return_tensors="pt")
+        predicted = model(**batch).logits.argmax(-1).tolist()
+    accuracy = sum(model.config.id2label[p] == r["label"] for p, r in zip(predicted, rows)) / len(rows)
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert accuracy == pytest.approx(metrics["student/test/acc"], abs=1e-6)
+
+
+def test_second_run_reuses_the_stored_teacher(finished_run):
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    first, _, env, tmp = finished_run
+    result = subprocess.run([sys.executable, "-m", "kdlab.train", *SMALL, "method.student.epochs=1"],
+                            cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    second = run_dirs(tmp)[-1]
+    origin = json.loads((second / "teacher" / "teacher.json").read_text())["origin"]
+    assert origin.startswith("reused: ")
+    assert not (second / "teacher" / "checkpoints").exists()  # no teacher training happened
+    teacher_metrics = json.loads((first / "metrics.json").read_text())["teacher/test/acc"]
+    assert json.loads((second / "metrics.json").read_text())["teacher/test/acc"] == teacher_metrics
+
+
+def test_kdlab_eval_on_the_exported_model_and_its_checkpoint(finished_run):
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    run, _, env, tmp = finished_run
+    expected = json.loads((run / "metrics.json").read_text())
+    overrides = ["data.train.size=1200", "data.validation.size=200", "data.test.size=400"]
+    for target in (run / "student" / "model", run / "student" / "checkpoints" / "best.ckpt"):
+        result = subprocess.run([sys.executable, "-m", "kdlab.eval", f"model_path={target}", *overrides],
+                                cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+        assert result.returncode == 0, result.stderr[-3000:]
+        line = next(line for line in result.stdout.splitlines() if line.startswith("test/acc"))
+        assert float(line.split("\t")[1]) == pytest.approx(expected["student/test/acc"], abs=1e-4)
