@@ -32,7 +32,9 @@ def _loggers(cfg: DictConfig, stage: str) -> list[Any]:
         elif target.endswith("WandbLogger"):
             extra["name"] = f"{cfg.run_name}/{stage}"
             extra["config"] = OmegaConf.to_container(cfg, resolve=True)
-        loggers.append(instantiate(logger_cfg, **extra))
+        # a plain dict, not recursive: the run config passed to W&B holds `_target_` nodes of its own
+        spec = {**OmegaConf.to_container(logger_cfg, resolve=True), **extra, "_recursive_": False, "_convert_": "all"}
+        loggers.append(instantiate(spec))
     return loggers
 
 

@@ -97,3 +97,33 @@ def test_optimizer_skips_decay_on_bias_and_layernorm(tiny_tokenizer):
     assert all("bias" not in names[id(p)] and "LayerNorm" not in names[id(p)] for p in decayed["params"])
     assert any("LayerNorm.weight" in names[id(p)] for p in plain["params"])
     assert len(decayed["params"]) + len(plain["params"]) == len(list(model.parameters()))
+
+
+def test_training_puts_the_student_in_train_mode_and_keeps_the_teacher_frozen(tiny_tokenizer, tmp_path):
+    import pytorch_lightning as pl
+
+    from kdlab.data.text import TextDataModule
+    from kdlab.methods.hinton import HintonKD
+    from kdlab.models.backbone import freeze
+
+    teacher = freeze(build_model({"config": TINY}, "classification", ["negative", "positive"], tiny_tokenizer))
+    student = keep_layers(teacher, [0])  # a copy of a frozen, eval-mode teacher
+    before = {k: v.clone() for k, v in teacher.state_dict().items()}
+    seen = []
+
+    class Probe(pl.Callback):
+        def on_train_batch_start(self, trainer, module, batch, batch_idx):
+            seen.append((module.model.training, module.teacher.training))
+
+    cfg = {"task": "classification", "labels": ["negative", "positive"], "columns": {"text": "text", "text_pair": None, "label": "label"},
+           "train": {"embedded": "reviews", "split": "train", "size": 64}, "validation": {"embedded": "reviews", "split": "validation", "size": 32},
+           "test": {"embedded": "reviews", "split": "test", "size": 32}, "max_length": 32, "batch_size": 16}
+    module = HintonKD(student, teacher, tiny_tokenizer, "classification", 2, {"lr": 1e-3}, ["acc"], alpha=0.5, temperature=2.0)
+    trainer = pl.Trainer(max_epochs=2, logger=False, enable_progress_bar=False, enable_model_summary=False,
+                         num_sanity_val_steps=0, default_root_dir=tmp_path, callbacks=[Probe()])
+    trainer.fit(module, datamodule=TextDataModule(cfg, tokenizer=tiny_tokenizer))
+    assert seen and all(s_train and not t_train for s_train, t_train in seen)
+    for key, value in teacher.state_dict().items():
+        assert torch.equal(value, before[key]), key
+    saved = torch.load(trainer.checkpoint_callback.best_model_path, weights_only=True)
+    assert saved["state_dict"] and not any(k.startswith("teacher.") for k in saved["state_dict"])

@@ -112,3 +112,27 @@ def test_kdlab_eval_on_the_exported_model_and_its_checkpoint(finished_run):
         assert result.returncode == 0, result.stderr[-3000:]
         line = next(line for line in result.stdout.splitlines() if line.startswith("test/acc"))
         assert float(line.split("\t")[1]) == pytest.approx(expected["student/test/acc"], abs=1e-4)
+
+
+def test_multirun_sweep_writes_one_run_folder_per_job(cli):
+    result = cli("-m", "loss.temperature=1,4", "debug=fast", "data.train.size=200", "data.validation.size=50", "data.test.size=50")
+    assert result.returncode == 0, result.stderr[-3000:]
+    (sweep,) = (cli.tmp_path / "outputs" / "sweeps").iterdir()
+    temperatures = []
+    for job in sorted(p for p in sweep.iterdir() if p.name.isdigit()):
+        assert set(json.loads((job / "metrics.json").read_text())) >= {"teacher/test/acc", "student/test/acc"}
+        temperatures.append(float(next(l for l in (job / "config.yaml").read_text().splitlines() if "temperature" in l).split(":")[1]))
+    assert temperatures == [1.0, 4.0]
+
+
+def test_wandb_offline_run_records_metrics_and_config(cli):
+    result = cli("logger=wandb", "debug=fast", "data.train.size=200", "data.validation.size=50", "data.test.size=50",
+                 env={"WANDB_MODE": "offline"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    (run,) = run_dirs(cli.tmp_path)
+    offline = sorted((run / "wandb").glob("offline-run-*"))
+    assert len(offline) == 2  # one W&B run per stage: teacher, student
+    assert (run / "logs" / "student" / "metrics.csv").exists()  # csv stays on beside W&B
+    # offline runs keep config and history in the run's .wandb record file (synced later by `wandb sync`)
+    record = next(offline[-1].glob("run-*.wandb")).read_bytes()
+    assert b"temperature" in record and b"test/acc" in record and b"val/acc" in record

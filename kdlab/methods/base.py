@@ -35,6 +35,11 @@ class TaskModule(pl.LightningModule):
         self.val_metrics = build_metrics(task, num_labels, metrics, prefix="val/")
         self.test_metrics = build_metrics(task, num_labels, metrics, prefix="test/")
 
+    def on_fit_start(self) -> None:
+        # from_pretrained() and copies of a frozen teacher come in eval mode, and Lightning keeps the
+        # mode it finds: switch the trained model to train mode so dropout is on while it learns.
+        self.model.train()
+
     def forward(self, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
         return self.model(**model_inputs(batch)).logits
 

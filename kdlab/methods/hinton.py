@@ -8,6 +8,7 @@ reach it) and its weights are left out of the student's checkpoints.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -17,6 +18,10 @@ from kdlab.data.collate import model_inputs
 from kdlab.losses import SoftTargetKDLoss
 from kdlab.methods.base import TaskModule
 from kdlab.models.backbone import freeze
+
+
+# The frozen teacher's modules are in eval mode on purpose; Lightning's notice about them is noise here.
+warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode at the start of training")
 
 
 class HintonKD(TaskModule):

@@ -1,0 +1,52 @@
+"""Slow tests: the real all-MiniLM-L6-v2 teacher and the real files in ../shared/data (KDLAB_DATA_DIR)."""
+
+import json
+
+import pytest
+
+from conftest import SHARED_DATA, needs_minilm, needs_shared_data, run_dirs
+from kdlab.data.text import TextDataModule
+
+
+def glue_cfg(path, columns, labels, task="classification", **source):
+    return {"task": task, "labels": labels, "columns": columns, "max_length": 64, "batch_size": 8,
+            "train": {"path": str(path), **source}, "validation": None, "test": None, "label_scale": 5.0 if task == "regression" else None}
+
+
+@pytest.mark.slow
+@needs_shared_data("glue")
+@pytest.mark.parametrize(
+    "relative,columns,labels,task,source,rows",
+    [
+        ("glue/SST-2/train.tsv", {"text": "sentence", "label": "label"}, ["0", "1"], "classification", {}, 67349),
+        ("glue/SST-2/dev.tsv", {"text": "sentence", "label": "label"}, ["0", "1"], "classification", {}, 872),
+        ("glue/RTE/train.tsv", {"text": "sentence1", "text_pair": "sentence2", "label": "label"}, ["entailment", "not_entailment"], "classification", {}, 2490),
+        ("glue/CoLA/train.tsv", {"text": 3, "label": 1}, ["0", "1"], "classification", {"header": False}, 8551),
+        ("glue/MRPC/msr_paraphrase_train.txt", {"text": "#1 String", "text_pair": "#2 String", "label": "Quality"}, ["0", "1"], "classification", {"format": "tsv"}, 4076),
+        ("stsb/sts-train.csv", {"text": 5, "text_pair": 6, "label": 4}, None, "regression", {"format": "tsv", "header": False}, 5749),
+    ],
+)
+def test_real_files_load_through_the_shared_layer(relative, columns, labels, task, source, rows):
+    columns = {"text_pair": None, **columns}
+    module = TextDataModule(glue_cfg(SHARED_DATA / relative, columns, labels, task, **source))
+    records = module.records("train")
+    assert len(records) == rows
+    if task == "regression":
+        assert all(0.0 <= r["label"] <= 1.0 for r in records)
+
+
+@needs_minilm()
+@needs_shared_data("glue", "SST-2")
+def test_hinton_sst2_experiment_runs_end_to_end_small(cli):
+    result = cli(
+        "experiment=hinton_sst2", "data.train.limit=256", "data.validation.limit=128", "data.test.limit=128",
+        "method.teacher.epochs=1", "method.student.epochs=1", "trainer.enable_progress_bar=false",
+        env={"KDLAB_DATA_DIR": str(SHARED_DATA)}, timeout=1800,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    (run,) = run_dirs(cli.tmp_path)
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["teacher/val/acc"] > 0.6  # MiniLM fine-tuned on 256 SST-2 sentences is well above chance
+    from transformers import AutoConfig
+
+    assert AutoConfig.from_pretrained(run / "student" / "model").num_hidden_layers == 2
