@@ -6,6 +6,7 @@ Only hydra/omegaconf are imported here; torch, Lightning and transformers load w
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import sys
 from collections.abc import Callable
@@ -40,8 +41,11 @@ def minilm_path() -> str:
 
 
 def register_resolvers() -> None:
+    """`${minilm_path:}` (the offline MiniLM folder) and `${kdlab_cwd:}` (the folder kdlab was started from)."""
     if not OmegaConf.has_resolver("minilm_path"):
         OmegaConf.register_new_resolver("minilm_path", minilm_path)
+    if not OmegaConf.has_resolver("kdlab_cwd"):
+        OmegaConf.register_new_resolver("kdlab_cwd", os.getcwd)
 
 
 def _is_fresh(run_dir: Path) -> bool:

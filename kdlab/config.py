@@ -137,6 +137,8 @@ def validate(cfg: DictConfig) -> None:
         raise ConfigError("method.name", f"must be one of {list(METHODS)}, got {method!r}")
     if method == "hinton":
         validate_loss(cfg)
+        if cfg.method.get("teacher_outputs") not in ("cache", "live"):
+            raise ConfigError("method.teacher_outputs", f"must be cache or live, got {cfg.method.get('teacher_outputs')!r}")
     validate_data(cfg)
     validate_models(cfg)
     for stage in ("teacher", "student"):

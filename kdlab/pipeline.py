@@ -17,11 +17,13 @@ from typing import Any
 import pytorch_lightning as pl
 from omegaconf import DictConfig, OmegaConf
 
+from kdlab.cache.teacher_outputs import TeacherOutputCache, distinct
 from kdlab.data.text import TextDataModule
 from kdlab.errors import ConfigError
 from kdlab.methods.finetune import Finetune
 from kdlab.methods.hinton import HintonKD
 from kdlab.models.backbone import build_model, load_tokenizer, load_trained, save_atomically, train_wordpiece
+from kdlab.models.inference import predict_logits
 from kdlab.runner import evaluate, fit_stage
 from kdlab.utils.run_folder import write_json, write_run_info
 
@@ -55,7 +57,10 @@ def teacher_key(cfg: DictConfig) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def _module(kind: str, cfg: DictConfig, stage_cfg: DictConfig, model: Any, tokenizer: Any, datamodule: TextDataModule, teacher: Any = None) -> pl.LightningModule:
+def _module(
+    kind: str, cfg: DictConfig, stage_cfg: DictConfig, model: Any, tokenizer: Any, datamodule: TextDataModule,
+    teacher: Any = None, teacher_outputs: Any = None,
+) -> pl.LightningModule:
     common = dict(
         model=model,
         tokenizer=tokenizer,
@@ -65,7 +70,9 @@ def _module(kind: str, cfg: DictConfig, stage_cfg: DictConfig, model: Any, token
         metrics=list(cfg.data.metrics),
     )
     if kind == "hinton":
-        return HintonKD(teacher=teacher, alpha=float(cfg.loss.alpha), temperature=float(cfg.loss.temperature), **common)
+        return HintonKD(
+            teacher=teacher, teacher_outputs=teacher_outputs, alpha=float(cfg.loss.alpha), temperature=float(cfg.loss.temperature), **common
+        )
     return Finetune(**common)
 
 
@@ -106,6 +113,23 @@ def obtain_teacher(cfg: DictConfig, datamodule: TextDataModule, run_dir: Path) -
     return module.model, tokenizer, metrics, f"trained in this run, stored as {stored}"
 
 
+def cached_teacher_logits(cfg: DictConfig, teacher: Any, tokenizer: Any, datamodule: TextDataModule) -> tuple[Any, dict[str, Any]]:
+    """Teacher logits for every training example, from the teacher-output cache (computed once per key)."""
+    import torch
+
+    inputs = [(r["text"], r.get("text_pair")) for r in datamodule.records("train")]
+    unique, where = distinct(inputs)
+    cache = TeacherOutputCache(Path(cfg.paths.cache_dir) / "teacher_outputs")
+    max_length = int(cfg.data.max_length)
+    identity = f"{type(teacher).__name__}/{teacher.config.model_type}/logits"
+    key = cache.key(identity=identity, teacher=teacher, tokenizer=tokenizer, max_length=max_length, kind="logits", inputs=unique)
+    outputs, hit = cache.get_or_compute(
+        key, unique, lambda items: predict_logits(teacher, tokenizer, items, max_length, int(cfg.data.eval_batch_size))
+    )
+    info = {"mode": "cache", "hit": hit, "key": key, "path": str(cache.path(key)), "rows": len(unique)}
+    return outputs[torch.tensor(where)], info
+
+
 def run_finetune(cfg: DictConfig, run_dir: Path) -> dict[str, float]:
     """Fine-tune the model `method.train` names (teacher or student spec) on gold labels."""
     datamodule = TextDataModule(cfg.data)
@@ -124,12 +148,20 @@ def run_hinton(cfg: DictConfig, run_dir: Path) -> dict[str, float]:
     """Teacher (fine-tuned, reused or given) → Hinton-KD student, and optionally the student without KD."""
     datamodule = TextDataModule(cfg.data)
     teacher, tokenizer, teacher_metrics, origin = obtain_teacher(cfg, datamodule, run_dir)
-    write_json(run_dir / "teacher" / "teacher.json", {"origin": origin, "metrics": teacher_metrics})
     results = {f"teacher/{k}": v for k, v in teacher_metrics.items()}
+
+    if cfg.method.teacher_outputs == "cache":
+        teacher_outputs, outputs_info = cached_teacher_logits(cfg, teacher, tokenizer, datamodule)
+        live_teacher = None
+    else:
+        teacher_outputs, outputs_info, live_teacher = None, {"mode": "live"}, teacher
+    write_json(run_dir / "teacher" / "teacher.json", {"origin": origin, "metrics": teacher_metrics, "outputs": outputs_info})
 
     pl.seed_everything(cfg.seed, workers=True)
     student = build_model(cfg.model.student, datamodule.task, datamodule.labels, tokenizer, teacher=teacher)
-    module = _module("hinton", cfg, cfg.method.student, student, tokenizer, datamodule, teacher=teacher)
+    module = _module(
+        "hinton", cfg, cfg.method.student, student, tokenizer, datamodule, teacher=live_teacher, teacher_outputs=teacher_outputs
+    )
     results.update({f"student/{k}": v for k, v in fit_stage(cfg, "student", module, datamodule, cfg.method.student, run_dir).items()})
 
     if cfg.method.baseline:

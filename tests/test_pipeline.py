@@ -90,8 +90,10 @@ def test_second_run_reuses_the_stored_teacher(finished_run):
                             cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     second = run_dirs(tmp)[-1]
-    origin = json.loads((second / "teacher" / "teacher.json").read_text())["origin"]
-    assert origin.startswith("reused: ")
+    info = json.loads((second / "teacher" / "teacher.json").read_text())
+    assert info["origin"].startswith("reused: ")
+    assert info["outputs"]["hit"] is True  # the teacher never ran: its logits came from the cache
+    assert json.loads((first / "teacher" / "teacher.json").read_text())["outputs"]["hit"] is False
     assert not (second / "teacher" / "checkpoints").exists()  # no teacher training happened
     teacher_metrics = json.loads((first / "metrics.json").read_text())["teacher/test/acc"]
     assert json.loads((second / "metrics.json").read_text())["teacher/test/acc"] == teacher_metrics
@@ -114,15 +116,19 @@ def test_kdlab_eval_on_the_exported_model_and_its_checkpoint(finished_run):
         assert float(line.split("\t")[1]) == pytest.approx(expected["student/test/acc"], abs=1e-4)
 
 
-def test_multirun_sweep_writes_one_run_folder_per_job(cli):
-    result = cli("-m", "loss.temperature=1,4", "debug=fast", "data.train.size=200", "data.validation.size=50", "data.test.size=50")
+def test_multirun_sweep_and_cached_teacher_outputs_train_like_a_live_teacher(cli):
+    """Two sweep jobs, teacher logits from the cache vs live every step: same seed ⇒ the same student."""
+    result = cli("-m", "method.teacher_outputs=cache,live", "debug=fast", "trainer.limit_train_batches=8",
+                 "data.train.size=200", "data.validation.size=64", "data.test.size=64")
     assert result.returncode == 0, result.stderr[-3000:]
     (sweep,) = (cli.tmp_path / "outputs" / "sweeps").iterdir()
-    temperatures = []
-    for job in sorted(p for p in sweep.iterdir() if p.name.isdigit()):
-        assert set(json.loads((job / "metrics.json").read_text())) >= {"teacher/test/acc", "student/test/acc"}
-        temperatures.append(float(next(l for l in (job / "config.yaml").read_text().splitlines() if "temperature" in l).split(":")[1]))
-    assert temperatures == [1.0, 4.0]
+    jobs = sorted(p for p in sweep.iterdir() if p.name.isdigit())
+    modes = [json.loads((job / "teacher" / "teacher.json").read_text())["outputs"]["mode"] for job in jobs]
+    assert modes == ["cache", "live"]
+    cached, live = (json.loads((job / "metrics.json").read_text()) for job in jobs)
+    assert json.loads((jobs[1] / "teacher" / "teacher.json").read_text())["origin"].startswith("reused: ")
+    for key in ("student/val/loss", "student/test/loss", "student/test/acc"):
+        assert cached[key] == pytest.approx(live[key], abs=1e-4), key
 
 
 def test_wandb_offline_run_records_metrics_and_config(cli):
@@ -136,3 +142,45 @@ def test_wandb_offline_run_records_metrics_and_config(cli):
     # offline runs keep config and history in the run's .wandb record file (synced later by `wandb sync`)
     record = next(offline[-1].glob("run-*.wandb")).read_bytes()
     assert b"temperature" in record and b"test/acc" in record and b"val/acc" in record
+
+
+def test_sentence_pair_regression_through_a_user_config_folder(cli, tmp_path):
+    """A user's own data config (found through hydra.searchpath) with sentence pairs and gold scores 0–5."""
+    import random
+
+    from kdlab.data.embedded import reviews
+
+    rows = reviews("train", size=600)
+    rng = random.Random(0)
+    lines = ["sentence1\tsentence2\tscore"]
+    for _ in range(500):
+        a, b = rng.sample(rows, 2)
+        lines.append(f"{a['text']}\t{b['text']}\t{5.0 if a['label'] == b['label'] else 0.0}")
+    data_file = tmp_path / "pairs.tsv"
+    data_file.write_text("\n".join(lines) + "\n")
+    conf = tmp_path / "myconf" / "data"
+    conf.mkdir(parents=True)
+    (conf / "toy_pairs.yaml").write_text(
+        "name: toy_pairs\ntask: regression\nlabels: null\nlabel_scale: 5.0\n"
+        "columns: {text: sentence1, text_pair: sentence2, label: score}\n"
+        f"train: {{path: {data_file}, limit: 400, seed: 0}}\nvalidation: {{path: {data_file}, limit: 100, seed: 1}}\n"
+        f"test: {{path: {data_file}, limit: 100, seed: 2}}\n"
+        "max_length: 96\nbatch_size: 16\neval_batch_size: 64\nnum_workers: 0\nmetrics: [pearson, spearman]\nmain_metric: spearman\n"
+    )
+    result = cli(f"hydra.searchpath=[file://{tmp_path / 'myconf'}]", "data=toy_pairs", "debug=fast", "method.baseline=true")
+    assert result.returncode == 0, result.stderr[-3000:]
+    (run,) = run_dirs(cli.tmp_path)
+    metrics = json.loads((run / "metrics.json").read_text())
+    for role in ("teacher", "student", "baseline"):
+        assert -1.0 <= metrics[f"{role}/test/spearman"] <= 1.0 and -1.0 <= metrics[f"{role}/val/pearson"] <= 1.0
+    from transformers import AutoConfig
+
+    assert AutoConfig.from_pretrained(run / "student" / "model").problem_type == "regression"
+
+
+def test_finetune_method_trains_one_model(cli):
+    result = cli("method=finetune", "method.train=student", "debug=fast", "data.train.size=200", "data.validation.size=50", "data.test.size=50")
+    assert result.returncode == 0, result.stderr[-3000:]
+    (run,) = run_dirs(cli.tmp_path)
+    assert set(json.loads((run / "metrics.json").read_text())) == {"student/val/acc", "student/val/f1", "student/val/loss", "student/test/acc", "student/test/f1", "student/test/loss"}
+    assert (run / "student" / "model" / "config.json").exists() and not (run / "teacher").exists()

@@ -2,8 +2,9 @@
 
     L = α · τ² · KL(softmax(z_T/τ) ‖ softmax(z_S/τ)) + (1 − α) · CE(z_S, y)   (see kdlab.losses.soft_target)
 
-The teacher stays frozen and in eval mode for the whole run (Lightning's `train()` calls do not
-reach it) and its weights are left out of the student's checkpoints.
+The teacher's outputs come live (a frozen teacher, kept in eval mode whatever Lightning does, and
+left out of the student's checkpoints) or from the teacher-output cache: a tensor of teacher logits
+per training example, looked up by the batch's example index. Both give the same loss.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ class HintonKD(TaskModule):
     def __init__(
         self,
         model: torch.nn.Module,
-        teacher: torch.nn.Module,
+        teacher: torch.nn.Module | None,
         tokenizer: Any,
         task: str,
         num_labels: int,
@@ -38,19 +39,28 @@ class HintonKD(TaskModule):
         metrics: Sequence[str],
         alpha: float,
         temperature: float,
+        teacher_outputs: torch.Tensor | None = None,
     ):
         super().__init__(model, tokenizer, task, num_labels, optimizer, metrics)
-        self.teacher = freeze(teacher)
+        if (teacher is None) == (teacher_outputs is None):
+            raise ValueError("HintonKD needs exactly one of a live teacher or cached teacher_outputs")
+        self.teacher = freeze(teacher) if teacher is not None else None
+        # cached logits of every training example, indexed by the batch's `index`; not saved in checkpoints
+        self.register_buffer("teacher_outputs", teacher_outputs, persistent=False)
         self.kd_loss = SoftTargetKDLoss(alpha=alpha, temperature=temperature, task=task)
         self.strict_loading = False  # checkpoints hold the student only
 
     def train(self, mode: bool = True) -> "HintonKD":
         super().train(mode)
-        self.teacher.eval()
+        if self.teacher is not None:
+            self.teacher.eval()
         return self
 
     @torch.no_grad()
     def teacher_logits(self, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        """The teacher's logits for a training batch: from the cache when there is one, else live."""
+        if self.teacher_outputs is not None:
+            return self.teacher_outputs[batch["index"]]
         return self.teacher(**model_inputs(batch)).logits
 
     def compute_loss(self, batch: Mapping[str, torch.Tensor], logits: torch.Tensor) -> dict[str, torch.Tensor]:

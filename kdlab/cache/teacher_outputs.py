@@ -1,0 +1,129 @@
+"""Teacher outputs computed once per distinct input and stored on disk, keyed by content.
+
+Key = sha256 over (teacher identity, teacher weights fingerprint, tokenizer fingerprint, max_length,
+output kind, the exact distinct inputs in order). Any change gives a new key, so a stale entry is
+never read. An entry is one safetensors file ``<root>/<key>.safetensors`` (never pickle) with
+
+    outputs      [N, ...]   one row per distinct input, in order of first appearance
+    content_ids  [N, 16]    uint8 digest of each input (sha256 of text and pair), checked on load
+
+written to a temporary name in the same folder and renamed, so a half-written entry is never read.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import tempfile
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from kdlab.errors import DataError
+
+log = logging.getLogger(__name__)
+Input = tuple[str, "str | None"]
+
+
+def content_id(text: str, text_pair: str | None = None) -> bytes:
+    """16-byte digest of one input (a sentence or a sentence pair)."""
+    digest = hashlib.sha256(text.encode("utf-8"))
+    if text_pair is not None:
+        digest.update(b"\x1f")
+        digest.update(text_pair.encode("utf-8"))
+    return digest.digest()[:16]
+
+
+def weights_fingerprint(model: torch.nn.Module) -> str:
+    """sha256 of every parameter and buffer (names, dtypes, shapes and bytes)."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        flat = tensor.detach().cpu().contiguous().reshape(-1)
+        digest.update(f"{name}:{flat.dtype}:{tuple(tensor.shape)}".encode())
+        digest.update(flat.view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def tokenizer_fingerprint(tokenizer: Any) -> str:
+    """sha256 of a tokenizer's full serialisation (vocabulary, normaliser, special tokens)."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    text = backend.to_str() if backend is not None else repr(sorted(tokenizer.get_vocab().items()))
+    return hashlib.sha256(f"{type(tokenizer).__name__}\n{text}".encode()).hexdigest()
+
+
+def distinct(inputs: Sequence[Input]) -> tuple[list[Input], list[int]]:
+    """The distinct inputs in order of first appearance, and for each input the row of its distinct copy."""
+    rows: dict[bytes, int] = {}
+    unique: list[Input] = []
+    where: list[int] = []
+    for item in inputs:
+        key = content_id(*item)
+        if key not in rows:
+            rows[key] = len(unique)
+            unique.append(item)
+        where.append(rows[key])
+    return unique, where
+
+
+class TeacherOutputCache:
+    """A folder of teacher-output entries, shared by all runs and sweep jobs that point at it."""
+
+    def __init__(self, root: str | Path):
+        self.root = Path(root)
+
+    def key(self, *, identity: str, teacher: torch.nn.Module, tokenizer: Any, max_length: int, kind: str, inputs: Sequence[Input]) -> str:
+        digest = hashlib.sha256()
+        for part in (identity, weights_fingerprint(teacher), tokenizer_fingerprint(tokenizer), str(max_length), kind):
+            digest.update(part.encode())
+            digest.update(b"\0")
+        for text, pair in inputs:
+            digest.update(content_id(text, pair))
+        return digest.hexdigest()[:32]
+
+    def path(self, key: str) -> Path:
+        return self.root / f"{key}.safetensors"
+
+    def load(self, key: str, inputs: Sequence[Input]) -> torch.Tensor | None:
+        """The stored outputs for these distinct inputs, or None when there is no entry."""
+        path = self.path(key)
+        if not path.exists():
+            return None
+        try:
+            tensors = load_file(str(path))
+        except Exception as err:
+            raise DataError(path, f"unreadable teacher-output cache entry ({err}); delete it to rebuild") from None
+        expected = torch.tensor([list(content_id(*item)) for item in inputs], dtype=torch.uint8)
+        if tensors.get("content_ids") is None or not torch.equal(tensors["content_ids"], expected):
+            raise DataError(path, "teacher-output cache entry does not match its inputs; delete it to rebuild")
+        return tensors["outputs"]
+
+    def store(self, key: str, inputs: Sequence[Input], outputs: torch.Tensor) -> Path:
+        """Write an entry atomically (temporary file in the same folder, then rename)."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        ids = torch.tensor([list(content_id(*item)) for item in inputs], dtype=torch.uint8)
+        fd, tmp = tempfile.mkstemp(prefix=f".{key}.", suffix=".tmp", dir=self.root)
+        os.close(fd)
+        try:
+            save_file({"outputs": outputs.contiguous(), "content_ids": ids}, tmp, metadata={"rows": str(len(inputs))})
+            os.replace(tmp, self.path(key))
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+        return self.path(key)
+
+    def get_or_compute(
+        self, key: str, inputs: Sequence[Input], compute: Callable[[Sequence[Input]], torch.Tensor]
+    ) -> tuple[torch.Tensor, bool]:
+        """(outputs for `inputs` in order, whether they came from the cache). `inputs` must be distinct."""
+        cached = self.load(key, inputs)
+        if cached is not None:
+            log.info("teacher outputs: read %d rows from cache %s", len(inputs), self.path(key))
+            return cached, True
+        outputs = compute(inputs)
+        self.store(key, inputs, outputs)
+        log.info("teacher outputs: computed %d rows, cached as %s", len(inputs), self.path(key))
+        return outputs, False
