@@ -47,6 +47,15 @@ def validate_loss(cfg: DictConfig) -> None:
     alpha = _number(cfg, "loss.alpha")
     if not 0.0 <= alpha <= 1.0:
         raise ConfigError("loss.alpha", f"must be in [0, 1], got {alpha:g}")
+    hidden = cfg.loss.get("hidden") or {}
+    weight = float(hidden.get("weight") or 0.0)
+    if weight < 0:
+        raise ConfigError("loss.hidden.weight", f"must be >= 0, got {weight:g}")
+    if weight > 0 and cfg.method.get("teacher_outputs") != "live":
+        raise ConfigError("loss.hidden.weight", "hidden-state matching needs method.teacher_outputs=live (the cache holds logits only)")
+    layer_map = hidden.get("layer_map")
+    if layer_map is not None and (not layer_map or any(len(pair) != 2 for pair in layer_map)):
+        raise ConfigError("loss.hidden.layer_map", f"must be a list of [student, teacher] index pairs, got {layer_map}")
 
 
 def validate_data(cfg: DictConfig) -> None:

@@ -20,6 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 from kdlab.cache.teacher_outputs import TeacherOutputCache, distinct
 from kdlab.data.text import TextDataModule
 from kdlab.errors import ConfigError
+from kdlab.losses import HiddenStateMSE, default_layer_map
 from kdlab.methods.finetune import Finetune
 from kdlab.methods.hinton import HintonKD
 from kdlab.models.backbone import build_model, load_tokenizer, load_trained, save_atomically, train_wordpiece
@@ -71,9 +72,23 @@ def _module(
     )
     if kind == "hinton":
         return HintonKD(
-            teacher=teacher, teacher_outputs=teacher_outputs, alpha=float(cfg.loss.alpha), temperature=float(cfg.loss.temperature), **common
+            teacher=teacher, teacher_outputs=teacher_outputs, alpha=float(cfg.loss.alpha), temperature=float(cfg.loss.temperature),
+            hidden_loss=hidden_state_loss(cfg, model, teacher), **common,
         )
     return Finetune(**common)
+
+
+def hidden_state_loss(cfg: DictConfig, student: Any, teacher: Any) -> HiddenStateMSE | None:
+    """The optional hidden-state matching term from `loss.hidden` (None when its weight is 0)."""
+    spec = cfg.loss.get("hidden") or {}
+    if float(spec.get("weight") or 0.0) == 0.0:
+        return None
+    s_layers, t_layers = student.config.num_hidden_layers, teacher.config.num_hidden_layers
+    layer_map = [tuple(pair) for pair in spec.layer_map] if spec.get("layer_map") else default_layer_map(s_layers, t_layers)
+    for s, t in layer_map:
+        if not (0 <= s <= s_layers and 0 <= t <= t_layers):
+            raise ConfigError("loss.hidden.layer_map", f"pair {[s, t]} is outside student 0..{s_layers} / teacher 0..{t_layers}")
+    return HiddenStateMSE(layer_map, student.config.hidden_size, teacher.config.hidden_size, float(spec.weight))
 
 
 def _check_head(model: Any, datamodule: TextDataModule, key: str) -> None:

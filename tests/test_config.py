@@ -133,3 +133,9 @@ def test_cfg_job_is_fast_and_never_imports_torch(cli):
     assert "HEAVY []" in result.stdout, result.stdout[-500:]
     help_result = cli("--help", timeout=60)
     assert help_result.returncode == 0 and "method" in help_result.stdout
+
+
+def test_hidden_state_matching_needs_the_live_teacher(cli):
+    line = cli_error(cli, "loss.hidden.weight=1")
+    assert line == "kdlab: error: loss.hidden.weight: hidden-state matching needs method.teacher_outputs=live (the cache holds logits only)"
+    assert cli_error(cli, "loss.hidden.weight=-1", "method.teacher_outputs=live") == "kdlab: error: loss.hidden.weight: must be >= 0, got -1"

@@ -82,3 +82,20 @@ def test_pure_distillation_needs_no_labels():
 def test_invalid_hyperparameters_are_refused(kwargs, message):
     with pytest.raises(ValueError, match=message):
         SoftTargetKDLoss(**kwargs)
+
+
+def test_hidden_state_matching_golden_value_with_mask_and_projection():
+    from kdlab.losses import HiddenStateMSE, default_layer_map, masked_mse
+
+    # one sequence of 3 tokens, the last one padding; student width 2, teacher width 3
+    h_s = [torch.zeros(1, 3, 2), torch.tensor([[[1.0, 2.0], [3.0, 4.0], [9.0, 9.0]]])]
+    h_t = [torch.zeros(1, 3, 3), torch.zeros(1, 3, 3), torch.tensor([[[1.0, 0.0, 1.0], [0.0, 1.0, 0.0], [5.0, 5.0, 5.0]]])]
+    mask = torch.tensor([[1, 1, 0]])
+    loss = HiddenStateMSE([(1, 2)], student_width=2, teacher_width=3, weight=0.5)
+    with torch.no_grad():  # P(x) = [x0, x1, x0 + x1]
+        loss.projections[0].weight.copy_(torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]]))
+        loss.projections[0].bias.zero_()
+    # projected tokens: [1, 2, 3] and [3, 4, 7]; squared errors vs teacher: (0 + 4 + 4) + (9 + 9 + 49) = 75 over 2 tokens × 3 dims
+    assert loss(h_s, h_t, mask).item() == pytest.approx(0.5 * 75 / 6, abs=1e-6)
+    assert masked_mse(h_t[2], h_t[2] + 1, mask).item() == pytest.approx(1.0, abs=1e-6)
+    assert default_layer_map(2, 6) == [(1, 3), (2, 6)] and default_layer_map(3, 3) == [(1, 1), (2, 2), (3, 3)]

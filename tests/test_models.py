@@ -127,3 +127,21 @@ def test_training_puts_the_student_in_train_mode_and_keeps_the_teacher_frozen(ti
         assert torch.equal(value, before[key]), key
     saved = torch.load(trainer.checkpoint_callback.best_model_path, weights_only=True)
     assert saved["state_dict"] and not any(k.startswith("teacher.") for k in saved["state_dict"])
+
+
+def test_hidden_state_projections_are_trained_with_the_student(tiny_tokenizer):
+    from kdlab.losses import HiddenStateMSE
+    from kdlab.methods.hinton import HintonKD
+
+    teacher = build_model({"config": TINY}, "classification", ["negative", "positive"], tiny_tokenizer)
+    student = build_model({"config": {**TINY, "hidden_size": 16, "num_hidden_layers": 2}}, "classification", ["negative", "positive"], tiny_tokenizer)
+    hidden = HiddenStateMSE([(1, 2), (2, 4)], 16, 32, weight=1.0)
+    module = HintonKD(student, teacher, tiny_tokenizer, "classification", 2, {"lr": 1e-3}, ["acc"], alpha=0.5, temperature=2.0, hidden_loss=hidden)
+    batch = dict(tiny_tokenizer(["the plot was good", "the food was not good"], padding=True, return_tensors="pt"))
+    batch.update(labels=torch.tensor([1, 0]), index=torch.tensor([0, 1]))
+    terms = module.compute_loss(batch)
+    assert terms["loss"].item() == pytest.approx((terms["loss_soft"] * 0.5 + terms["loss_hard"] * 0.5 + terms["loss_hidden"]).item(), rel=1e-6)
+    terms["loss"].backward()
+    assert hidden.projections[0].weight.grad is not None and teacher.bert.pooler.dense.weight.grad is None
+    names = [name for name, _ in module.trainable_named_parameters()]
+    assert "hidden_loss.projections.0.weight" in names and not any(n.startswith("teacher") for n in names)

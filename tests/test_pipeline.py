@@ -184,3 +184,13 @@ def test_finetune_method_trains_one_model(cli):
     (run,) = run_dirs(cli.tmp_path)
     assert set(json.loads((run / "metrics.json").read_text())) == {"student/val/acc", "student/val/f1", "student/val/loss", "student/test/acc", "student/test/f1", "student/test/loss"}
     assert (run / "student" / "model" / "config.json").exists() and not (run / "teacher").exists()
+
+
+def test_hidden_state_matching_run_logs_its_term(cli):
+    result = cli("debug=fast", "method.teacher_outputs=live", "loss.hidden.weight=0.5", "data.train.size=200",
+                 "data.validation.size=50", "data.test.size=50")
+    assert result.returncode == 0, result.stderr[-3000:]
+    (run,) = run_dirs(cli.tmp_path)
+    rows = (run / "logs" / "student" / "metrics.csv").read_text().splitlines()
+    column = rows[0].split(",").index("train/loss_hidden")
+    assert any(row.split(",")[column] and float(row.split(",")[column]) > 0 for row in rows[1:])

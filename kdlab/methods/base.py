@@ -43,12 +43,16 @@ class TaskModule(pl.LightningModule):
     def forward(self, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
         return self.model(**model_inputs(batch)).logits
 
-    def compute_loss(self, batch: Mapping[str, torch.Tensor], logits: torch.Tensor) -> dict[str, torch.Tensor]:
-        """The training loss terms; `loss` is the one optimised, the rest are logged."""
+    def compute_loss(self, batch: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The training loss terms of a batch; `loss` is the one optimised, the rest are logged."""
         raise NotImplementedError
 
+    def trainable_named_parameters(self) -> list[tuple[str, torch.nn.Parameter]]:
+        """What the optimiser updates: the model, plus any trainable parts a method adds."""
+        return list(self.model.named_parameters())
+
     def training_step(self, batch: Mapping[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        terms = self.compute_loss(batch, self(batch))
+        terms = self.compute_loss(batch)
         self.log_dict({f"train/{name}": value.detach() for name, value in terms.items()}, batch_size=len(batch["input_ids"]))
         return terms["loss"]
 
@@ -69,7 +73,7 @@ class TaskModule(pl.LightningModule):
         self._evaluate(batch, "test", self.test_metrics)
 
     def configure_optimizers(self) -> dict[str, Any]:
-        return build_optimizer(self.model.named_parameters(), self.optimizer_cfg, int(self.trainer.estimated_stepping_batches))
+        return build_optimizer(self.trainable_named_parameters(), self.optimizer_cfg, int(self.trainer.estimated_stepping_batches))
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # Config and tokenizer files travel with the weights: a .ckpt loads on its own, weights-only.

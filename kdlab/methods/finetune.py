@@ -16,5 +16,5 @@ from kdlab.methods.base import TaskModule
 class Finetune(TaskModule):
     """Supervised fine-tuning on gold labels."""
 
-    def compute_loss(self, batch: Mapping[str, torch.Tensor], logits: torch.Tensor) -> dict[str, torch.Tensor]:
-        return {"loss": hard_loss(logits, batch["labels"], self.task)}
+    def compute_loss(self, batch: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        return {"loss": hard_loss(self(batch), batch["labels"], self.task)}

@@ -1,6 +1,7 @@
 """`hinton`: soft-target knowledge distillation from a frozen teacher (Hinton et al. 2015).
 
     L = α · τ² · KL(softmax(z_T/τ) ‖ softmax(z_S/τ)) + (1 − α) · CE(z_S, y)   (see kdlab.losses.soft_target)
+      [+ Σ_l w · MSE(P_l(h_S^{m(l)}), h_T^{l})   optional hidden-state matching, kdlab.losses.hidden_states]
 
 The teacher's outputs come live (a frozen teacher, kept in eval mode whatever Lightning does, and
 left out of the student's checkpoints) or from the teacher-output cache: a tensor of teacher logits
@@ -16,7 +17,7 @@ from typing import Any
 import torch
 
 from kdlab.data.collate import model_inputs
-from kdlab.losses import SoftTargetKDLoss
+from kdlab.losses import HiddenStateMSE, SoftTargetKDLoss
 from kdlab.methods.base import TaskModule
 from kdlab.models.backbone import freeze
 
@@ -40,6 +41,7 @@ class HintonKD(TaskModule):
         alpha: float,
         temperature: float,
         teacher_outputs: torch.Tensor | None = None,
+        hidden_loss: HiddenStateMSE | None = None,
     ):
         super().__init__(model, tokenizer, task, num_labels, optimizer, metrics)
         if (teacher is None) == (teacher_outputs is None):
@@ -48,6 +50,9 @@ class HintonKD(TaskModule):
         # cached logits of every training example, indexed by the batch's `index`; not saved in checkpoints
         self.register_buffer("teacher_outputs", teacher_outputs, persistent=False)
         self.kd_loss = SoftTargetKDLoss(alpha=alpha, temperature=temperature, task=task)
+        if hidden_loss is not None and self.teacher is None:
+            raise ValueError("hidden-state matching needs the live teacher (cached outputs hold logits only)")
+        self.hidden_loss = hidden_loss
         self.strict_loading = False  # checkpoints hold the student only
 
     def train(self, mode: bool = True) -> "HintonKD":
@@ -56,17 +61,29 @@ class HintonKD(TaskModule):
             self.teacher.eval()
         return self
 
-    @torch.no_grad()
-    def teacher_logits(self, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
-        """The teacher's logits for a training batch: from the cache when there is one, else live."""
-        if self.teacher_outputs is not None:
-            return self.teacher_outputs[batch["index"]]
-        return self.teacher(**model_inputs(batch)).logits
+    def trainable_named_parameters(self) -> list[tuple[str, torch.nn.Parameter]]:
+        extra = list(self.hidden_loss.named_parameters(prefix="hidden_loss")) if self.hidden_loss is not None else []
+        return super().trainable_named_parameters() + extra
 
-    def compute_loss(self, batch: Mapping[str, torch.Tensor], logits: torch.Tensor) -> dict[str, torch.Tensor]:
+    @torch.no_grad()
+    def teacher_forward(self, batch: Mapping[str, torch.Tensor], hidden: bool = False) -> Any:
+        """The teacher's output for a training batch: logits from the cache when there is one, else a live forward."""
+        if self.teacher_outputs is not None:
+            return self.teacher_outputs[batch["index"]], None
+        out = self.teacher(**model_inputs(batch), output_hidden_states=hidden)
+        return out.logits, out.hidden_states if hidden else None
+
+    def compute_loss(self, batch: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        hidden = self.hidden_loss is not None
+        student = self.model(**model_inputs(batch), output_hidden_states=hidden)
+        teacher_logits, teacher_hidden = self.teacher_forward(batch, hidden)
         labels = batch.get("labels") if self.kd_loss.alpha < 1.0 else None
-        out = self.kd_loss(logits, self.teacher_logits(batch), labels)
-        return {"loss": out.total, "loss_soft": out.soft, "loss_hard": out.hard}
+        out = self.kd_loss(student.logits, teacher_logits, labels)
+        terms = {"loss": out.total, "loss_soft": out.soft, "loss_hard": out.hard}
+        if hidden:
+            terms["loss_hidden"] = self.hidden_loss(student.hidden_states, teacher_hidden, batch["attention_mask"])
+            terms["loss"] = terms["loss"] + terms["loss_hidden"]
+        return terms
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         super().on_save_checkpoint(checkpoint)
