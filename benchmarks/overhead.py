@@ -4,9 +4,10 @@ Both sides run the same work on the same batches: teacher forward without gradie
 the soft-target KD loss, backward, gradient clipping at 1.0, AdamW step, scheduler step, zero_grad.
 The Lightning side is kdlab's HintonKD module under a Trainer with kdlab's default logging (CSV logger,
 train/loss, loss_soft, loss_hard logged every step); validation is off on both sides. Rounds alternate
-between the two so drifts of the machine hit both; the reported figure is the median per-step time.
+between the two so drifts of the machine hit both; the reported figure is the median of all step
+times of a side, pooled over its rounds (the first steps of each round are warm-up and left out).
 
-    python benchmarks/overhead.py [--steps 60] [--rounds 3] [--out outputs/benchmarks/overhead.json]
+    python benchmarks/overhead.py [--steps 50] [--rounds 6] [--out outputs/benchmarks/overhead.json]
 """
 
 from __future__ import annotations
@@ -49,12 +50,12 @@ class StepTimer(pl.Callback):
         self.starts.append(time.perf_counter())
 
 
-def per_step(starts: list[float]) -> float:
-    gaps = [b - a for a, b in zip(starts, starts[1:])][WARMUP_STEPS:]
-    return statistics.median(gaps)
+def step_times(starts: list[float]) -> list[float]:
+    """Durations of the steps after the warm-up ones."""
+    return [b - a for a, b in zip(starts, starts[1:])][WARMUP_STEPS:]
 
 
-def lightning_round(teacher, student, tokenizer, datamodule, steps: int, log_dir: str) -> float:
+def lightning_round(teacher, student, tokenizer, datamodule, steps: int, log_dir: str) -> list[float]:
     module = HintonKD(copy.deepcopy(student), teacher, tokenizer, "classification", 2, OPTIMIZER, ["acc"], alpha=0.5, temperature=2.0)
     timer = StepTimer()
     trainer = pl.Trainer(
@@ -63,10 +64,10 @@ def lightning_round(teacher, student, tokenizer, datamodule, steps: int, log_dir
         enable_checkpointing=False, logger=pl.loggers.CSVLogger(log_dir, name="bench"), callbacks=[timer],
     )
     trainer.fit(module, datamodule=datamodule)
-    return per_step(timer.starts)
+    return step_times(timer.starts)
 
 
-def manual_round(teacher, student, datamodule, steps: int) -> float:
+def manual_round(teacher, student, datamodule, steps: int) -> list[float]:
     model = copy.deepcopy(student).train()
     loss_fn = SoftTargetKDLoss(alpha=0.5, temperature=2.0)
     setup = build_optimizer(model.named_parameters(), OPTIMIZER, steps)
@@ -89,13 +90,13 @@ def manual_round(teacher, student, datamodule, steps: int) -> float:
             if done == steps:
                 break
     starts.append(time.perf_counter())
-    return per_step(starts)
+    return step_times(starts)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=60)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--steps", type=int, default=50)
+    parser.add_argument("--rounds", type=int, default=6)
     parser.add_argument("--out", default="outputs/benchmarks/overhead.json")
     args = parser.parse_args()
 
@@ -112,13 +113,19 @@ def main() -> None:
     teacher = freeze(build_model({"config": TEACHER}, "classification", ["negative", "positive"], tokenizer))
     student = build_model({"config": STUDENT}, "classification", ["negative", "positive"], tokenizer)
 
-    lightning, manual = [], []
+    lightning: list[float] = []
+    manual: list[float] = []
     for round_index in range(args.rounds):
         torch.manual_seed(round_index)
-        lightning.append(lightning_round(teacher, student, tokenizer, datamodule, args.steps, cache))
+        lightning_steps = lightning_round(teacher, student, tokenizer, datamodule, args.steps, cache)
         torch.manual_seed(round_index)
-        manual.append(manual_round(teacher, student, datamodule, args.steps))
-        print(f"round {round_index}: lightning {lightning[-1] * 1000:.1f} ms/step, hand-written {manual[-1] * 1000:.1f} ms/step")
+        manual_steps = manual_round(teacher, student, datamodule, args.steps)
+        lightning += lightning_steps
+        manual += manual_steps
+        print(
+            f"round {round_index}: lightning {statistics.median(lightning_steps) * 1000:.1f} ms/step, "
+            f"hand-written {statistics.median(manual_steps) * 1000:.1f} ms/step"
+        )
     result = {
         "lightning_ms_per_step": statistics.median(lightning) * 1000,
         "manual_ms_per_step": statistics.median(manual) * 1000,

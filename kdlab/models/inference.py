@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -12,17 +12,18 @@ from kdlab.data.collate import PadCollator, model_inputs, tokenize
 
 
 @torch.no_grad()
-def predict_logits(
+def predict(
     model: torch.nn.Module,
     tokenizer: Any,
     inputs: Sequence[tuple[str, str | None]],
     max_length: int,
     batch_size: int,
+    select: Callable[[Any], torch.Tensor] = lambda output: output,
     desc: str = "teacher outputs",
 ) -> torch.Tensor:
-    """Logits of `model` for each (text, pair) input, in input order; batches are formed by length."""
+    """`select(model(batch))` for each (text, pair) input, in input order; batches are formed by length."""
     if not inputs:
-        raise ValueError("predict_logits needs at least one input")
+        raise ValueError("predict needs at least one input")
     texts = [text for text, _ in inputs]
     pairs = [pair for _, pair in inputs] if inputs[0][1] is not None else None
     features = tokenize(tokenizer, texts, pairs, max_length)
@@ -36,8 +37,18 @@ def predict_logits(
     for start in tqdm(starts, desc=desc, total=len(starts), disable=None):
         chunk = order[start : start + batch_size]
         batch = collate([features[i] for i in chunk])
-        logits = model(**{k: v.to(device) for k, v in model_inputs(batch).items()}).logits.float().cpu()
-        for i, row in zip(chunk, logits):
+        out = select(model(**{k: v.to(device) for k, v in model_inputs(batch).items()})).float().cpu()
+        for i, row in zip(chunk, out):
             rows[i] = row
     model.train(was_training)
     return torch.stack(rows)
+
+
+def predict_logits(model: torch.nn.Module, tokenizer: Any, inputs: Sequence[tuple[str, str | None]], max_length: int, batch_size: int) -> torch.Tensor:
+    """Logits of a sequence classifier/regressor for each input."""
+    return predict(model, tokenizer, inputs, max_length, batch_size, select=lambda output: output.logits)
+
+
+def encode(model: torch.nn.Module, tokenizer: Any, texts: Sequence[str], max_length: int, batch_size: int, desc: str = "encoding") -> torch.Tensor:
+    """Sentence embeddings of a SentenceEncoder for each text."""
+    return predict(model, tokenizer, [(text, None) for text in texts], max_length, batch_size, desc=desc)

@@ -1,0 +1,145 @@
+"""Sentence encoders: a Hugging Face encoder + pooling (+ optional L2 normalisation).
+
+    e(x) = normalize?( pool(h(x), mask) ),   pool = mean over non-padding tokens (default) | CLS | max
+
+A teacher can be a sentence-transformers folder (its pooling and normalisation are read from
+modules.json / 1_Pooling/config.json) or any HF encoder with a pooling config; a student can be any
+HF encoder or a copy of the teacher keeping a subset of its layers. `save_sentence_transformers`
+writes a folder that `sentence_transformers.SentenceTransformer(path)` loads with the same embeddings.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from kdlab.errors import ConfigError
+from kdlab.models.backbone import keep_layers, load_tokenizer, save_atomically
+
+POOLING_MODES = ("mean", "cls", "max")
+
+
+def pool(token_embeddings: torch.Tensor, attention_mask: torch.Tensor, mode: str) -> torch.Tensor:
+    """One vector per sequence from token states: masked mean, first token, or masked max."""
+    if mode == "cls":
+        return token_embeddings[:, 0]
+    mask = attention_mask.unsqueeze(-1).to(token_embeddings.dtype)
+    if mode == "max":
+        return token_embeddings.masked_fill(mask == 0, torch.finfo(token_embeddings.dtype).min).max(dim=1).values
+    return (token_embeddings * mask).sum(dim=1) / mask.sum(dim=1).clamp_min(1e-9)
+
+
+class SentenceEncoder(nn.Module):
+    """An HF encoder whose pooled (and optionally normalised) output is the sentence embedding."""
+
+    def __init__(self, backbone: nn.Module, pooling: str = "mean", normalize: bool = False):
+        super().__init__()
+        if pooling not in POOLING_MODES:
+            raise ConfigError("model.pooling", f"must be one of {list(POOLING_MODES)}, got {pooling!r}")
+        self.backbone = backbone
+        self.pooling = pooling
+        self.normalize = bool(normalize)
+
+    @property
+    def config(self) -> Any:
+        return self.backbone.config
+
+    @property
+    def dim(self) -> int:
+        return int(self.backbone.config.hidden_size)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
+        kwargs = {"input_ids": input_ids, "attention_mask": attention_mask}
+        if token_type_ids is not None:
+            kwargs["token_type_ids"] = token_type_ids
+        states = self.backbone(**kwargs).last_hidden_state
+        embeddings = pool(states, attention_mask, self.pooling)
+        return F.normalize(embeddings, p=2, dim=-1) if self.normalize else embeddings
+
+    def save_sentence_transformers(self, folder: str | Path, tokenizer: Any, max_seq_length: int) -> Path:
+        """Write a sentence-transformers folder (Transformer → Pooling [→ Normalize]), atomically."""
+        folder = Path(folder)
+
+        def write(tmp: str) -> None:
+            root = Path(tmp)
+            self.backbone.save_pretrained(tmp, safe_serialization=True)
+            tokenizer.save_pretrained(tmp)
+            modules = [
+                {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+                {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
+            ]
+            if self.normalize:
+                modules.append({"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"})
+                (root / "2_Normalize").mkdir()
+            (root / "modules.json").write_text(json.dumps(modules, indent=2))
+            (root / "sentence_bert_config.json").write_text(json.dumps({"max_seq_length": int(max_seq_length), "do_lower_case": False}, indent=2))
+            (root / "1_Pooling").mkdir()
+            (root / "1_Pooling" / "config.json").write_text(json.dumps({
+                "word_embedding_dimension": self.dim,
+                "pooling_mode_cls_token": self.pooling == "cls",
+                "pooling_mode_mean_tokens": self.pooling == "mean",
+                "pooling_mode_max_tokens": self.pooling == "max",
+                "pooling_mode_mean_sqrt_len_tokens": False,
+            }, indent=2))
+
+        save_atomically(folder, write)
+        return folder
+
+
+def sentence_transformers_settings(folder: str | Path) -> dict[str, Any]:
+    """Pooling mode, normalisation and max length declared by a sentence-transformers folder ({} if it is not one)."""
+    folder = Path(folder)
+    modules_file = folder / "modules.json"
+    if not modules_file.exists():
+        return {}
+    modules = json.loads(modules_file.read_text(encoding="utf-8"))
+    settings: dict[str, Any] = {"normalize": any(m["type"].endswith("Normalize") for m in modules)}
+    for module in modules:
+        if module["type"].endswith("Pooling"):
+            pooling = json.loads((folder / module["path"] / "config.json").read_text(encoding="utf-8"))
+            if pooling.get("pooling_mode_cls_token"):
+                settings["pooling"] = "cls"
+            elif pooling.get("pooling_mode_max_tokens"):
+                settings["pooling"] = "max"
+            elif pooling.get("pooling_mode_mean_tokens"):
+                settings["pooling"] = "mean"
+            else:
+                raise ConfigError("model.pooling", f"{folder}: pooling mode {pooling} is not supported (mean, cls or max)")
+    bert_config = folder / "sentence_bert_config.json"
+    if bert_config.exists():
+        settings["max_seq_length"] = json.loads(bert_config.read_text(encoding="utf-8")).get("max_seq_length")
+    return settings
+
+
+def load_sentence_encoder(spec: Mapping[str, Any], key: str) -> tuple[SentenceEncoder, Any]:
+    """An encoder and its tokenizer from a spec {name_or_path, pooling, normalize}; null pooling/normalize
+    take the sentence-transformers folder's own settings (else mean pooling, no normalisation)."""
+    from transformers import AutoModel
+
+    path = spec.get("name_or_path")
+    if not path:
+        raise ConfigError(f"{key}.name_or_path", "a sentence encoder needs a model name or folder")
+    declared = sentence_transformers_settings(path) if Path(str(path)).is_dir() else {}
+    pooling = spec.get("pooling") or declared.get("pooling") or "mean"
+    normalize = spec.get("normalize")
+    normalize = declared.get("normalize", False) if normalize is None else bool(normalize)
+    try:
+        backbone = AutoModel.from_pretrained(str(path))
+    except OSError as err:
+        raise ConfigError(f"{key}.name_or_path", f"cannot load {path!r} ({str(err).splitlines()[0]})") from None
+    return SentenceEncoder(backbone, pooling, normalize), load_tokenizer(str(spec.get("tokenizer") or path))
+
+
+def copy_encoder(teacher: SentenceEncoder, layers: Sequence[int] | None) -> SentenceEncoder:
+    """A trainable copy of a teacher encoder, optionally keeping only the given layers."""
+    backbone = keep_layers(teacher.backbone, list(layers)) if layers else copy.deepcopy(teacher.backbone)
+    for parameter in backbone.parameters():
+        parameter.requires_grad_(True)
+    return SentenceEncoder(backbone.train(), teacher.pooling, teacher.normalize)
