@@ -12,7 +12,7 @@ import math
 import re
 from pathlib import Path
 
-from kdlab.data.loading import _first_undecodable_line, _iter_rows, _open_text
+from kdlab.data.loading import first_undecodable_line, iter_rows, open_text
 from kdlab.errors import DataError
 
 TATOEBA_FILE = re.compile(r"^tatoeba\.([^.]+)-eng\.([^.]+)$")
@@ -24,7 +24,7 @@ def _read_lines(path: Path) -> list[str]:
     """The lines of a text file without their line ends; an empty (or blank) line raises DataError."""
     lines = []
     try:
-        with _open_text(path, "utf-8-sig") as handle:
+        with open_text(path, "utf-8-sig") as handle:
             for number, line in enumerate(handle, start=1):
                 text = line[:-1] if line.endswith("\n") else line
                 text = text[:-1] if text.endswith("\r") else text
@@ -32,7 +32,7 @@ def _read_lines(path: Path) -> list[str]:
                     raise DataError(path, "empty line (every line must hold one sentence)", line=number)
                 lines.append(text)
     except UnicodeDecodeError as err:
-        line = _first_undecodable_line(path, "utf-8-sig")
+        line = first_undecodable_line(path, "utf-8-sig")
         raise DataError(path, f"not valid utf-8 text ({err.reason})", line=line) from None
     if not lines:
         raise DataError(path, "empty file: no sentences")
@@ -84,7 +84,7 @@ def _stsb_path(folder: str | Path, lang: str, split: str) -> Path:
 def _read_stsb_rows(path: Path) -> list[tuple[int, str, str, float]]:
     """(line, sentence1, sentence2, score) for every row of an stsb-multi-mt CSV file."""
     rows = []
-    for number, row in _iter_rows(path, "csv", "utf-8-sig", None):
+    for number, row in iter_rows(path, "csv", "utf-8-sig", None):
         if len(row) != 3:
             raise DataError(path, f"expected 3 fields (sentence1, sentence2, score), found {len(row)}", line=number)
         sentence1, sentence2, raw = row

@@ -42,7 +42,7 @@ def infer_format(path: Path, fmt: str | None) -> str:
     raise DataError(path, f"cannot infer the format from the extension {suffix!r}; set format: tsv|csv|jsonl")
 
 
-def _open_text(path: Path, encoding: str):
+def open_text(path: Path, encoding: str):
     if not path.exists():
         raise DataError(path, "file not found (set KDLAB_DATA_DIR or paths.data_dir to the data root)")
     if path.is_dir():
@@ -58,10 +58,10 @@ def _csv_reader(handle, fmt: str, quoting: str | None):
     return csv.reader(handle)
 
 
-def _iter_rows(path: Path, fmt: str, encoding: str, quoting: str | None) -> Iterator[tuple[int, Any]]:
+def iter_rows(path: Path, fmt: str, encoding: str, quoting: str | None) -> Iterator[tuple[int, Any]]:
     """Yield (line number, row) where row is a list of fields (tsv/csv) or a dict (jsonl)."""
     try:
-        with _open_text(path, encoding) as handle:
+        with open_text(path, encoding) as handle:
             if fmt == "jsonl":
                 for number, line in enumerate(handle, start=1):
                     if not line.strip():
@@ -83,11 +83,11 @@ def _iter_rows(path: Path, fmt: str, encoding: str, quoting: str | None) -> Iter
                 except csv.Error as err:
                     raise DataError(path, f"malformed {fmt} ({err})", line=reader.line_num) from None
     except UnicodeDecodeError as err:
-        line = _first_undecodable_line(path, encoding)
+        line = first_undecodable_line(path, encoding)
         raise DataError(path, f"not valid {encoding} text ({err.reason})", line=line) from None
 
 
-def _first_undecodable_line(path: Path, encoding: str) -> int | None:
+def first_undecodable_line(path: Path, encoding: str) -> int | None:
     """The number of the first line that does not decode, to point the user at it."""
     for number, raw in enumerate(path.read_bytes().split(b"\n"), start=1):
         try:
@@ -105,12 +105,12 @@ def read_header(source: Mapping[str, Any]) -> list[str] | None:
     fmt = infer_format(path, source.get("format"))
     encoding = source.get("encoding") or "utf-8-sig"
     if fmt == "jsonl":
-        for _, obj in _iter_rows(path, fmt, encoding, None):
+        for _, obj in iter_rows(path, fmt, encoding, None):
             return list(obj.keys())
         raise DataError(path, "empty file: no rows")
     if not source.get("header", True):
         return None
-    for _, row in _iter_rows(path, fmt, encoding, source.get("quoting")):
+    for _, row in iter_rows(path, fmt, encoding, source.get("quoting")):
         return [field.strip() for field in row]
     raise DataError(path, "empty file: no header and no rows")
 
@@ -135,7 +135,7 @@ def _records_from_file(source: Mapping[str, Any], columns: Mapping[str, Any]) ->
     encoding = source.get("encoding") or "utf-8-sig"
     wanted = {role: col for role, col in columns.items() if col is not None}
     records: list[Record] = []
-    rows = _iter_rows(path, fmt, encoding, source.get("quoting"))
+    rows = iter_rows(path, fmt, encoding, source.get("quoting"))
     if fmt == "jsonl":
         for number, obj in rows:
             record: Record = {"_where": f"{path}:{number}"}

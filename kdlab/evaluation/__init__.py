@@ -1,1 +1,1 @@
-"""Evaluators: task metrics (GLUE-style), later STS Spearman and translation retrieval."""
+"""Evaluators: task metrics (GLUE-style), STS Spearman, translation retrieval accuracy and embedding MSE."""
