@@ -18,7 +18,7 @@ from kdlab.data.loading import check_columns
 from kdlab.errors import ConfigError
 from kdlab.evaluation.names import CLASSIFICATION_METRICS, REGRESSION_METRICS
 
-METHODS = ("finetune", "hinton")
+METHODS = ("finetune", "hinton", "multilingual")
 SPLITS = ("train", "validation", "test")
 
 
@@ -92,6 +92,33 @@ def validate_data(cfg: DictConfig) -> None:
         check_columns(source, merged, f"data.{split}.columns" if source.get("columns") else "data.columns")
 
 
+def validate_parallel_data(cfg: DictConfig) -> None:
+    """Parallel sources: columns, language tags, dev pairs (named or held out), and the evaluation folders."""
+    sources = cfg.data.get("sources") or []
+    if not sources:
+        raise ConfigError("data.sources", "needs at least one parallel source")
+    groups = [("data.sources", sources), ("data.dev", cfg.data.get("dev") or [])]
+    if not groups[1][1] and int(cfg.data.get("holdout") or 0) <= 0:
+        raise ConfigError("data.holdout", "with no data.dev sources, hold out some train pairs per source (holdout > 0)")
+    for key, items in groups:
+        for number, source in enumerate(items):
+            source = OmegaConf.to_container(source, resolve=True)
+            columns = source.get("columns") or {}
+            if columns.get("source") is None or columns.get("target") is None:
+                raise ConfigError(f"{key}[{number}].columns", f"needs source and target columns, got {columns}")
+            if not source.get("lang"):
+                raise ConfigError(f"{key}[{number}].lang", "needs a language-pair tag such as en-de")
+            check_columns(source, {"source": columns["source"], "target": columns["target"]}, f"{key}[{number}].columns")
+    for name in ("max_length", "batch_size"):
+        if int(_number(cfg, f"data.{name}")) < 1:
+            raise ConfigError(f"data.{name}", f"must be >= 1, got {cfg.data[name]}")
+    evaluation = cfg.method.get("evaluation") or {}
+    for name in ("tatoeba", "sts"):
+        spec = evaluation.get(name)
+        if spec and not Path(str(spec.folder)).is_dir():
+            raise ConfigError(f"method.evaluation.{name}.folder", f"{spec.folder} is not a folder (set KDLAB_DATA_DIR)")
+
+
 def _folder_num_labels(path: Path) -> int | None:
     config = path / "config.json"
     if not config.exists():
@@ -144,6 +171,14 @@ def validate(cfg: DictConfig) -> None:
     method = _require(cfg, "method.name")
     if method not in METHODS:
         raise ConfigError("method.name", f"must be one of {list(METHODS)}, got {method!r}")
+    if method == "multilingual":
+        validate_parallel_data(cfg)
+        student = cfg.model.get("student") or {}
+        if not student.get("copy_teacher") and not student.get("name_or_path"):
+            raise ConfigError("model.student", "needs copy_teacher: true or a name_or_path")
+        if _number(cfg, "method.student.optimizer.lr") <= 0:
+            raise ConfigError("method.student.optimizer.lr", f"must be > 0, got {cfg.method.student.optimizer.lr}")
+        return
     if method == "hinton":
         validate_loss(cfg)
         if cfg.method.get("teacher_outputs") not in ("cache", "live"):
@@ -159,5 +194,5 @@ def validate(cfg: DictConfig) -> None:
         if _number(cfg, f"method.{stage}.optimizer.lr") <= 0:
             raise ConfigError(f"method.{stage}.optimizer.lr", f"must be > 0, got {node.optimizer.lr}")
     metric = cfg.get("optimized_metric")
-    if metric is not None and metric.rsplit("/", 1)[-1] not in cfg.data.metrics:
+    if method != "multilingual" and metric is not None and metric.rsplit("/", 1)[-1] not in cfg.data.metrics:
         raise ConfigError("optimized_metric", f"must end in one of data.metrics {list(cfg.data.metrics)}, got {metric!r}")

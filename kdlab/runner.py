@@ -13,7 +13,6 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from kdlab.errors import DataError
-from kdlab.models.backbone import export_model
 from kdlab.utils.run_folder import write_json
 
 log = logging.getLogger(__name__)
@@ -109,7 +108,7 @@ def fit_stage(
 ) -> dict[str, float]:
     """Train a module, reload its best checkpoint, evaluate on val and test, export it; returns its metrics."""
     stage_dir = run_dir / stage
-    monitor = f"val/{cfg.data.main_metric}"
+    monitor = str(cfg.method.monitor)
     trainer = make_trainer(cfg, stage, stage_dir, epochs=stage_cfg["epochs"], monitor=monitor)
     log.info("stage %s: training for %s epochs", stage, stage_cfg["epochs"])
     try:
@@ -121,6 +120,6 @@ def fit_stage(
         metrics = _validate_and_test(trainer, module, datamodule)
     finally:
         _close_loggers(trainer.loggers)
-    export_model(module.model, module.tokenizer, stage_dir / "model")
+    module.export(stage_dir / "model")
     write_json(stage_dir / "metrics.json", metrics)
     return metrics

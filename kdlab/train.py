@@ -21,7 +21,7 @@ def train(cfg: DictConfig) -> float | None:
     from kdlab.config import validate
 
     validate(cfg)
-    from kdlab.pipeline import run  # heavy imports (torch, Lightning, transformers) start here
+    from kdlab.pipelines import run  # heavy imports (torch, Lightning, transformers) start here
 
     return run(cfg)
 

@@ -52,17 +52,27 @@ def test_every_experiment_composes_validates_and_instantiates(experiment, fake_d
     validate(cfg)
     resolved = OmegaConf.to_container(cfg, resolve=True)
     assert resolved["paths"]["output_dir"] == str(tmp_path / "run")
-    module = TextDataModule(cfg.data)
-    assert module.records("train") and module.num_labels == 2
-    trainer = make_trainer(cfg, "teacher", tmp_path / "run" / "teacher", epochs=1, monitor="val/acc")
+    if cfg.method.name == "multilingual":
+        from kdlab.data.parallel import ParallelDataModule
+
+        assert len(ParallelDataModule(cfg.data).languages()) >= 1
+    else:
+        module = TextDataModule(cfg.data)
+        assert module.records("train") and module.num_labels == 2
+    trainer = make_trainer(cfg, "teacher", tmp_path / "run" / "teacher", epochs=1, monitor=str(cfg.method.monitor))
     assert trainer.max_epochs == 1 and trainer.checkpoint_callback.dirpath.endswith("teacher/checkpoints")
     assert [type(lg).__name__ for lg in _loggers(cfg, "teacher")] == ["CSVLogger"]
+
+
+# options that belong to the multilingual method compose with its partners
+MULTILINGUAL = {"method": ["multilingual"], "model": ["tiny_sentence", "minilm_sentence"], "data": ["parallel_toy"]}
 
 
 @pytest.mark.parametrize("group", ["hardware", "logger", "callbacks", "data", "model", "method"])
 def test_every_option_of_every_group_composes(group, fake_data_dir, tmp_path):
     for option in sorted(p.stem for p in (REPO / "conf" / group).glob("*.yaml")):
-        cfg = composed([f"{group}={option}"], tmp_path)
+        partners = ["experiment=multilingual_toy"] if option in MULTILINGUAL.get(group, []) else []
+        cfg = composed([*partners, f"{group}={option}"], tmp_path)
         OmegaConf.to_container(cfg, resolve=True)
         if group in ("logger", "callbacks"):
             for name, node in (cfg.get(group) or {}).items():

@@ -29,6 +29,17 @@ def tokenize(
     return [{k: encoded[k][i] for k in keys} for i in range(len(texts))]
 
 
+def pad(sequences: list[list[int]], pad_token_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(ids, attention mask) of token sequences padded to the longest one."""
+    longest = max(len(seq) for seq in sequences)
+    ids = torch.full((len(sequences), longest), pad_token_id, dtype=torch.long)
+    mask = torch.zeros((len(sequences), longest), dtype=torch.long)
+    for row, seq in enumerate(sequences):
+        ids[row, : len(seq)] = torch.tensor(seq, dtype=torch.long)
+        mask[row, : len(seq)] = 1
+    return ids, mask
+
+
 class PadCollator:
     """Stack features into a batch, padding token sequences to the longest one in the batch."""
 
@@ -37,25 +48,31 @@ class PadCollator:
         self.label_dtype = label_dtype
 
     def __call__(self, features: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
-        longest = max(len(f["input_ids"]) for f in features)
-        batch_size = len(features)
-        input_ids = torch.full((batch_size, longest), self.pad_token_id, dtype=torch.long)
-        attention_mask = torch.zeros((batch_size, longest), dtype=torch.long)
-        has_types = "token_type_ids" in features[0]
-        token_type_ids = torch.zeros((batch_size, longest), dtype=torch.long) if has_types else None
-        for row, feature in enumerate(features):
-            length = len(feature["input_ids"])
-            input_ids[row, :length] = torch.tensor(feature["input_ids"], dtype=torch.long)
-            attention_mask[row, :length] = 1
-            if token_type_ids is not None:
-                token_type_ids[row, :length] = torch.tensor(feature["token_type_ids"], dtype=torch.long)
+        input_ids, attention_mask = pad([f["input_ids"] for f in features], self.pad_token_id)
         batch = {"input_ids": input_ids, "attention_mask": attention_mask}
-        if token_type_ids is not None:
-            batch["token_type_ids"] = token_type_ids
+        if "token_type_ids" in features[0]:
+            batch["token_type_ids"] = pad([f["token_type_ids"] for f in features], 0)[0]
         if "label" in features[0]:
             batch["labels"] = torch.tensor([f["label"] for f in features], dtype=self.label_dtype)
-        if "index" in features[0]:
-            batch["index"] = torch.tensor([f["index"] for f in features], dtype=torch.long)
+        for key in ("index", "teacher_index", "lang"):
+            if key in features[0]:
+                batch[key] = torch.tensor([f[key] for f in features], dtype=torch.long)
+        return batch
+
+
+class ParallelCollator:
+    """Batches of (source, translation) pairs: each side padded to its own longest sequence."""
+
+    def __init__(self, pad_token_id: int):
+        self.pad_token_id = pad_token_id
+
+    def __call__(self, features: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        batch: dict[str, torch.Tensor] = {}
+        for side in ("source", "target"):
+            ids, mask = pad([f[side] for f in features], self.pad_token_id)
+            batch[f"{side}_input_ids"], batch[f"{side}_attention_mask"] = ids, mask
+        for key in ("index", "teacher_index", "lang"):
+            batch[key] = torch.tensor([f[key] for f in features], dtype=torch.long)
         return batch
 
 

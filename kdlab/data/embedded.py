@@ -96,7 +96,27 @@ def reviews(split: str, size: int | None = None, seed: int = 0) -> list[dict[str
     raise AssertionError("unreachable")
 
 
-EMBEDDED = {"reviews": reviews}
+VOWELS = "aeiou"
+
+
+def _rotate_vowels(word: str) -> str:
+    return "".join(VOWELS[(VOWELS.index(c) + 1) % 5] if c in VOWELS else c for c in word)
+
+
+TOY_LANGUAGES = {
+    # two made-up "languages": a word-for-word code of English, so a student can learn the mapping
+    "rev": lambda text: " ".join(word[::-1] + "o" if word.isalpha() else word for word in text.split()),
+    "vow": lambda text: " ".join("z" + _rotate_vowels(word) if word.isalpha() else word for word in text.split()),
+}
+
+
+def parallel_toy(split: str, size: int | None = None, seed: int = 0) -> list[dict[str, str]]:
+    """Parallel rows {source, rev, vow}: an English review and its translations into two toy languages."""
+    return [{"source": row["text"], **{lang: code(row["text"]) for lang, code in TOY_LANGUAGES.items()}}
+            for row in reviews(split, size=size, seed=seed)]
+
+
+EMBEDDED = {"reviews": reviews, "parallel_toy": parallel_toy}
 
 
 def embedded_split(name: str, split: str, size: int | None = None, seed: int = 0) -> list[dict[str, str]]:

@@ -1,8 +1,10 @@
-"""What every supervised method shares: the model, task metrics, the optimiser factory, self-contained checkpoints."""
+"""What every method shares: the trained model and its tokenizer, the optimiser factory, step logging,
+train mode at fit start, exports; plus `TaskModule` for classifiers/regressors with task metrics."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
@@ -11,37 +13,23 @@ import torch
 from kdlab.data.collate import model_inputs
 from kdlab.evaluation.task_metrics import build_metrics
 from kdlab.losses import hard_loss
-from kdlab.models.backbone import checkpoint_payload
+from kdlab.models.backbone import checkpoint_payload, export_model
 from kdlab.optim import build_optimizer
 
 
-class TaskModule(pl.LightningModule):
-    """A sequence classifier/regressor with val/test metrics; subclasses define `compute_loss`."""
+class KDModule(pl.LightningModule):
+    """A trained `model` + `tokenizer`; subclasses define `compute_loss` (and evaluation)."""
 
-    def __init__(
-        self,
-        model: torch.nn.Module,
-        tokenizer: Any,
-        task: str,
-        num_labels: int,
-        optimizer: Mapping[str, Any],
-        metrics: Sequence[str],
-    ):
+    def __init__(self, model: torch.nn.Module, tokenizer: Any, optimizer: Mapping[str, Any]):
         super().__init__()
         self.model = model
         self.tokenizer = tokenizer
-        self.task = task
         self.optimizer_cfg = dict(optimizer)
-        self.val_metrics = build_metrics(task, num_labels, metrics, prefix="val/")
-        self.test_metrics = build_metrics(task, num_labels, metrics, prefix="test/")
 
     def on_fit_start(self) -> None:
         # from_pretrained() and copies of a frozen teacher come in eval mode, and Lightning keeps the
         # mode it finds: switch the trained model to train mode so dropout is on while it learns.
         self.model.train()
-
-    def forward(self, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
-        return self.model(**model_inputs(batch)).logits
 
     def compute_loss(self, batch: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """The training loss terms of a batch; `loss` is the one optimised, the rest are logged."""
@@ -54,7 +42,8 @@ class TaskModule(pl.LightningModule):
     def training_step(self, batch: Mapping[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         terms = self.compute_loss(batch)
         if self._logs_this_step():
-            self.log_dict({f"train/{name}": value.detach() for name, value in terms.items()}, batch_size=len(batch["input_ids"]))
+            size = len(next(iter(batch.values())))
+            self.log_dict({f"train/{name}": value.detach() for name, value in terms.items()}, batch_size=size)
         return terms["loss"]
 
     def _logs_this_step(self) -> bool:
@@ -63,6 +52,38 @@ class TaskModule(pl.LightningModule):
         trainer = self._trainer
         connector = getattr(trainer, "_logger_connector", None) if trainer is not None else None
         return True if connector is None else bool(connector.should_update_logs)
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        return build_optimizer(self.trainable_named_parameters(), self.optimizer_cfg, int(self.trainer.estimated_stepping_batches))
+
+    def export(self, folder: Path) -> Path:
+        """Write the trained model as a Hugging Face folder (weights + tokenizer)."""
+        return export_model(self.model, self.tokenizer, folder)
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # Config and tokenizer files travel with the weights: a .ckpt loads on its own, weights-only.
+        checkpoint["kdlab"] = checkpoint_payload(self.model, self.tokenizer)
+
+
+class TaskModule(KDModule):
+    """A sequence classifier/regressor with val/test task metrics."""
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        tokenizer: Any,
+        task: str,
+        num_labels: int,
+        optimizer: Mapping[str, Any],
+        metrics: Sequence[str],
+    ):
+        super().__init__(model, tokenizer, optimizer)
+        self.task = task
+        self.val_metrics = build_metrics(task, num_labels, metrics, prefix="val/")
+        self.test_metrics = build_metrics(task, num_labels, metrics, prefix="test/")
+
+    def forward(self, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        return self.model(**model_inputs(batch)).logits
 
     def _predictions(self, logits: torch.Tensor) -> torch.Tensor:
         return logits.view(-1).float() if self.task == "regression" else logits.argmax(dim=-1)
@@ -79,10 +100,3 @@ class TaskModule(pl.LightningModule):
 
     def test_step(self, batch: Mapping[str, torch.Tensor], batch_idx: int) -> None:
         self._evaluate(batch, "test", self.test_metrics)
-
-    def configure_optimizers(self) -> dict[str, Any]:
-        return build_optimizer(self.trainable_named_parameters(), self.optimizer_cfg, int(self.trainer.estimated_stepping_batches))
-
-    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        # Config and tokenizer files travel with the weights: a .ckpt loads on its own, weights-only.
-        checkpoint["kdlab"] = checkpoint_payload(self.model, self.tokenizer)

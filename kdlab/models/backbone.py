@@ -138,11 +138,22 @@ def keep_layers(teacher: nn.Module, layers: Sequence[int]) -> nn.Module:
     return student
 
 
+def config_from_spec(spec: Mapping[str, Any], tokenizer: Any, **extra: Any) -> Any:
+    """A transformers config for a random-init model: `spec.config` (BERT-style keys) sized to the tokenizer."""
+    from transformers import AutoConfig
+
+    arch = dict(spec.get("config") or {})
+    model_type = arch.pop("model_type", "bert")
+    arch.setdefault("vocab_size", len(tokenizer))
+    arch.setdefault("pad_token_id", tokenizer.pad_token_id)
+    return AutoConfig.for_model(model_type, **arch, **extra)
+
+
 def build_model(
     spec: Mapping[str, Any], task: str, labels: Sequence[str], tokenizer: Any, teacher: nn.Module | None = None
 ) -> nn.Module:
     """A fresh model for the task from a spec: pretrained backbone, random config, or teacher layers."""
-    from transformers import AutoConfig, AutoModelForSequenceClassification
+    from transformers import AutoModelForSequenceClassification
 
     head = _head_kwargs(task, labels)
     if spec.get("from_teacher_layers") is not None:
@@ -154,12 +165,7 @@ def build_model(
             return AutoModelForSequenceClassification.from_pretrained(str(spec["name_or_path"]), **head)
         except OSError as err:
             raise ConfigError("model.name_or_path", f"cannot load {spec['name_or_path']!r} ({str(err).splitlines()[0]})") from None
-    arch = dict(spec.get("config") or {})
-    model_type = arch.pop("model_type", "bert")
-    arch.setdefault("vocab_size", len(tokenizer))
-    arch.setdefault("pad_token_id", tokenizer.pad_token_id)
-    config = AutoConfig.for_model(model_type, **arch, **head)
-    return AutoModelForSequenceClassification.from_config(config)
+    return AutoModelForSequenceClassification.from_config(config_from_spec(spec, tokenizer, **head))
 
 
 def checkpoint_payload(model: nn.Module, tokenizer: Any) -> dict[str, Any]:

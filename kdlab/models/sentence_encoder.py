@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from kdlab.errors import ConfigError
-from kdlab.models.backbone import keep_layers, load_tokenizer, save_atomically
+from kdlab.models.backbone import config_from_spec, keep_layers, load_tokenizer, save_atomically
 
 POOLING_MODES = ("mean", "cls", "max")
 
@@ -135,6 +135,14 @@ def load_sentence_encoder(spec: Mapping[str, Any], key: str) -> tuple[SentenceEn
     except OSError as err:
         raise ConfigError(f"{key}.name_or_path", f"cannot load {path!r} ({str(err).splitlines()[0]})") from None
     return SentenceEncoder(backbone, pooling, normalize), load_tokenizer(str(spec.get("tokenizer") or path))
+
+
+def random_encoder(spec: Mapping[str, Any], tokenizer: Any) -> SentenceEncoder:
+    """A random-init encoder from `spec.config` (tests, toy data), with `spec.pooling` / `spec.normalize`."""
+    from transformers import AutoModel
+
+    backbone = AutoModel.from_config(config_from_spec(spec, tokenizer))
+    return SentenceEncoder(backbone, spec.get("pooling") or "mean", bool(spec.get("normalize") or False))
 
 
 def copy_encoder(teacher: SentenceEncoder, layers: Sequence[int] | None) -> SentenceEncoder:

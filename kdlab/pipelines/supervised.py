@@ -1,4 +1,4 @@
-"""The runs `kdlab-train` starts: `finetune` (one model) and `hinton` (teacher → KD student [→ no-KD baseline]).
+"""Supervised pipelines: `finetune` (one model) and `hinton` (teacher → KD student [→ no-KD baseline]).
 
 A hinton run fine-tunes its teacher first with `finetune` — or reuses a teacher an earlier run
 trained with the same config (kept under `paths.teacher_store`, keyed by a hash of that config), or
@@ -17,22 +17,17 @@ from typing import Any
 import pytorch_lightning as pl
 from omegaconf import DictConfig, OmegaConf
 
-from kdlab.cache.teacher_outputs import TeacherOutputCache, distinct
 from kdlab.data.text import TextDataModule
 from kdlab.errors import ConfigError
 from kdlab.losses import HiddenStateMSE, default_layer_map
 from kdlab.methods.finetune import Finetune
 from kdlab.methods.hinton import HintonKD
 from kdlab.models.backbone import build_model, load_tokenizer, load_trained, save_atomically, train_wordpiece
-from kdlab.models.inference import predict_logits
+from kdlab.pipelines.common import cached_teacher_outputs, container
 from kdlab.runner import evaluate, fit_stage
-from kdlab.utils.run_folder import write_json, write_run_info
+from kdlab.utils.run_folder import write_json
 
 log = logging.getLogger(__name__)
-
-
-def _container(node: Any) -> Any:
-    return OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else node
 
 
 def resolve_tokenizer(cfg: DictConfig, spec: DictConfig, datamodule: TextDataModule) -> Any:
@@ -48,9 +43,9 @@ def resolve_tokenizer(cfg: DictConfig, spec: DictConfig, datamodule: TextDataMod
 def teacher_key(cfg: DictConfig) -> str:
     """Hash of everything that determines a fine-tuned teacher: its spec, the data, the stage settings, seed, precision."""
     parts = {
-        "teacher": _container(cfg.model.teacher),
-        "data": {k: v for k, v in _container(cfg.data).items() if k not in ("eval_batch_size", "num_workers")},
-        "stage": _container(cfg.method.teacher),
+        "teacher": container(cfg.model.teacher),
+        "data": {k: v for k, v in container(cfg.data).items() if k not in ("eval_batch_size", "num_workers")},
+        "stage": container(cfg.method.teacher),
         "seed": cfg.seed,
         "precision": str(cfg.trainer.get("precision")),
         "limits": [cfg.trainer.get(k) for k in ("limit_train_batches", "limit_val_batches")],
@@ -67,7 +62,7 @@ def _module(
         tokenizer=tokenizer,
         task=datamodule.task,
         num_labels=datamodule.num_labels,
-        optimizer=_container(stage_cfg.optimizer),
+        optimizer=container(stage_cfg.optimizer),
         metrics=list(cfg.data.metrics),
     )
     if kind == "hinton":
@@ -129,20 +124,9 @@ def obtain_teacher(cfg: DictConfig, datamodule: TextDataModule, run_dir: Path) -
 
 
 def cached_teacher_logits(cfg: DictConfig, teacher: Any, tokenizer: Any, datamodule: TextDataModule) -> tuple[Any, dict[str, Any]]:
-    """Teacher logits for every training example, from the teacher-output cache (computed once per key)."""
-    import torch
-
+    """Teacher logits for every training example."""
     inputs = [(r["text"], r.get("text_pair")) for r in datamodule.records("train")]
-    unique, where = distinct(inputs)
-    cache = TeacherOutputCache(Path(cfg.paths.cache_dir) / "teacher_outputs")
-    max_length = int(cfg.data.max_length)
-    identity = f"{type(teacher).__name__}/{teacher.config.model_type}/logits"
-    key = cache.key(identity=identity, teacher=teacher, tokenizer=tokenizer, max_length=max_length, kind="logits", inputs=unique)
-    outputs, hit = cache.get_or_compute(
-        key, unique, lambda items: predict_logits(teacher, tokenizer, items, max_length, int(cfg.data.eval_batch_size))
-    )
-    info = {"mode": "cache", "hit": hit, "key": key, "path": str(cache.path(key)), "rows": len(unique)}
-    return outputs[torch.tensor(where)], info
+    return cached_teacher_outputs(cfg, teacher, tokenizer, inputs, "logits", lambda output: output.logits)
 
 
 def run_finetune(cfg: DictConfig, run_dir: Path) -> dict[str, float]:
@@ -185,40 +169,3 @@ def run_hinton(cfg: DictConfig, run_dir: Path) -> dict[str, float]:
         module = _module("finetune", cfg, cfg.method.student, baseline, tokenizer, datamodule)
         results.update({f"baseline/{k}": v for k, v in fit_stage(cfg, "baseline", module, datamodule, cfg.method.student, run_dir).items()})
     return results
-
-
-PIPELINES = {"finetune": run_finetune, "hinton": run_hinton}
-
-
-def print_table(results: dict[str, float], metric_names: list[str]) -> None:
-    """A small table: one row per model (teacher / student / baseline), val and test columns per metric."""
-    from rich.console import Console
-    from rich.table import Table
-
-    roles = []
-    for key in results:
-        role = key.split("/", 1)[0]
-        if role not in roles:
-            roles.append(role)
-    labels = {"teacher": "teacher", "student": "student (KD)", "baseline": "student (no KD)"}
-    table = Table(title="kdlab results")
-    table.add_column("model")
-    columns = [(split, m) for m in metric_names for split in ("val", "test")]
-    for split, m in columns:
-        table.add_column(f"{split}/{m}", justify="right")
-    for role in roles:
-        cells = [f"{results[k]:.4f}" if (k := f"{role}/{split}/{m}") in results else "-" for split, m in columns]
-        table.add_row(labels.get(role, role), *cells)
-    Console(width=120).print(table)
-
-
-def run(cfg: DictConfig) -> float | None:
-    """Run the configured method, write metrics.json, print the results table, return the optimised metric."""
-    run_dir = Path(cfg.paths.output_dir)
-    write_run_info(run_dir, OmegaConf.to_yaml(cfg, resolve=True))
-    results = PIPELINES[cfg.method.name](cfg, run_dir)
-    write_json(run_dir / "metrics.json", results)
-    print_table(results, list(cfg.data.metrics))
-    log.info("run folder: %s", run_dir)
-    metric = cfg.get("optimized_metric")
-    return results.get(metric) if metric else None

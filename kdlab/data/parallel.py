@@ -1,0 +1,143 @@
+"""Parallel-sentence DataModule: (source, translation) pairs from several sources and languages, mixed in batches.
+
+Config (`conf/data/parallel_*.yaml`):
+
+    sources:            # each a loading-layer source with `columns: {source: .., target: ..}` and a `lang` tag
+      - {path: train.en-de.tsv, columns: {source: en, target: de}, lang: en-de, limit: 5000}
+    dev: [...]          # named dev sources (same shape); or, when empty,
+    holdout: 500        # pairs held out of each train source (seeded) as its dev pairs
+    max_length, batch_size, eval_batch_size, num_workers
+
+Every batch mixes languages (one shuffled pool). Each pair carries `teacher_index`: the row of its
+source sentence among the split's distinct source sentences, which is where the teacher-output
+cache keeps that sentence's embedding.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Mapping
+from typing import Any
+
+import pytorch_lightning as pl
+from torch.utils.data import DataLoader
+
+from kdlab.cache.teacher_outputs import distinct
+from kdlab.data.collate import ParallelCollator, tokenize
+from kdlab.data.loading import load_records
+from kdlab.data.text import parse_text
+from kdlab.errors import ConfigError
+
+Pair = dict[str, Any]
+
+
+def _plain(node: Any) -> Any:
+    try:
+        from omegaconf import OmegaConf
+
+        return OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else node
+    except ImportError:  # pragma: no cover
+        return node
+
+
+def read_pairs(source: Mapping[str, Any], key: str) -> list[Pair]:
+    """The (source, target) pairs of one configured source, tagged with its language; empty sides are errors."""
+    columns = dict(source.get("columns") or {})
+    if columns.get("source") is None or columns.get("target") is None:
+        raise ConfigError(f"{key}.columns", f"needs source and target columns, got {columns}")
+    lang = source.get("lang")
+    if not lang:
+        raise ConfigError(f"{key}.lang", "needs a language tag such as en-de")
+    return [
+        {"source": parse_text(row, "source"), "target": parse_text(row, "target"), "lang": str(lang), "_where": row["_where"]}
+        for row in load_records(source, {"source": columns["source"], "target": columns["target"]})
+    ]
+
+
+class ParallelDataModule(pl.LightningDataModule):
+    """Train and dev pairs for multilingual distillation, tokenised once with the student's tokenizer."""
+
+    def __init__(self, cfg: Mapping[str, Any], tokenizer: Any = None):
+        super().__init__()
+        self.cfg = _plain(cfg)
+        self.tokenizer = tokenizer
+        self._pairs: dict[str, list[Pair]] = {}
+        self._features: dict[str, list[dict[str, Any]]] = {}
+
+    def _load(self) -> None:
+        sources = self.cfg.get("sources") or []
+        if not sources:
+            raise ConfigError("data.sources", "needs at least one parallel source")
+        dev_sources = self.cfg.get("dev") or []
+        holdout = int(self.cfg.get("holdout") or 0)
+        if not dev_sources and holdout <= 0:
+            raise ConfigError("data.holdout", "with no data.dev sources, hold out some train pairs per source (holdout > 0)")
+        train: list[Pair] = []
+        dev: list[Pair] = []
+        for number, source in enumerate(sources):
+            pairs = read_pairs(source, f"data.sources[{number}]")
+            if not dev_sources:
+                if holdout >= len(pairs):
+                    raise ConfigError("data.holdout", f"{holdout} held-out pairs leave none to train on in {pairs[0]['_where'].rsplit(':', 1)[0]}")
+                held = set(random.Random(f"holdout/{number}/{source.get('seed', 0)}").sample(range(len(pairs)), holdout))
+                dev += [p for i, p in enumerate(pairs) if i in held]
+                pairs = [p for i, p in enumerate(pairs) if i not in held]
+            train += pairs
+        for number, source in enumerate(dev_sources):
+            dev += read_pairs(source, f"data.dev[{number}]")
+        self._pairs = {"train": train, "validation": dev}
+
+    def pairs(self, split: str) -> list[Pair]:
+        """The pairs of `train` or `validation`, loaded once."""
+        if not self._pairs:
+            self._load()
+        return self._pairs[split]
+
+    def languages(self) -> list[str]:
+        """Language tags in the order they first appear (train, then dev)."""
+        seen: dict[str, None] = {}
+        for split in ("train", "validation"):
+            for pair in self.pairs(split):
+                seen.setdefault(pair["lang"], None)
+        return list(seen)
+
+    def distinct_sources(self, split: str) -> tuple[list[str], list[int]]:
+        """The split's distinct source sentences and, per pair, the index of its source among them."""
+        unique, where = distinct([(p["source"], None) for p in self.pairs(split)])
+        return [text for text, _ in unique], where
+
+    def features(self, split: str) -> list[dict[str, Any]]:
+        if self.tokenizer is None:
+            raise RuntimeError("ParallelDataModule needs the student's tokenizer before setup")
+        if split not in self._features:
+            pairs = self.pairs(split)
+            max_length = int(self.cfg["max_length"])
+            sources = tokenize(self.tokenizer, [p["source"] for p in pairs], None, max_length)
+            targets = tokenize(self.tokenizer, [p["target"] for p in pairs], None, max_length)
+            _, teacher_rows = self.distinct_sources(split)
+            lang_ids = {lang: i for i, lang in enumerate(self.languages())}
+            self._features[split] = [
+                {"source": s["input_ids"], "target": t["input_ids"], "teacher_index": row, "lang": lang_ids[p["lang"]], "index": i}
+                for i, (s, t, row, p) in enumerate(zip(sources, targets, teacher_rows, pairs))
+            ]
+        return self._features[split]
+
+    def setup(self, stage: str | None = None) -> None:
+        for split in ("train", "validation"):
+            self.features(split)
+
+    def _loader(self, split: str, shuffle: bool) -> DataLoader:
+        size = self.cfg["batch_size"] if split == "train" else self.cfg.get("eval_batch_size", 128)
+        return DataLoader(
+            self.features(split), batch_size=int(size), shuffle=shuffle, num_workers=int(self.cfg.get("num_workers", 0)),
+            collate_fn=ParallelCollator(self.tokenizer.pad_token_id),
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("validation", shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("validation", shuffle=False)

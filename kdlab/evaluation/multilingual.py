@@ -1,0 +1,47 @@
+"""Embedding evaluators run on an encoder at validation and test: Tatoeba retrieval and cross-lingual STS.
+
+Each is called with `encode(texts) -> [N, D] tensor` and returns flat metrics:
+- `TatoebaEvaluator`: tatoeba/<lang>/{src2trg, trg2src, mean} (accuracy ×100, foreign → English is src2trg)
+  and `tatoeba_acc`, the mean over languages;
+- `CrosslingualSTSEvaluator`: sts/<a>-<b> (Spearman ×100 of cosine vs gold, sentence 1 in language a,
+  sentence 2 in language b) and `sts_spearman`, the mean over pairs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import torch
+
+from kdlab.data.benchmarks import crosslingual_sts, read_tatoeba
+from kdlab.evaluation.retrieval import translation_accuracy
+from kdlab.evaluation.sts import cosine_spearman
+
+Encode = Callable[[Sequence[str]], torch.Tensor]
+
+
+class TatoebaEvaluator:
+    """Translation retrieval accuracy on LASER Tatoeba test sets, both directions."""
+
+    def __init__(self, folder: str, languages: Sequence[str]):
+        self.sets = {lang: read_tatoeba(folder, lang) for lang in languages}
+
+    def __call__(self, encode: Encode) -> dict[str, float]:
+        metrics: dict[str, float] = {}
+        for lang, (foreign, english) in self.sets.items():
+            accuracy = translation_accuracy(encode(foreign), encode(english))
+            metrics.update({f"tatoeba/{lang}/{k}": 100 * v for k, v in accuracy.items()})
+        metrics["tatoeba_acc"] = sum(metrics[f"tatoeba/{lang}/mean"] for lang in self.sets) / len(self.sets)
+        return metrics
+
+
+class CrosslingualSTSEvaluator:
+    """Spearman ×100 on stsb-multi-mt pairs whose two sentences come from different languages."""
+
+    def __init__(self, folder: str, pairs: Sequence[Sequence[str]], split: str):
+        self.sets = {f"{a}-{b}": crosslingual_sts(folder, a, b, split) for a, b in pairs}
+
+    def __call__(self, encode: Encode) -> dict[str, float]:
+        metrics = {f"sts/{name}": cosine_spearman(encode(first), encode(second), gold) for name, (first, second, gold) in self.sets.items()}
+        metrics["sts_spearman"] = sum(metrics.values()) / len(metrics)
+        return metrics

@@ -1,0 +1,36 @@
+"""The runs `kdlab-train` starts, one pipeline per method; `run` writes metrics.json and prints the table."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+from kdlab.pipelines.common import print_table
+from kdlab.utils.run_folder import write_json, write_run_info
+
+log = logging.getLogger(__name__)
+
+
+def _pipeline(name: str) -> Callable[[DictConfig, Path], dict[str, float]]:
+    if name == "multilingual":
+        from kdlab.pipelines.multilingual import run_multilingual
+
+        return run_multilingual
+    from kdlab.pipelines.supervised import run_finetune, run_hinton
+
+    return {"finetune": run_finetune, "hinton": run_hinton}[name]
+
+
+def run(cfg: DictConfig) -> float | None:
+    """Run the configured method, write metrics.json, print the results table, return the optimised metric."""
+    run_dir = Path(cfg.paths.output_dir)
+    write_run_info(run_dir, OmegaConf.to_yaml(cfg, resolve=True))
+    results = _pipeline(cfg.method.name)(cfg, run_dir)
+    write_json(run_dir / "metrics.json", results)
+    print_table(results, list(cfg.method.report_metrics))
+    log.info("run folder: %s", run_dir)
+    metric = cfg.get("optimized_metric")
+    return results.get(metric) if metric else None

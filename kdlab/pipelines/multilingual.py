@@ -1,0 +1,118 @@
+"""Multilingual distillation pipeline (Reimers & Gurevych 2020).
+
+teacher sentence encoder (frozen) → its embeddings of every distinct source sentence, from the
+teacher-output cache → student (a copy of the teacher, optionally with fewer layers, or any HF
+encoder) evaluated before training, trained with the multilingual MSE, evaluated after, exported as
+a sentence-transformers folder.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+from omegaconf import DictConfig
+
+from kdlab.data.parallel import ParallelDataModule
+from kdlab.errors import ConfigError
+from kdlab.evaluation.multilingual import CrosslingualSTSEvaluator, TatoebaEvaluator
+from kdlab.methods.multilingual import MultilingualDistillation
+from kdlab.models.backbone import freeze, load_tokenizer, train_wordpiece
+from kdlab.models.sentence_encoder import SentenceEncoder, copy_encoder, load_sentence_encoder, random_encoder
+from kdlab.pipelines.common import cached_teacher_outputs, container
+from kdlab.runner import evaluate, fit_stage
+from kdlab.utils.run_folder import write_json
+
+log = logging.getLogger(__name__)
+
+
+def build_teacher(cfg: DictConfig, datamodule: ParallelDataModule) -> tuple[SentenceEncoder, Any]:
+    """The frozen teacher encoder and its tokenizer (pretrained folder/name, or random-init for toy runs)."""
+    spec = container(cfg.model.teacher)
+    if spec.get("name_or_path"):
+        teacher, tokenizer = load_sentence_encoder(spec, "model.teacher")
+    else:
+        texts = [text for p in datamodule.pairs("train") for text in (p["source"], p["target"])]
+        tokenizer = train_wordpiece(texts, int(spec.get("vocab_size") or 4000), cfg.paths.cache_dir)
+        pl.seed_everything(cfg.seed, workers=True)
+        teacher = random_encoder(spec, tokenizer)
+    return freeze(teacher), tokenizer
+
+
+def build_student(cfg: DictConfig, teacher: SentenceEncoder, teacher_tokenizer: Any) -> tuple[SentenceEncoder, Any]:
+    """The student: a copy of the teacher (optionally keeping `from_teacher_layers`) or any HF encoder."""
+    spec = container(cfg.model.student)
+    if spec.get("copy_teacher"):
+        student = copy_encoder(teacher, spec.get("from_teacher_layers"))
+        choice = spec.get("tokenizer")
+        tokenizer = teacher_tokenizer if choice in (None, "teacher") else load_tokenizer(str(choice))
+    else:  # any HF encoder; pooling and normalisation default to the teacher's
+        shares_tokenizer = spec.get("tokenizer") == "teacher"
+        spec.update({
+            "tokenizer": None if shares_tokenizer else spec.get("tokenizer"),
+            "pooling": spec.get("pooling") or teacher.pooling,
+            "normalize": teacher.normalize if spec.get("normalize") is None else spec["normalize"],
+        })
+        student, tokenizer = load_sentence_encoder(spec, "model.student")
+        if shares_tokenizer:
+            tokenizer = teacher_tokenizer
+    if student.dim != teacher.dim:
+        raise ConfigError(
+            "model.student", f"the student's embedding width {student.dim} differs from the teacher's {teacher.dim}; "
+            "use a student of the teacher's width (no projection layer is supported yet)"
+        )
+    return student, tokenizer
+
+
+def build_evaluators(cfg: DictConfig) -> dict[str, list[Any]]:
+    """Tatoeba and cross-lingual STS evaluators for val and test, from `method.evaluation`."""
+    spec = container(cfg.method.get("evaluation")) or {}
+    evaluators: dict[str, list[Any]] = {"val": [], "test": []}
+    if spec.get("tatoeba"):
+        tatoeba = TatoebaEvaluator(spec["tatoeba"]["folder"], spec["tatoeba"]["languages"])
+        evaluators["val"].append(tatoeba)
+        evaluators["test"].append(tatoeba)
+    if spec.get("sts"):
+        sts = spec["sts"]
+        evaluators["val"].append(CrosslingualSTSEvaluator(sts["folder"], sts["pairs"], sts.get("val_split", "dev")))
+        evaluators["test"].append(CrosslingualSTSEvaluator(sts["folder"], sts["pairs"], sts.get("test_split", "test")))
+    return evaluators
+
+
+def run_multilingual(cfg: DictConfig, run_dir: Path) -> dict[str, float]:
+    """Teacher embeddings (cached) → student trained on parallel pairs; metrics before and after training."""
+    datamodule = ParallelDataModule(cfg.data)
+    teacher, teacher_tokenizer = build_teacher(cfg, datamodule)
+    pl.seed_everything(cfg.seed, workers=True)
+    student, tokenizer = build_student(cfg, teacher, teacher_tokenizer)
+    datamodule.tokenizer = tokenizer
+
+    kind = f"embedding/{teacher.pooling}/{'normalized' if teacher.normalize else 'raw'}"
+    outputs = {}
+    infos = {}
+    for split in ("train", "validation"):
+        sources, _ = datamodule.distinct_sources(split)
+        outputs[split], infos[split] = cached_teacher_outputs(
+            cfg, teacher, teacher_tokenizer, [(text, None) for text in sources], kind, lambda embeddings: embeddings
+        )
+    write_json(run_dir / "teacher" / "teacher.json", {"model": str(cfg.model.teacher.get("name_or_path")), "outputs": infos})
+
+    evaluators = build_evaluators(cfg)
+
+    def module_for(model: SentenceEncoder, model_tokenizer: Any) -> MultilingualDistillation:
+        return MultilingualDistillation(
+            model, model_tokenizer, container(cfg.method.student.optimizer), outputs["train"], outputs["validation"],
+            datamodule.languages(), int(cfg.data.max_length), int(cfg.data.eval_batch_size), evaluators,
+        )
+
+    results: dict[str, float] = {}
+    full_copy = bool(cfg.model.student.get("copy_teacher")) and not cfg.model.student.get("from_teacher_layers")
+    if not full_copy:  # a full copy's metrics before training are the teacher's own
+        teacher_metrics = evaluate(cfg, module_for(teacher, teacher_tokenizer), datamodule, run_dir / "teacher")
+        results.update({f"teacher/{k}": v for k, v in teacher_metrics.items()})
+    module = module_for(student, tokenizer)
+    results.update({f"student_init/{k}": v for k, v in evaluate(cfg, module, datamodule, run_dir / "student_init").items()})
+    results.update({f"student/{k}": v for k, v in fit_stage(cfg, "student", module, datamodule, cfg.method.student, run_dir).items()})
+    return results

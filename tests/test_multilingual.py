@@ -1,0 +1,150 @@
+"""Multilingual distillation: the loss, the parallel DataModule, the cached teacher, the CLI run and its export."""
+
+import json
+import math
+
+import pytest
+import torch
+
+from conftest import run_dirs
+from kdlab.data.parallel import ParallelDataModule
+from kdlab.errors import ConfigError, DataError
+from kdlab.losses import multilingual_mse
+
+TOY = ["method=multilingual", "model=tiny_sentence", "data=parallel_toy", "trainer.enable_progress_bar=false",
+       "data.sources.0.size=300", "data.sources.1.size=300", "data.dev.0.size=100", "data.dev.1.size=100",
+       "model.teacher.config.hidden_size=32", "model.teacher.config.intermediate_size=64", "model.teacher.config.num_attention_heads=2",
+       "method.student.epochs=4", "method.student.optimizer.lr=1e-3", "data.batch_size=16"]
+
+
+def test_loss_matches_an_independent_computation():
+    s = torch.tensor([[1.0, 2.0], [0.0, -1.0]])
+    t = torch.tensor([[1.5, 2.0], [1.0, 1.0]])
+    m = torch.tensor([[1.0, 1.0], [0.5, -1.0]])
+    # per pair ‖S(s)−M(s)‖²/D + ‖S(t)−M(s)‖²/D, averaged over the 2 pairs
+    source = ((0 + 1) / 2 + (0.25 + 0) / 2) / 2
+    target = ((0.25 + 1) / 2 + (0.25 + 4) / 2) / 2
+    out = multilingual_mse(s, t, m)
+    assert out.source.item() == pytest.approx(source, abs=1e-6)
+    assert out.target.item() == pytest.approx(target, abs=1e-6)
+    assert out.total.item() == pytest.approx(source + target, abs=1e-6)
+    with pytest.raises(ValueError, match="student width 2 != teacher width 3"):
+        multilingual_mse(s, t, torch.zeros(2, 3))
+
+
+def parallel_cfg(tmp_path, **overrides):
+    de = tmp_path / "en-de.tsv"
+    de.write_text("en\tde\n" + "".join(f"sentence {i}\tSatz {i}\n" for i in range(20)) + "shared\tgeteilt\n")
+    fr = tmp_path / "en-fr.jsonl"
+    fr.write_text("".join(json.dumps({"en": f"sentence {i}", "fr": f"phrase {i}"}) + "\n" for i in range(10)))
+    cfg = {
+        "sources": [{"path": str(de), "columns": {"source": "en", "target": "de"}, "lang": "en-de"},
+                    {"path": str(fr), "columns": {"source": "en", "target": "fr"}, "lang": "en-fr", "limit": 6}],
+        "dev": [], "holdout": 2, "max_length": 16, "batch_size": 8, "eval_batch_size": 8,
+    }
+    cfg.update(overrides)
+    return cfg
+
+
+def test_parallel_sources_mix_languages_hold_out_dev_pairs_and_share_source_rows(tmp_path, tiny_tokenizer):
+    module = ParallelDataModule(parallel_cfg(tmp_path), tokenizer=tiny_tokenizer)
+    train, dev = module.pairs("train"), module.pairs("validation")
+    assert len(train) == (21 - 2) + (6 - 2) and len(dev) == 4
+    assert module.languages() == ["en-de", "en-fr"]
+    assert not {(p["source"], p["target"]) for p in train} & {(p["source"], p["target"]) for p in dev}
+    sources, rows = module.distinct_sources("train")
+    assert len(sources) == len(set(p["source"] for p in train)) < len(train)  # "sentence i" appears in both languages
+    assert [sources[r] for r in rows] == [p["source"] for p in train]
+    module.setup()
+    batch = next(iter(module.train_dataloader()))
+    assert set(batch) == {"source_input_ids", "source_attention_mask", "target_input_ids", "target_attention_mask", "index", "teacher_index", "lang"}
+    assert batch["source_input_ids"].shape[1] == int(batch["source_attention_mask"].sum(1).max())
+    langs = torch.cat([b["lang"] for b in module.train_dataloader()])
+    assert set(langs.tolist()) == {0, 1}
+
+
+def test_parallel_file_with_an_empty_side_names_file_and_line(tmp_path):
+    bad = tmp_path / "bad.tsv"
+    bad.write_text("en\tde\nhello\thallo\nworld\t \n")
+    cfg = parallel_cfg(tmp_path, sources=[{"path": str(bad), "columns": {"source": "en", "target": "de"}, "lang": "en-de"}])
+    with pytest.raises(DataError, match=r"bad\.tsv:3: empty target"):
+        ParallelDataModule(cfg).pairs("train")
+    with pytest.raises(ConfigError, match=r"data\.sources\[0\]\.lang: needs a language tag"):
+        ParallelDataModule(parallel_cfg(tmp_path, sources=[{"path": str(bad), "columns": {"source": "en", "target": "de"}}])).pairs("train")
+
+
+@pytest.fixture(scope="module")
+def toy_run(tmp_path_factory):
+    import os
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    tmp = tmp_path_factory.mktemp("ml")
+    env = {**os.environ, "KDLAB_OUTPUT_DIR": str(tmp / "outputs"), "KDLAB_CACHE_DIR": str(tmp / "cache"), "HF_HUB_OFFLINE": "1"}
+
+    def run(*extra):
+        result = subprocess.run([sys.executable, "-m", "kdlab.train", *TOY, *extra], cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
+        assert result.returncode == 0, result.stderr[-3000:]
+        return run_dirs(tmp)[-1]
+
+    return run(), run, tmp
+
+
+def test_dev_mse_falls_and_translation_accuracy_rises(toy_run):
+    run, _, _ = toy_run
+    metrics = json.loads((run / "metrics.json").read_text())
+    for lang in ("en-rev", "en-vow"):
+        assert metrics[f"student/val/mse/{lang}"] < 0.5 * metrics[f"student_init/val/mse/{lang}"]
+        assert metrics[f"student/val/translation/{lang}/mean"] > metrics[f"student_init/val/translation/{lang}/mean"] + 30
+    assert math.isclose(metrics["student/val/translation_acc"],
+                        (metrics["student/val/translation/en-rev/mean"] + metrics["student/val/translation/en-vow/mean"]) / 2, rel_tol=1e-6)
+
+
+def test_export_loads_in_sentence_transformers_with_the_same_embeddings(toy_run):
+    st = pytest.importorskip("sentence_transformers")
+    from transformers import AutoTokenizer
+
+    from kdlab.models.inference import encode
+    from kdlab.models.sentence_encoder import load_sentence_encoder
+
+    run, _, _ = toy_run
+    folder = run / "student" / "model"
+    texts = ["the plot was good", "ehto tolpo sawo doogo", "zthi zplut zwes zguud but the food was bad"]
+    reference = torch.tensor(st.SentenceTransformer(str(folder), device="cpu").encode(texts))
+    model, tokenizer = load_sentence_encoder({"name_or_path": str(folder)}, "model")
+    mine = encode(model, tokenizer, texts, 64, 8)
+    torch.testing.assert_close(mine, reference, rtol=1e-4, atol=1e-5)
+
+
+def test_second_run_reads_cached_teacher_embeddings_and_a_changed_teacher_rebuilds(toy_run):
+    first, run, _ = toy_run
+    info = json.loads((first / "teacher" / "teacher.json").read_text())["outputs"]
+    assert info["train"]["hit"] is False and info["validation"]["hit"] is False
+    second = run("method.student.epochs=1")
+    info2 = json.loads((second / "teacher" / "teacher.json").read_text())["outputs"]
+    assert info2["train"]["hit"] is True and info2["train"]["key"] == info["train"]["key"]
+    third = run("method.student.epochs=1", "seed=7")  # a different random-init teacher
+    info3 = json.loads((third / "teacher" / "teacher.json").read_text())["outputs"]
+    assert info3["train"]["hit"] is False and info3["train"]["key"] != info["train"]["key"]
+
+
+def test_student_of_another_width_is_refused(cli):
+    result = cli(*TOY, "model.student.copy_teacher=false", "model.student.name_or_path=" + str(_tiny_encoder_folder(cli.tmp_path)), timeout=300)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1].startswith("kdlab: error: model.student: the student's embedding width 16 differs from the teacher's 32")
+
+
+def _tiny_encoder_folder(tmp_path):
+    from transformers import AutoModel, BertConfig
+
+    from kdlab.data.embedded import reviews
+    from kdlab.models.backbone import train_wordpiece
+
+    tokenizer = train_wordpiece([r["text"] for r in reviews("train", size=200)], 300, tmp_path / "tok")
+    model = AutoModel.from_config(BertConfig(vocab_size=len(tokenizer), hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32))
+    folder = tmp_path / "enc16"
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
