@@ -103,11 +103,15 @@ def validate_parallel_data(cfg: DictConfig) -> None:
     for key, items in groups:
         for number, source in enumerate(items):
             source = OmegaConf.to_container(source, resolve=True)
+            if not source.get("lang"):
+                raise ConfigError(f"{key}[{number}].lang", "needs a language-pair tag such as en-de")
+            if source.get("zip") is not None:
+                for side, part in zip(("source", "target"), source["zip"]):
+                    check_columns(part, {side: part.get("column")}, f"{key}[{number}].zip")
+                continue
             columns = source.get("columns") or {}
             if columns.get("source") is None or columns.get("target") is None:
                 raise ConfigError(f"{key}[{number}].columns", f"needs source and target columns, got {columns}")
-            if not source.get("lang"):
-                raise ConfigError(f"{key}[{number}].lang", "needs a language-pair tag such as en-de")
             check_columns(source, {"source": columns["source"], "target": columns["target"]}, f"{key}[{number}].columns")
     for name in ("max_length", "batch_size"):
         if int(_number(cfg, f"data.{name}")) < 1:

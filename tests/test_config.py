@@ -26,6 +26,19 @@ def fake_data_dir(tmp_path, monkeypatch):
     sst.mkdir(parents=True)
     for split in ("train", "dev", "test"):
         (sst / f"{split}.tsv").write_text("sentence\tlabel\nit 's good \t1\nit 's bad \t0\n")
+    root = tmp_path / "data"
+    files = {
+        "parallel/wmt-en-de-opennmt/train.en-de.tsv": "en\tde\ngood\tgut\nbad\tschlecht\nyes\tja\n",
+        "parallel/multi30k/train.en-de-fr.tsv": "en\tde\tfr\ngood\tgut\tbon\nbad\tschlecht\tmauvais\nyes\tja\toui\n",
+        "parallel/tatoeba-en-zh-manythings/en-zh.filtered.tsv": "en\tzh\tattribution\ngood\t好\tx\nbad\t坏\tx\nyes\t是\tx\n",
+        "stsb/sts-train.csv": "".join(f"g\tf\t2012\t{i}\t1.0\tA{i}.\tB{i}.\n" for i in range(3)),
+        "stsb-multi-mt/stsb-es-train.csv": "".join(f"A{i} es.,B{i} es.,1.0\n" for i in range(3)),
+        "tatoeba-laser/tatoeba.deu-eng.deu": "Hallo\n",
+        "tatoeba-laser/tatoeba.deu-eng.eng": "Hello\n",
+    }
+    for name, text in files.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(text)
     monkeypatch.setenv("KDLAB_DATA_DIR", str(tmp_path / "data"))
     monkeypatch.setenv("KDLAB_OUTPUT_DIR", str(tmp_path / "out"))
     monkeypatch.setenv("KDLAB_CACHE_DIR", str(tmp_path / "cache"))
@@ -55,6 +68,9 @@ def test_every_experiment_composes_validates_and_instantiates(experiment, fake_d
     if cfg.method.name == "multilingual":
         from kdlab.data.parallel import ParallelDataModule
 
+        with open_dict(cfg):
+            if cfg.data.get("holdout"):
+                cfg.data.holdout = 1  # the fake files are tiny
         assert len(ParallelDataModule(cfg.data).languages()) >= 1
     else:
         module = TextDataModule(cfg.data)

@@ -148,3 +148,16 @@ def _tiny_encoder_folder(tmp_path):
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder
+
+
+def test_zipped_line_aligned_files_and_their_length_mismatch(tmp_path):
+    (tmp_path / "en.tsv").write_text("x\tA man.\ny\tA dog.\nz\tA cat.\n")
+    (tmp_path / "es.csv").write_text("Un hombre.,1\nUn perro.,2\nUn gato.,3\n")
+    (tmp_path / "short.csv").write_text("Un hombre.,1\n")
+    side = lambda path, column, **kw: {"path": str(tmp_path / path), "header": False, "column": column, **kw}
+    cfg = parallel_cfg(tmp_path, sources=[{"zip": [side("en.tsv", 1), side("es.csv", 0)], "lang": "en-es"}], holdout=1)
+    pairs = ParallelDataModule(cfg).pairs("train") + ParallelDataModule(cfg).pairs("validation")
+    assert sorted((p["source"], p["target"]) for p in pairs) == [("A cat.", "Un gato."), ("A dog.", "Un perro."), ("A man.", "Un hombre.")]
+    bad = parallel_cfg(tmp_path, sources=[{"zip": [side("en.tsv", 1), side("short.csv", 0)], "lang": "en-es"}], holdout=1)
+    with pytest.raises(DataError, match=r"en\.tsv: has 3 rows but .*short\.csv has 1; zipped files must be row-aligned"):
+        ParallelDataModule(bad).pairs("train")

@@ -228,9 +228,12 @@ def load_records(source: Mapping[str, Any], columns: Mapping[str, Any]) -> list[
         records = _records_from_embedded(source, columns)
     else:
         raise ConfigError("source", f"needs one of path, hf or embedded; got keys {sorted(source)}")
-    limit = source.get("limit")
-    if limit is not None and limit < len(records):
-        # A seeded random subset in file order: files are often sorted by label or source.
-        keep = sorted(random.Random(source.get("seed", 0)).sample(range(len(records)), int(limit)))
-        records = [records[i] for i in keep]
-    return records
+    return subsample(records, source.get("limit"), source.get("seed", 0))
+
+
+def subsample(records: list[Record], limit: int | None, seed: int) -> list[Record]:
+    """A seeded random subset of `limit` records in file order (files are often sorted by label or source)."""
+    if limit is None or limit >= len(records):
+        return records
+    keep = sorted(random.Random(seed).sample(range(len(records)), int(limit)))
+    return [records[i] for i in keep]

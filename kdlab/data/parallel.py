@@ -4,6 +4,9 @@ Config (`conf/data/parallel_*.yaml`):
 
     sources:            # each a loading-layer source with `columns: {source: .., target: ..}` and a `lang` tag
       - {path: train.en-de.tsv, columns: {source: en, target: de}, lang: en-de, limit: 5000}
+      # or two line-aligned files, one per side (`zip`), each naming its `column`
+      - {zip: [{path: sts-train.csv, format: tsv, header: false, column: 5},
+               {path: stsb-es-train.csv, header: false, column: 0}], lang: en-es, limit: 5000}
     dev: [...]          # named dev sources (same shape); or, when empty,
     holdout: 500        # pairs held out of each train source (seeded) as its dev pairs
     max_length, batch_size, eval_batch_size, num_workers
@@ -24,9 +27,9 @@ from torch.utils.data import DataLoader
 
 from kdlab.cache.teacher_outputs import distinct
 from kdlab.data.collate import ParallelCollator, tokenize
-from kdlab.data.loading import load_records
+from kdlab.data.loading import load_records, subsample
 from kdlab.data.text import parse_text
-from kdlab.errors import ConfigError
+from kdlab.errors import ConfigError, DataError
 
 Pair = dict[str, Any]
 
@@ -40,17 +43,34 @@ def _plain(node: Any) -> Any:
         return node
 
 
+def _zipped_rows(source: Mapping[str, Any], key: str) -> list[dict[str, Any]]:
+    """Rows {source, target} from two line-aligned files, one side each."""
+    sides = source.get("zip") or []
+    if len(sides) != 2 or any(side.get("column") is None for side in sides):
+        raise ConfigError(f"{key}.zip", "needs two file sources, each with a `column` (source side first)")
+    first = load_records({**sides[0], "limit": None}, {"source": sides[0]["column"]})
+    second = load_records({**sides[1], "limit": None}, {"target": sides[1]["column"]})
+    if len(first) != len(second):
+        raise DataError(sides[0]["path"], f"has {len(first)} rows but {sides[1]['path']} has {len(second)}; zipped files must be row-aligned")
+    rows = [{"source": a["source"], "target": b["target"], "_where": f"{a['_where']} + {b['_where']}"} for a, b in zip(first, second)]
+    return subsample(rows, source.get("limit"), source.get("seed", 0))
+
+
 def read_pairs(source: Mapping[str, Any], key: str) -> list[Pair]:
     """The (source, target) pairs of one configured source, tagged with its language; empty sides are errors."""
-    columns = dict(source.get("columns") or {})
-    if columns.get("source") is None or columns.get("target") is None:
-        raise ConfigError(f"{key}.columns", f"needs source and target columns, got {columns}")
     lang = source.get("lang")
     if not lang:
         raise ConfigError(f"{key}.lang", "needs a language tag such as en-de")
+    if source.get("zip") is not None:
+        rows = _zipped_rows(source, key)
+    else:
+        columns = dict(source.get("columns") or {})
+        if columns.get("source") is None or columns.get("target") is None:
+            raise ConfigError(f"{key}.columns", f"needs source and target columns, got {columns}")
+        rows = load_records(source, {"source": columns["source"], "target": columns["target"]})
     return [
         {"source": parse_text(row, "source"), "target": parse_text(row, "target"), "lang": str(lang), "_where": row["_where"]}
-        for row in load_records(source, {"source": columns["source"], "target": columns["target"]})
+        for row in rows
     ]
 
 

@@ -70,14 +70,16 @@ def build_evaluators(cfg: DictConfig) -> dict[str, list[Any]]:
     """Tatoeba and cross-lingual STS evaluators for val and test, from `method.evaluation`."""
     spec = container(cfg.method.get("evaluation")) or {}
     evaluators: dict[str, list[Any]] = {"val": [], "test": []}
-    if spec.get("tatoeba"):
-        tatoeba = TatoebaEvaluator(spec["tatoeba"]["folder"], spec["tatoeba"]["languages"])
-        evaluators["val"].append(tatoeba)
-        evaluators["test"].append(tatoeba)
-    if spec.get("sts"):
-        sts = spec["sts"]
-        evaluators["val"].append(CrosslingualSTSEvaluator(sts["folder"], sts["pairs"], sts.get("val_split", "dev")))
-        evaluators["test"].append(CrosslingualSTSEvaluator(sts["folder"], sts["pairs"], sts.get("test_split", "test")))
+    tatoeba = spec.get("tatoeba")
+    if tatoeba:
+        evaluator = TatoebaEvaluator(tatoeba["folder"], tatoeba["languages"])
+        for split in tatoeba.get("splits") or ("val", "test"):
+            evaluators[split].append(evaluator)
+    sts = spec.get("sts")
+    if sts:
+        for split, key in (("val", "val_split"), ("test", "test_split")):
+            if sts.get(key):
+                evaluators[split].append(CrosslingualSTSEvaluator(sts["folder"], sts["pairs"], sts[key]))
     return evaluators
 
 
