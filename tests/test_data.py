@@ -149,3 +149,18 @@ def test_datamodule_batches_are_dynamically_padded(tiny_tokenizer):
     lengths = batch["attention_mask"].sum(dim=1)
     assert batch["input_ids"].shape[1] == int(lengths.max())
     assert batch["labels"].dtype == torch.long and module.num_labels == 2
+
+
+def test_length_grouped_batches_cover_every_example_once_and_pad_less():
+    from kdlab.data.sampling import LengthGroupedBatchSampler
+
+    torch.manual_seed(0)
+    lengths = [int(x) for x in torch.randint(3, 60, (1000,))]
+    sampler = LengthGroupedBatchSampler(lengths, batch_size=16, mega_batches=20)
+    batches = list(sampler)
+    assert len(batches) == len(sampler) == 63
+    assert sorted(i for b in batches for i in b) == list(range(1000))
+    padded = sum(len(b) * max(lengths[i] for i in b) for b in batches)
+    random_padded = sum(16 * max(lengths[i] for i in range(s, min(s + 16, 1000))) for s in range(0, 1000, 16))
+    assert padded < 0.75 * random_padded
+    assert list(sampler) != batches  # a new grouping each epoch

@@ -10,6 +10,7 @@ Config (`conf/data/parallel_*.yaml`):
     dev: [...]          # named dev sources (same shape); or, when empty,
     holdout: 500        # pairs held out of each train source (seeded) as its dev pairs
     max_length, batch_size, eval_batch_size, num_workers
+    group_by_length     # train batches of similar lengths (kdlab.data.sampling), less padding
 
 Every batch mixes languages (one shuffled pool). Each pair carries `teacher_index`: the row of its
 source sentence among the split's distinct source sentences, which is where the teacher-output
@@ -28,6 +29,7 @@ from torch.utils.data import DataLoader
 from kdlab.cache.teacher_outputs import distinct
 from kdlab.data.collate import ParallelCollator, tokenize
 from kdlab.data.loading import load_records, subsample
+from kdlab.data.sampling import LengthGroupedBatchSampler
 from kdlab.data.text import parse_text
 from kdlab.errors import ConfigError, DataError
 
@@ -147,11 +149,13 @@ class ParallelDataModule(pl.LightningDataModule):
             self.features(split)
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
-        size = self.cfg["batch_size"] if split == "train" else self.cfg.get("eval_batch_size", 128)
-        return DataLoader(
-            self.features(split), batch_size=int(size), shuffle=shuffle, num_workers=int(self.cfg.get("num_workers", 0)),
-            collate_fn=ParallelCollator(self.tokenizer.pad_token_id),
-        )
+        size = int(self.cfg["batch_size"] if split == "train" else self.cfg.get("eval_batch_size", 128))
+        features = self.features(split)
+        common = {"num_workers": int(self.cfg.get("num_workers", 0)), "collate_fn": ParallelCollator(self.tokenizer.pad_token_id)}
+        if shuffle and self.cfg.get("group_by_length"):
+            lengths = [max(len(f["source"]), len(f["target"])) for f in features]
+            return DataLoader(features, batch_sampler=LengthGroupedBatchSampler(lengths, size), **common)
+        return DataLoader(features, batch_size=size, shuffle=shuffle, **common)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", shuffle=True)

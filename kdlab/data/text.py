@@ -12,6 +12,7 @@ from torch.utils.data import DataLoader
 
 from kdlab.data.collate import PadCollator, tokenize
 from kdlab.data.loading import Record, load_records
+from kdlab.data.sampling import LengthGroupedBatchSampler
 from kdlab.errors import ConfigError, DataError
 
 SPLITS = ("train", "validation", "test")
@@ -125,13 +126,12 @@ class TextDataModule(pl.LightningDataModule):
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
         batch_size = self.cfg["batch_size"] if split == "train" else self.cfg.get("eval_batch_size", 128)
         label_dtype = torch.long if self.task == "classification" else torch.float32
-        return DataLoader(
-            self.features(split),
-            batch_size=int(batch_size),
-            shuffle=shuffle,
-            num_workers=int(self.cfg.get("num_workers", 0)),
-            collate_fn=PadCollator(self.tokenizer.pad_token_id, label_dtype),
-        )
+        features = self.features(split)
+        common = {"num_workers": int(self.cfg.get("num_workers", 0)), "collate_fn": PadCollator(self.tokenizer.pad_token_id, label_dtype)}
+        if shuffle and self.cfg.get("group_by_length"):
+            sampler = LengthGroupedBatchSampler([len(f["input_ids"]) for f in features], int(batch_size))
+            return DataLoader(features, batch_sampler=sampler, **common)
+        return DataLoader(features, batch_size=int(batch_size), shuffle=shuffle, **common)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", shuffle=True)
