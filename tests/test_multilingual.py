@@ -161,3 +161,13 @@ def test_zipped_line_aligned_files_and_their_length_mismatch(tmp_path):
     bad = parallel_cfg(tmp_path, sources=[{"zip": [side("en.tsv", 1), side("short.csv", 0)], "lang": "en-es"}], holdout=1)
     with pytest.raises(DataError, match=r"en\.tsv: has 3 rows but .*short\.csv has 1; zipped files must be row-aligned"):
         ParallelDataModule(bad).pairs("train")
+
+
+def test_skip_empty_drops_pairs_with_an_empty_side_only_when_asked(tmp_path):
+    noisy = tmp_path / "noisy.tsv"
+    noisy.write_text("en\tde\nhello\thallo\n\tleer\nworld\twelt\n")
+    source = {"path": str(noisy), "columns": {"source": "en", "target": "de"}, "lang": "en-de"}
+    with pytest.raises(DataError, match=r"noisy\.tsv:3: empty source"):
+        ParallelDataModule(parallel_cfg(tmp_path, sources=[source], holdout=1)).pairs("train")
+    kept = ParallelDataModule(parallel_cfg(tmp_path, sources=[{**source, "skip_empty": True}], holdout=1))
+    assert sorted(p["source"] for p in kept.pairs("train") + kept.pairs("validation")) == ["hello", "world"]

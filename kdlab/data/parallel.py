@@ -3,7 +3,7 @@
 Config (`conf/data/parallel_*.yaml`):
 
     sources:            # each a loading-layer source with `columns: {source: .., target: ..}` and a `lang` tag
-      - {path: train.en-de.tsv, columns: {source: en, target: de}, lang: en-de, limit: 5000}
+      - {path: train.en-de.tsv, columns: {source: en, target: de}, lang: en-de, limit: 5000, skip_empty: false}
       # or two line-aligned files, one per side (`zip`), each naming its `column`
       - {zip: [{path: sts-train.csv, format: tsv, header: false, column: 5},
                {path: stsb-es-train.csv, header: false, column: 0}], lang: en-es, limit: 5000}
@@ -12,13 +12,15 @@ Config (`conf/data/parallel_*.yaml`):
     max_length, batch_size, eval_batch_size, num_workers
     group_by_length     # train batches of similar lengths (kdlab.data.sampling), less padding
 
-Every batch mixes languages (one shuffled pool). Each pair carries `teacher_index`: the row of its
+A pair with an empty side is an error naming file and line, unless the source says `skip_empty: true`
+(then such pairs are dropped and counted in the log). Every batch mixes languages (one shuffled pool). Each pair carries `teacher_index`: the row of its
 source sentence among the split's distinct source sentences, which is where the teacher-output
 cache keeps that sentence's embedding.
 """
 
 from __future__ import annotations
 
+import logging
 import random
 from collections.abc import Mapping
 from typing import Any
@@ -34,6 +36,7 @@ from kdlab.data.text import parse_text
 from kdlab.errors import ConfigError, DataError
 
 Pair = dict[str, Any]
+log = logging.getLogger(__name__)
 
 
 def _plain(node: Any) -> Any:
@@ -70,6 +73,12 @@ def read_pairs(source: Mapping[str, Any], key: str) -> list[Pair]:
         if columns.get("source") is None or columns.get("target") is None:
             raise ConfigError(f"{key}.columns", f"needs source and target columns, got {columns}")
         rows = load_records(source, {"source": columns["source"], "target": columns["target"]})
+    if source.get("skip_empty"):
+        # an explicit choice for noisy corpora (the WMT sample has empty lines): drop such pairs, say how many
+        kept = [row for row in rows if str(row["source"] or "").strip() and str(row["target"] or "").strip()]
+        if len(kept) < len(rows):
+            log.warning("%s: skipped %d pairs with an empty side (skip_empty: true)", key, len(rows) - len(kept))
+        rows = kept
     return [
         {"source": parse_text(row, "source"), "target": parse_text(row, "target"), "lang": str(lang), "_where": row["_where"]}
         for row in rows
