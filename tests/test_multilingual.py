@@ -171,3 +171,36 @@ def test_skip_empty_drops_pairs_with_an_empty_side_only_when_asked(tmp_path):
         ParallelDataModule(parallel_cfg(tmp_path, sources=[source], holdout=1)).pairs("train")
     kept = ParallelDataModule(parallel_cfg(tmp_path, sources=[{**source, "skip_empty": True}], holdout=1))
     assert sorted(p["source"] for p in kept.pairs("train") + kept.pairs("validation")) == ["hello", "world"]
+
+
+def test_tatoeba_and_sts_evaluators_run_at_validation_on_the_student(tmp_path, tiny_tokenizer):
+    import pytorch_lightning as pl
+
+    from kdlab.data.benchmarks import crosslingual_sts
+    from kdlab.evaluation.multilingual import CrosslingualSTSEvaluator, TatoebaEvaluator
+    from kdlab.evaluation.retrieval import translation_accuracy
+    from kdlab.evaluation.sts import cosine_spearman
+    from kdlab.methods.multilingual import MultilingualDistillation
+    from kdlab.models.inference import encode
+    from kdlab.models.sentence_encoder import random_encoder
+
+    (tmp_path / "tatoeba.deu-eng.deu").write_text("der film war gut\ndas essen war schlecht\ndie musik war laut\n")
+    (tmp_path / "tatoeba.deu-eng.eng").write_text("the movie was good\nthe food was bad\nthe music was loud\n")
+    for lang, rows in {"en": ["the plot was good,the plot was great,4.5", "the food was bad,the view was lovely,0.5", "the room was dull,the room was boring,4.0"],
+                       "de": ["die handlung war gut,die handlung war toll,4.5", "das essen war schlecht,die aussicht war schön,0.5", "das zimmer war öde,das zimmer war langweilig,4.0"]}.items():
+        (tmp_path / f"stsb-{lang}-dev.csv").write_text("\n".join(rows) + "\n")
+    torch.manual_seed(0)
+    model = random_encoder({"config": {"hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 64}}, tiny_tokenizer)
+    datamodule = ParallelDataModule(parallel_cfg(tmp_path), tokenizer=tiny_tokenizer)
+    teacher_train = torch.randn(len(datamodule.distinct_sources("train")[0]), 32)
+    teacher_dev = torch.randn(len(datamodule.distinct_sources("validation")[0]), 32)
+    evaluators = {"val": [TatoebaEvaluator(str(tmp_path), ["deu"]), CrosslingualSTSEvaluator(str(tmp_path), [["en", "de"], ["de", "en"]], "dev")]}
+    module = MultilingualDistillation(model, tiny_tokenizer, {"lr": 1e-3}, teacher_train, teacher_dev, datamodule.languages(), 16, 8, evaluators)
+    metrics = pl.Trainer(logger=False, enable_progress_bar=False, enable_model_summary=False).validate(module, datamodule=datamodule, verbose=False)[0]
+    run = lambda texts: encode(model, tiny_tokenizer, texts, 16, 8)
+    german, english = (tmp_path / "tatoeba.deu-eng.deu").read_text().split("\n")[:3], (tmp_path / "tatoeba.deu-eng.eng").read_text().split("\n")[:3]
+    assert metrics["val/tatoeba/deu/mean"] == pytest.approx(100 * translation_accuracy(run(german), run(english))["mean"], abs=1e-4)
+    first, second, gold = crosslingual_sts(tmp_path, "en", "de", "dev")
+    assert metrics["val/sts/en-de"] == pytest.approx(cosine_spearman(run(first), run(second), gold), abs=1e-3)
+    assert metrics["val/sts_spearman"] == pytest.approx((metrics["val/sts/en-de"] + metrics["val/sts/de-en"]) / 2, abs=1e-4)
+    assert {"val/mse/en-de", "val/mse/en-fr", "val/translation_acc", "val/tatoeba_acc"} <= set(metrics)

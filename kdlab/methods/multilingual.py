@@ -88,7 +88,15 @@ class MultilingualDistillation(KDModule):
     def _epoch_end(self, split: str) -> None:
         metrics = self.dev_metrics()
         self._collected = []
-        encoder = lambda texts: encode(self.model, self.tokenizer, list(texts), self.max_length, self.eval_batch_size, desc=f"{split} evaluation")
+        memo: dict[str, torch.Tensor] = {}  # evaluators share sentences (STS English side, per language pair)
+
+        def encoder(texts: Sequence[str]) -> torch.Tensor:
+            new = list(dict.fromkeys(t for t in texts if t not in memo))
+            if new:
+                rows = encode(self.model, self.tokenizer, new, self.max_length, self.eval_batch_size, desc=f"{split} evaluation")
+                memo.update(zip(new, rows))
+            return torch.stack([memo[t] for t in texts])
+
         for evaluator in self.evaluators.get(split, []):
             metrics.update(evaluator(encoder))
         self.log_dict({f"{split}/{name}": value for name, value in metrics.items()})
