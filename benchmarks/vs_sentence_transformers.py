@@ -26,7 +26,7 @@ from pathlib import Path
 DATA = Path(os.environ.get("KDLAB_DATA_DIR", Path(__file__).resolve().parents[1].parent / "shared" / "data"))
 TATOEBA = {"de": "deu", "fr": "fra"}
 SOURCES = {
-    "de": {"path": str(DATA / "parallel/wmt-en-de-opennmt/train.en-de.tsv"), "columns": {"source": "en", "target": "de"}},
+    "de": {"path": str(DATA / "parallel/wmt-en-de-opennmt/train.en-de.tsv"), "columns": {"source": "en", "target": "de"}, "skip_empty": True},
     "fr": {"path": str(DATA / "parallel/multi30k/train.en-de-fr.tsv"), "columns": {"source": "en", "target": "fr"}},
 }
 
