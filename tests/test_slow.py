@@ -50,3 +50,20 @@ def test_hinton_sst2_experiment_runs_end_to_end_small(cli):
     from transformers import AutoConfig
 
     assert AutoConfig.from_pretrained(run / "student" / "model").num_hidden_layers == 2
+
+
+@needs_minilm()
+@needs_shared_data("parallel")
+def test_multilingual_minilm_experiment_runs_small_and_exports_for_sentence_transformers(cli):
+    st = pytest.importorskip("sentence_transformers")
+    overrides = [f"data.sources.{i}.limit=40" for i in range(5)] + ["data.holdout=8", "method.evaluation.tatoeba.languages=[deu]",
+                                                                      "method.evaluation.sts.pairs=[[en,de]]", "trainer.enable_progress_bar=false"]
+    result = cli("experiment=multilingual_minilm", *overrides, env={"KDLAB_DATA_DIR": str(SHARED_DATA)}, timeout=1800)
+    assert result.returncode == 0, result.stderr[-3000:]
+    (run,) = run_dirs(cli.tmp_path)
+    metrics = json.loads((run / "metrics.json").read_text())
+    # before training the student is all-MiniLM-L6-v2 itself: the reference figures of ../shared/ENVIRONMENT.md
+    assert metrics["student_init/test/tatoeba/deu/mean"] == pytest.approx(12.7, abs=0.1)
+    assert metrics["student_init/test/sts/en-de"] == pytest.approx(29.0, abs=0.1)
+    model = st.SentenceTransformer(str(run / "student" / "model"), device="cpu")
+    assert model.encode(["Ein Test."]).shape == (1, 384)
