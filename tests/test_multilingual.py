@@ -104,7 +104,6 @@ def test_dev_mse_falls_and_translation_accuracy_rises(toy_run):
 
 def test_export_loads_in_sentence_transformers_with_the_same_embeddings(toy_run):
     st = pytest.importorskip("sentence_transformers")
-    from transformers import AutoTokenizer
 
     from kdlab.models.inference import encode
     from kdlab.models.sentence_encoder import load_sentence_encoder

@@ -26,6 +26,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import pytorch_lightning as pl
+from omegaconf import OmegaConf
 from torch.utils.data import DataLoader
 
 from kdlab.cache.teacher_outputs import distinct
@@ -40,12 +41,8 @@ log = logging.getLogger(__name__)
 
 
 def _plain(node: Any) -> Any:
-    try:
-        from omegaconf import OmegaConf
-
-        return OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else node
-    except ImportError:  # pragma: no cover
-        return node
+    """A plain dict from an OmegaConf node (or the dict itself)."""
+    return OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else node
 
 
 def _zipped_rows(source: Mapping[str, Any], key: str) -> list[dict[str, Any]]:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from kdlab.data.text import TextDataModule
 from kdlab.errors import ConfigError
