@@ -59,12 +59,19 @@ def guarded(task: Callable[[DictConfig], Any], cfg: DictConfig) -> Any:
         return task(cfg)
     except KdlabError as err:
         print(f"kdlab: error: {err}", file=sys.stderr)
+        multirun = False
         try:
             from hydra.core.hydra_config import HydraConfig
+            from hydra.types import RunMode
 
-            run_dir = Path(HydraConfig.get().runtime.output_dir)
+            hydra_cfg = HydraConfig.get()
+            multirun = hydra_cfg.mode == RunMode.MULTIRUN
+            run_dir = Path(hydra_cfg.runtime.output_dir)
             if _is_fresh(run_dir):
                 shutil.rmtree(run_dir, ignore_errors=True)
         except Exception:  # not under Hydra: nothing to clean
             pass
+        if multirun:  # one bad job of a sweep is reported and the sweep goes on
+            log.error("job failed: %s", err)
+            return None
         raise SystemExit(2) from None

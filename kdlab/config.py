@@ -48,14 +48,23 @@ def validate_loss(cfg: DictConfig) -> None:
     if not 0.0 <= alpha <= 1.0:
         raise ConfigError("loss.alpha", f"must be in [0, 1], got {alpha:g}")
     hidden = cfg.loss.get("hidden") or {}
-    weight = float(hidden.get("weight") or 0.0)
+    weight = _number(cfg, "loss.hidden.weight") if hidden.get("weight") is not None else 0.0
     if weight < 0:
         raise ConfigError("loss.hidden.weight", f"must be >= 0, got {weight:g}")
     if weight > 0 and cfg.method.get("teacher_outputs") != "live":
         raise ConfigError("loss.hidden.weight", "hidden-state matching needs method.teacher_outputs=live (the cache holds logits only)")
     layer_map = hidden.get("layer_map")
-    if layer_map is not None and (not layer_map or any(len(pair) != 2 for pair in layer_map)):
-        raise ConfigError("loss.hidden.layer_map", f"must be a list of [student, teacher] index pairs, got {layer_map}")
+    if layer_map is not None:
+        pairs = OmegaConf.to_container(layer_map, resolve=True) if OmegaConf.is_config(layer_map) else layer_map
+        if not isinstance(pairs, list) or not pairs or any(
+            not isinstance(pair, list) or len(pair) != 2 or not all(isinstance(i, int) for i in pair) for pair in pairs
+        ):
+            raise ConfigError("loss.hidden.layer_map", f"must be a list of [student, teacher] integer index pairs, got {pairs}")
+        s_depth = _depth(cfg.model.student, cfg.model.teacher)
+        t_depth = _depth(cfg.model.teacher)
+        for s_index, t_index in pairs:
+            if (s_depth is not None and not 0 <= s_index <= s_depth) or (t_depth is not None and not 0 <= t_index <= t_depth):
+                raise ConfigError("loss.hidden.layer_map", f"pair {[s_index, t_index]} is outside student 0..{s_depth} / teacher 0..{t_depth}")
 
 
 def validate_data(cfg: DictConfig) -> None:
@@ -75,8 +84,9 @@ def validate_data(cfg: DictConfig) -> None:
         raise ConfigError("data.main_metric", f"must be one of data.metrics {metrics}, got {main!r}")
     if int(_number(cfg, "data.max_length")) < 4:
         raise ConfigError("data.max_length", f"must be >= 4, got {cfg.data.max_length}")
-    if int(_number(cfg, "data.batch_size")) < 1:
-        raise ConfigError("data.batch_size", f"must be >= 1, got {cfg.data.batch_size}")
+    for name in ("batch_size", "eval_batch_size"):
+        if int(_number(cfg, f"data.{name}")) < 1:
+            raise ConfigError(f"data.{name}", f"must be >= 1, got {cfg.data[name]}")
     columns = OmegaConf.to_container(_require(cfg, "data.columns"), resolve=True)
     for role in ("text", "label"):
         if columns.get(role) is None:
@@ -113,7 +123,7 @@ def validate_parallel_data(cfg: DictConfig) -> None:
             if columns.get("source") is None or columns.get("target") is None:
                 raise ConfigError(f"{key}[{number}].columns", f"needs source and target columns, got {columns}")
             check_columns(source, {"source": columns["source"], "target": columns["target"]}, f"{key}[{number}].columns")
-    for name in ("max_length", "batch_size"):
+    for name in ("max_length", "batch_size", "eval_batch_size"):
         if int(_number(cfg, f"data.{name}")) < 1:
             raise ConfigError(f"data.{name}", f"must be >= 1, got {cfg.data[name]}")
     evaluation = cfg.method.get("evaluation") or {}
@@ -121,6 +131,35 @@ def validate_parallel_data(cfg: DictConfig) -> None:
         spec = evaluation.get(name)
         if spec and not Path(str(spec.folder)).is_dir():
             raise ConfigError(f"method.evaluation.{name}.folder", f"{spec.folder} is not a folder (set KDLAB_DATA_DIR)")
+
+
+def _depth(spec: Any, teacher: Any = None) -> int | None:
+    """Number of transformer layers a model spec will have, when config files tell without loading it."""
+    if spec is None:
+        return None
+    layers = spec.get("from_teacher_layers")
+    if layers is not None:
+        return len(layers)
+    if spec.get("config") and spec.config.get("num_hidden_layers") is not None and not spec.get("name_or_path"):
+        return int(spec.config.num_hidden_layers)
+    for key in ("trained", "name_or_path"):
+        folder = spec.get(key)
+        if folder and (Path(str(folder)) / "config.json").exists():
+            return json.loads((Path(str(folder)) / "config.json").read_text(encoding="utf-8")).get("num_hidden_layers")
+    return None
+
+
+def validate_teacher_layers(cfg: DictConfig) -> None:
+    """`model.student.from_teacher_layers`: distinct indices within the teacher's depth (when it is known)."""
+    layers = cfg.model.student.get("from_teacher_layers") if cfg.model.get("student") is not None else None
+    if layers is None:
+        return
+    layers = list(layers)
+    if not layers or len(set(layers)) != len(layers) or not all(isinstance(i, int) for i in layers):
+        raise ConfigError("model.student.from_teacher_layers", f"must list distinct teacher layer indices, got {layers}")
+    depth = _depth(cfg.model.get("teacher"))
+    if depth is not None and not all(0 <= i < depth for i in layers):
+        raise ConfigError("model.student.from_teacher_layers", f"needs layer indices in [0, {depth - 1}] for this teacher, got {layers}")
 
 
 def _folder_num_labels(path: Path) -> int | None:
@@ -152,9 +191,7 @@ def validate_models(cfg: DictConfig) -> None:
                 raise ConfigError(
                     "model.teacher.trained", f"the teacher has {width} labels ({path / 'config.json'}) but data.labels gives {expected}"
                 )
-        layers = student.get("from_teacher_layers")
-        if layers is not None and len(layers) == 0:
-            raise ConfigError("model.student.from_teacher_layers", "must list at least one teacher layer index")
+        validate_teacher_layers(cfg)
         if cfg.method.get("requires_shared_tokenizer", True):
             t_id = tokenizer_identity(OmegaConf.to_container(teacher, resolve=True))
             s_id = tokenizer_identity(OmegaConf.to_container(student, resolve=True), teacher_identity=t_id)
@@ -170,6 +207,18 @@ def validate_models(cfg: DictConfig) -> None:
             raise ConfigError("method.train", f"must be teacher or student (a spec under model.*), got {role!r}")
 
 
+def validate_stages(cfg: DictConfig) -> None:
+    """Each training stage (method.teacher / method.student) has epochs >= 1 and lr > 0."""
+    for stage in ("teacher", "student"):
+        node = cfg.method.get(stage)
+        if node is None:
+            continue
+        if int(_number(cfg, f"method.{stage}.epochs")) < 1:
+            raise ConfigError(f"method.{stage}.epochs", f"must be >= 1, got {node.epochs}")
+        if _number(cfg, f"method.{stage}.optimizer.lr") <= 0:
+            raise ConfigError(f"method.{stage}.optimizer.lr", f"must be > 0, got {node.optimizer.lr}")
+
+
 def validate(cfg: DictConfig) -> None:
     """Raise ConfigError for the first problem found in a composed training config."""
     method = _require(cfg, "method.name")
@@ -180,8 +229,11 @@ def validate(cfg: DictConfig) -> None:
         student = cfg.model.get("student") or {}
         if not student.get("copy_teacher") and not student.get("name_or_path"):
             raise ConfigError("model.student", "needs copy_teacher: true or a name_or_path")
-        if _number(cfg, "method.student.optimizer.lr") <= 0:
-            raise ConfigError("method.student.optimizer.lr", f"must be > 0, got {cfg.method.student.optimizer.lr}")
+        if not student.get("copy_teacher") and student.get("tokenizer") == "teacher":
+            raise ConfigError("model.student.tokenizer", "a student loaded from name_or_path uses its own tokenizer: set it to null (or a path)")
+        if student.get("copy_teacher"):
+            validate_teacher_layers(cfg)
+        validate_stages(cfg)
         return
     if method == "hinton":
         validate_loss(cfg)
@@ -189,14 +241,7 @@ def validate(cfg: DictConfig) -> None:
             raise ConfigError("method.teacher_outputs", f"must be cache or live, got {cfg.method.get('teacher_outputs')!r}")
     validate_data(cfg)
     validate_models(cfg)
-    for stage in ("teacher", "student"):
-        node = cfg.method.get(stage)
-        if node is None:
-            continue
-        if int(_number(cfg, f"method.{stage}.epochs")) < 1:
-            raise ConfigError(f"method.{stage}.epochs", f"must be >= 1, got {node.epochs}")
-        if _number(cfg, f"method.{stage}.optimizer.lr") <= 0:
-            raise ConfigError(f"method.{stage}.optimizer.lr", f"must be > 0, got {node.optimizer.lr}")
+    validate_stages(cfg)
     metric = cfg.get("optimized_metric")
     if method != "multilingual" and metric is not None and metric.rsplit("/", 1)[-1] not in cfg.data.metrics:
         raise ConfigError("optimized_metric", f"must end in one of data.metrics {list(cfg.data.metrics)}, got {metric!r}")

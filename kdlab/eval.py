@@ -18,6 +18,11 @@ def evaluate_model(cfg: DictConfig) -> dict[str, float]:
     from kdlab.config import validate_data
 
     validate_data(cfg)
+    bad = [split for split in cfg.splits if split not in ("validation", "test")]
+    if bad:
+        from kdlab.errors import ConfigError
+
+        raise ConfigError("splits", f"must be a list of validation and/or test, got {list(cfg.splits)}")
     from pathlib import Path
 
     import pytorch_lightning as pl

@@ -80,7 +80,7 @@ def test_every_experiment_composes_validates_and_instantiates(experiment, fake_d
 
 
 # options that belong to the multilingual method compose with its partners
-MULTILINGUAL = {"method": ["multilingual"], "model": ["tiny_sentence", "minilm_sentence"], "data": ["parallel_toy"]}
+MULTILINGUAL = {"method": ["multilingual"], "model": ["tiny_sentence", "minilm_sentence"], "data": ["parallel_toy", "parallel_real"]}
 
 
 @pytest.mark.parametrize("group", ["hardware", "logger", "callbacks", "data", "model", "method"])
@@ -164,3 +164,23 @@ def test_hidden_state_matching_needs_the_live_teacher(cli):
     line = cli_error(cli, "loss.hidden.weight=1")
     assert line == "kdlab: error: loss.hidden.weight: hidden-state matching needs method.teacher_outputs=live (the cache holds logits only)"
     assert cli_error(cli, "loss.hidden.weight=-1", "method.teacher_outputs=live") == "kdlab: error: loss.hidden.weight: must be >= 0, got -1"
+
+
+def test_a_failing_job_does_not_stop_a_sweep(cli):
+    result = cli("-m", "loss.temperature=0,2", "debug=fast", "data.train.size=100", "data.validation.size=32", "data.test.size=32")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "loss.temperature: must be > 0, got 0" in result.stderr
+    (sweep,) = (cli.tmp_path / "outputs" / "sweeps").iterdir()
+    finished = [job.name for job in sweep.iterdir() if (job / "metrics.json").exists()]
+    assert finished == ["1"]  # job 0 was refused, job 1 ran
+
+
+def test_bad_layer_choices_are_refused_before_training(cli):
+    assert cli_error(cli, "model.student.from_teacher_layers=[0,9]") == (
+        "kdlab: error: model.student.from_teacher_layers: needs layer indices in [0, 3] for this teacher, got [0, 9]")
+    assert cli_error(cli, "model.student.from_teacher_layers=[1,1]").startswith(
+        "kdlab: error: model.student.from_teacher_layers: must list distinct teacher layer indices")
+    assert cli_error(cli, "method.teacher_outputs=live", "loss.hidden.weight=1", "loss.hidden.layer_map=[[1,9]]") == (
+        "kdlab: error: loss.hidden.layer_map: pair [1, 9] is outside student 0..1 / teacher 0..4")
+    assert cli_error(cli, "data.eval_batch_size=0") == "kdlab: error: data.eval_batch_size: must be >= 1, got 0"
+    assert cli_error(cli, "experiment=multilingual_toy", "method.student.epochs=-1") == "kdlab: error: method.student.epochs: must be >= 1, got -1"

@@ -164,3 +164,10 @@ def test_length_grouped_batches_cover_every_example_once_and_pad_less():
     random_padded = sum(16 * max(lengths[i] for i in range(s, min(s + 16, 1000))) for s in range(0, 1000, 16))
     assert padded < 0.75 * random_padded
     assert list(sampler) != batches  # a new grouping each epoch
+
+
+def test_embedded_splits_stay_disjoint_for_any_size_and_seed():
+    train = {r["text"] for r in reviews("train", size=12000, seed=1)}
+    validation = {r["text"] for r in reviews("validation", seed=2)}
+    test = {r["text"] for r in reviews("test", size=1500)}
+    assert len(train) == 12000 and not (train & validation) and not (train & test) and not (validation & test)

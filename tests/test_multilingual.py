@@ -130,7 +130,8 @@ def test_second_run_reads_cached_teacher_embeddings_and_a_changed_teacher_rebuil
 
 
 def test_student_of_another_width_is_refused(cli):
-    result = cli(*TOY, "model.student.copy_teacher=false", "model.student.name_or_path=" + str(_tiny_encoder_folder(cli.tmp_path)), timeout=300)
+    result = cli(*TOY, "model.student.copy_teacher=false", "model.student.tokenizer=null",
+                 "model.student.name_or_path=" + str(_tiny_encoder_folder(cli.tmp_path)), timeout=300)
     assert result.returncode == 2
     assert result.stderr.strip().splitlines()[-1].startswith("kdlab: error: model.student: the student's embedding width 16 differs from the teacher's 32")
 

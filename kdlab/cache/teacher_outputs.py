@@ -13,6 +13,7 @@ written to a temporary name in the same folder and renamed, so a half-written en
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 import tempfile
@@ -51,7 +52,11 @@ def weights_fingerprint(model: torch.nn.Module) -> str:
 def tokenizer_fingerprint(tokenizer: Any) -> str:
     """sha256 of a tokenizer's full serialisation (vocabulary, normaliser, special tokens)."""
     backend = getattr(tokenizer, "backend_tokenizer", None)
-    text = backend.to_str() if backend is not None else repr(sorted(tokenizer.get_vocab().items()))
+    if backend is not None:  # leave out the truncation/padding state a call leaves behind
+        state = {k: v for k, v in json.loads(backend.to_str()).items() if k not in ("truncation", "padding")}
+        text = json.dumps(state, sort_keys=True)
+    else:
+        text = repr(sorted(tokenizer.get_vocab().items()))
     return hashlib.sha256(f"{type(tokenizer).__name__}\n{text}".encode()).hexdigest()
 
 

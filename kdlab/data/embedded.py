@@ -7,11 +7,13 @@ the label depends on word order and on interactions between words, not on a bag 
 larger model learns the rules, a tiny one only part of them. A small fraction of labels is flipped
 (``noise``) so that no model reaches 100 % and the teacher's soft targets carry information.
 
-The splits are deterministic functions of (name, split, size, seed) and disjoint from each other.
+The splits are deterministic functions of (name, split, size, seed) and disjoint by construction: a
+text belongs to the split that owns its hash bucket.
 """
 
 from __future__ import annotations
 
+import hashlib
 import random
 
 ASPECTS = (
@@ -35,7 +37,7 @@ INTENSIFIERS = ("very", "really", "quite", "rather", "so", "truly")
 OPENERS = ("honestly ,", "overall ,", "i think", "to be fair ,", "in short ,", "frankly ,")
 LABELS = ("negative", "positive")
 DEFAULT_SIZES = {"train": 4000, "validation": 600, "test": 1000}
-SPLIT_OFFSETS = {"train": 0, "validation": 1, "test": 2}
+SPLIT_BUCKETS = {"train": range(0, 80), "validation": range(80, 90), "test": range(90, 100)}
 NOISE = 0.04
 
 
@@ -72,28 +74,32 @@ def _review(rng: random.Random) -> tuple[str, int]:
     return text, int(polarity > 0)
 
 
+def _bucket(text: str) -> int:
+    """A stable 0..99 bucket of a text; each split owns a range of buckets, so splits never share a text."""
+    return int(hashlib.sha256(text.encode("utf-8")).hexdigest()[:8], 16) % 100
+
+
 def reviews(split: str, size: int | None = None, seed: int = 0) -> list[dict[str, str]]:
-    """Rows {text, label} of the ``reviews`` task; splits never share a text."""
-    if split not in SPLIT_OFFSETS:
-        raise KeyError(f"embedded dataset 'reviews' has splits {sorted(SPLIT_OFFSETS)}, not {split!r}")
-    # Texts of the splits generated before this one are excluded, which makes the splits disjoint.
+    """Rows {text, label} of the ``reviews`` task; splits never share a text, whatever their sizes and seeds."""
+    if split not in SPLIT_BUCKETS:
+        raise KeyError(f"embedded dataset 'reviews' has splits {sorted(SPLIT_BUCKETS)}, not {split!r}")
+    wanted = DEFAULT_SIZES[split] if size is None else int(size)
+    rng = random.Random(f"reviews/{seed}/{split}")
     seen: set[str] = set()
     rows: list[dict[str, str]] = []
-    for name in ("train", "validation", "test"):
-        n = size if (name == split and size is not None) else DEFAULT_SIZES[name]
-        rng = random.Random(f"reviews/{seed}/{SPLIT_OFFSETS[name]}")
-        rows = []
-        while len(rows) < n:
-            text, label = _review(rng)
-            if text in seen:
-                continue
-            seen.add(text)
-            if rng.random() < NOISE:
-                label = 1 - label
-            rows.append({"text": text, "label": LABELS[label]})
-        if name == split:
-            return rows
-    raise AssertionError("unreachable")
+    attempts = 0
+    while len(rows) < wanted:
+        attempts += 1
+        if attempts > 100 * wanted + 10_000:
+            raise ValueError(f"cannot generate {wanted} distinct {split} reviews; ask for fewer")
+        text, label = _review(rng)
+        if text in seen or _bucket(text) not in SPLIT_BUCKETS[split]:
+            continue
+        seen.add(text)
+        if rng.random() < NOISE:
+            label = 1 - label
+        rows.append({"text": text, "label": LABELS[label]})
+    return rows
 
 
 VOWELS = "aeiou"

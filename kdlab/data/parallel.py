@@ -159,6 +159,8 @@ class ParallelDataModule(pl.LightningDataModule):
         features = self.features(split)
         common = {"num_workers": int(self.cfg.get("num_workers", 0)), "collate_fn": ParallelCollator(self.tokenizer.pad_token_id)}
         if shuffle and self.cfg.get("group_by_length"):
+            if self.trainer is not None and self.trainer.world_size > 1:
+                raise ConfigError("data.group_by_length", "is not supported with several processes yet; set data.group_by_length=false")
             lengths = [max(len(f["source"]), len(f["target"])) for f in features]
             return DataLoader(features, batch_sampler=LengthGroupedBatchSampler(lengths, size), **common)
         return DataLoader(features, batch_size=size, shuffle=shuffle, **common)

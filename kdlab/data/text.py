@@ -129,6 +129,8 @@ class TextDataModule(pl.LightningDataModule):
         features = self.features(split)
         common = {"num_workers": int(self.cfg.get("num_workers", 0)), "collate_fn": PadCollator(self.tokenizer.pad_token_id, label_dtype)}
         if shuffle and self.cfg.get("group_by_length"):
+            if self.trainer is not None and self.trainer.world_size > 1:
+                raise ConfigError("data.group_by_length", "is not supported with several processes yet; set data.group_by_length=false")
             sampler = LengthGroupedBatchSampler([len(f["input_ids"]) for f in features], int(batch_size))
             return DataLoader(features, batch_sampler=sampler, **common)
         return DataLoader(features, batch_size=int(batch_size), shuffle=shuffle, **common)

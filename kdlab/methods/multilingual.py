@@ -4,9 +4,10 @@
     L = 1/|B| · Σ_i [ ‖Ŝ(s_i) − M(s_i)‖² + ‖Ŝ(t_i) − M(s_i)‖² ]
 
 M(s_i) comes from the teacher-output cache (computed once per distinct source sentence before
-training), so the teacher never runs during training. Validation/test log, per language pair and
-averaged: MSE×100 of Ŝ(t_i) against M(s_i) on the dev pairs, translation accuracy (both directions,
-×100) on the dev pairs, and whatever embedding evaluators are configured (Tatoeba, cross-lingual STS).
+training), so the teacher never runs during training. Validation logs, per language pair and
+averaged, MSE×100 of Ŝ(t_i) against M(s_i) and translation accuracy (both directions, ×100) on the
+dev pairs; validation and test log the configured embedding evaluators (Tatoeba, cross-lingual STS).
+The dev pairs pick the checkpoint, so test does not score them again.
 """
 
 from __future__ import annotations
@@ -66,7 +67,7 @@ class MultilingualDistillation(KDModule):
         self._collect(batch)
 
     def test_step(self, batch: Mapping[str, torch.Tensor], batch_idx: int) -> None:
-        self._collect(batch)
+        """Dev pairs choose the checkpoint, so they are not scored again at test: test = the configured evaluators."""
 
     def dev_metrics(self) -> dict[str, float]:
         """MSE×100 and translation accuracy ×100 per language pair on the collected dev pairs, and their means."""
@@ -86,7 +87,7 @@ class MultilingualDistillation(KDModule):
         return metrics
 
     def _epoch_end(self, split: str) -> None:
-        metrics = self.dev_metrics()
+        metrics = self.dev_metrics() if self._collected else {}
         self._collected = []
         memo: dict[str, torch.Tensor] = {}  # evaluators share sentences (STS English side, per language pair)
 

@@ -17,6 +17,7 @@ from typing import Any
 import pytorch_lightning as pl
 from omegaconf import DictConfig
 
+from kdlab import __version__
 from kdlab.data.text import TextDataModule
 from kdlab.errors import ConfigError
 from kdlab.losses import HiddenStateMSE, default_layer_map
@@ -47,8 +48,9 @@ def teacher_key(cfg: DictConfig) -> str:
         "data": {k: v for k, v in container(cfg.data).items() if k not in ("eval_batch_size", "num_workers")},
         "stage": container(cfg.method.teacher),
         "seed": cfg.seed,
-        "precision": str(cfg.trainer.get("precision")),
-        "limits": [cfg.trainer.get(k) for k in ("limit_train_batches", "limit_val_batches")],
+        "trainer": {k: v for k, v in container(cfg.trainer).items() if k not in ("enable_progress_bar", "enable_model_summary")},
+        "callbacks": container(cfg.get("callbacks")),
+        "kdlab": __version__,
     }
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
