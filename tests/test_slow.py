@@ -39,14 +39,15 @@ def test_real_files_load_through_the_shared_layer(relative, columns, labels, tas
 @needs_shared_data("glue", "SST-2")
 def test_hinton_sst2_experiment_runs_end_to_end_small(cli):
     result = cli(
-        "experiment=hinton_sst2", "data.train.limit=256", "data.validation.limit=128", "data.test.limit=128",
-        "method.teacher.epochs=1", "method.student.epochs=1", "trainer.enable_progress_bar=false",
+        "experiment=hinton_sst2", "data.train.limit=640", "data.validation.limit=200", "data.test.limit=128",
+        "method.teacher.epochs=2", "method.teacher.optimizer.lr=1e-4", "method.student.epochs=1", "method.baseline=false",
+        "trainer.enable_progress_bar=false",
         env={"KDLAB_DATA_DIR": str(SHARED_DATA)}, timeout=1800,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     (run,) = run_dirs(cli.tmp_path)
     metrics = json.loads((run / "metrics.json").read_text())
-    assert metrics["teacher/val/acc"] > 0.6  # MiniLM fine-tuned on 256 SST-2 sentences is well above chance
+    assert metrics["teacher/val/acc"] > 0.65  # MiniLM fine-tuned on 640 SST-2 phrases: 200 dev sentences, chance 0.5 ± 0.035
     from transformers import AutoConfig
 
     assert AutoConfig.from_pretrained(run / "student" / "model").num_hidden_layers == 2
