@@ -32,7 +32,7 @@ from torch.utils.data import DataLoader
 from kdlab.cache.teacher_outputs import distinct
 from kdlab.data.collate import ParallelCollator, tokenize
 from kdlab.data.loading import load_records, subsample
-from kdlab.data.sampling import LengthGroupedBatchSampler
+from kdlab.data.sampling import make_loader
 from kdlab.data.text import parse_text
 from kdlab.errors import ConfigError, DataError
 
@@ -157,13 +157,10 @@ class ParallelDataModule(pl.LightningDataModule):
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
         size = int(self.cfg["batch_size"] if split == "train" else self.cfg.get("eval_batch_size", 128))
         features = self.features(split)
-        common = {"num_workers": int(self.cfg.get("num_workers", 0)), "collate_fn": ParallelCollator(self.tokenizer.pad_token_id)}
-        if shuffle and self.cfg.get("group_by_length"):
-            if self.trainer is not None and self.trainer.world_size > 1:
-                raise ConfigError("data.group_by_length", "is not supported with several processes yet; set data.group_by_length=false")
-            lengths = [max(len(f["source"]), len(f["target"])) for f in features]
-            return DataLoader(features, batch_sampler=LengthGroupedBatchSampler(lengths, size), **common)
-        return DataLoader(features, batch_size=size, shuffle=shuffle, **common)
+        group = self.cfg.get("group_by_length")
+        lengths = [max(len(f["source"]), len(f["target"])) for f in features] if shuffle and group else None
+        return make_loader(features, size, shuffle, ParallelCollator(self.tokenizer.pad_token_id), int(self.cfg.get("num_workers", 0)),
+                           lengths, self.trainer.world_size if self.trainer is not None else 1)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", shuffle=True)

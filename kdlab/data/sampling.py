@@ -8,9 +8,12 @@ randomness stays (every batch is drawn from a random mega-batch) while padding m
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from typing import Any
 
 import torch
-from torch.utils.data import Sampler
+from torch.utils.data import DataLoader, Sampler
+
+from kdlab.errors import ConfigError
 
 
 class LengthGroupedBatchSampler(Sampler[list[int]]):
@@ -39,3 +42,16 @@ class LengthGroupedBatchSampler(Sampler[list[int]]):
             batches = [b for b in batches if len(b) == self.batch_size]
         for position in torch.randperm(len(batches)).tolist():
             yield batches[position]
+
+
+def make_loader(
+    features: Sequence[Any], batch_size: int, shuffle: bool, collate_fn: Any, num_workers: int = 0,
+    group_lengths: Sequence[int] | None = None, world_size: int = 1,
+) -> DataLoader:
+    """The DataLoader every DataModule uses: shuffled or not, length-grouped when `group_lengths` is given."""
+    if shuffle and group_lengths is not None:
+        if world_size > 1:
+            raise ConfigError("data.group_by_length", "is not supported with several processes yet; set data.group_by_length=false")
+        sampler = LengthGroupedBatchSampler(group_lengths, batch_size)
+        return DataLoader(features, batch_sampler=sampler, num_workers=num_workers, collate_fn=collate_fn)
+    return DataLoader(features, batch_size=batch_size, shuffle=shuffle, num_workers=num_workers, collate_fn=collate_fn)

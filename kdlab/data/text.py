@@ -12,7 +12,7 @@ from torch.utils.data import DataLoader
 
 from kdlab.data.collate import PadCollator, tokenize
 from kdlab.data.loading import Record, load_records
-from kdlab.data.sampling import LengthGroupedBatchSampler
+from kdlab.data.sampling import make_loader
 from kdlab.errors import ConfigError, DataError
 
 SPLITS = ("train", "validation", "test")
@@ -127,13 +127,10 @@ class TextDataModule(pl.LightningDataModule):
         batch_size = self.cfg["batch_size"] if split == "train" else self.cfg.get("eval_batch_size", 128)
         label_dtype = torch.long if self.task == "classification" else torch.float32
         features = self.features(split)
-        common = {"num_workers": int(self.cfg.get("num_workers", 0)), "collate_fn": PadCollator(self.tokenizer.pad_token_id, label_dtype)}
-        if shuffle and self.cfg.get("group_by_length"):
-            if self.trainer is not None and self.trainer.world_size > 1:
-                raise ConfigError("data.group_by_length", "is not supported with several processes yet; set data.group_by_length=false")
-            sampler = LengthGroupedBatchSampler([len(f["input_ids"]) for f in features], int(batch_size))
-            return DataLoader(features, batch_sampler=sampler, **common)
-        return DataLoader(features, batch_size=int(batch_size), shuffle=shuffle, **common)
+        lengths = [len(f["input_ids"]) for f in features] if shuffle and self.cfg.get("group_by_length") else None
+        collate = PadCollator(self.tokenizer.pad_token_id, label_dtype)
+        return make_loader(features, int(batch_size), shuffle, collate, int(self.cfg.get("num_workers", 0)),
+                           lengths, self.trainer.world_size if self.trainer is not None else 1)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", shuffle=True)
