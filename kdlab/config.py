@@ -233,6 +233,8 @@ def validate(cfg: DictConfig) -> None:
             raise ConfigError("model.student.tokenizer", "a student loaded from name_or_path uses its own tokenizer: set it to null (or a path)")
         if student.get("copy_teacher"):
             validate_teacher_layers(cfg)
+        if student.get("projection") not in (None, True, False):
+            raise ConfigError("model.student.projection", f"must be true (learn a Linear to the teacher's width) or false, got {student.get('projection')!r}")
         validate_stages(cfg)
         return
     if method == "hinton":

@@ -129,20 +129,81 @@ def test_second_run_reads_cached_teacher_embeddings_and_a_changed_teacher_rebuil
     assert info3["train"]["hit"] is False and info3["train"]["key"] != info["train"]["key"]
 
 
-def test_student_of_another_width_is_refused(cli):
+def test_student_of_another_width_is_refused_and_the_error_names_the_projection_key(cli):
     result = cli(*TOY, "model.student.copy_teacher=false", "model.student.tokenizer=null",
                  "model.student.name_or_path=" + str(_tiny_encoder_folder(cli.tmp_path)), timeout=300)
     assert result.returncode == 2
-    assert result.stderr.strip().splitlines()[-1].startswith("kdlab: error: model.student: the student's embedding width 16 differs from the teacher's 32")
+    assert result.stderr.strip().splitlines()[-1] == (
+        "kdlab: error: model.student: the student's embedding width 16 differs from the teacher's 32; "
+        "set model.student.projection=true to learn a linear map 16 → 32 after pooling"
+    )
+    bad = cli(*TOY, "model.student.projection=yes", timeout=120)
+    assert bad.returncode == 2
+    assert bad.stderr.strip().splitlines()[-1].startswith("kdlab: error: model.student.projection: must be true")
 
 
-def _tiny_encoder_folder(tmp_path):
+def test_student_of_another_width_with_a_projection_trains_checkpoints_and_exports(cli):
+    """model.student.projection=true: a learnt Linear(16 → 32) after pooling, trained with the student,
+    kept in its checkpoints and exported as a sentence-transformers Dense module."""
+    st = pytest.importorskip("sentence_transformers")
+
+    from kdlab.data.embedded import parallel_toy
+    from kdlab.models.inference import encode
+    from kdlab.models.sentence_encoder import load_sentence_encoder
+
+    texts = [text for row in parallel_toy("train", size=300) for text in (row["source"], row["rev"], row["vow"])]
+    student = _tiny_encoder_folder(cli.tmp_path, texts)
+    result = cli(*TOY, "method.student.epochs=3", "model.student.copy_teacher=false", "model.student.tokenizer=null",
+                 f"model.student.name_or_path={student}", "model.student.projection=true", timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    run = run_dirs(cli.tmp_path)[-1]
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["student/val/mse"] < 0.5 * metrics["student_init/val/mse"]
+    checkpoint = torch.load(next((run / "student" / "checkpoints").glob("*.ckpt")), map_location="cpu", weights_only=True)
+    assert checkpoint["state_dict"]["model.projection.weight"].shape == (32, 16)
+    folder = run / "student" / "model"
+    assert [m["type"].rsplit(".", 1)[-1] for m in json.loads((folder / "modules.json").read_text())] == ["Transformer", "Pooling", "Dense"]
+    model, tokenizer = load_sentence_encoder({"name_or_path": str(folder)}, "model")
+    sample = texts[:5]
+    mine = encode(model, tokenizer, sample, 64, 8)
+    assert mine.shape == (5, 32)
+    reference = torch.tensor(st.SentenceTransformer(str(folder), device="cpu").encode(sample))
+    torch.testing.assert_close(mine, reference, rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("normalize", [False, True])
+def test_projection_export_gives_sentence_transformers_the_same_embeddings(tmp_path, tiny_tokenizer, normalize):
+    st = pytest.importorskip("sentence_transformers")
+
+    from kdlab.models.inference import encode
+    from kdlab.models.sentence_encoder import load_sentence_encoder, random_encoder
+
+    torch.manual_seed(0)
+    model = random_encoder({"config": {"hidden_size": 16, "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 32},
+                            "normalize": normalize}, tiny_tokenizer)
+    model.add_projection(24)
+    assert (model.hidden_size, model.dim) == (16, 24)
+    texts = ["the plot was good", "the food was bad but the view was lovely", "dull"]
+    mine = encode(model, tiny_tokenizer, texts, 32, 8)
+    if normalize:  # the projection comes before normalisation
+        torch.testing.assert_close(mine.norm(dim=-1), torch.ones(3))
+    folder = model.save_sentence_transformers(tmp_path / "st", tiny_tokenizer, 32)
+    loaded = st.SentenceTransformer(str(folder), device="cpu")
+    assert loaded.get_embedding_dimension() == 24
+    torch.testing.assert_close(torch.tensor(loaded.encode(texts)), mine, rtol=0, atol=1e-5)
+    back, _ = load_sentence_encoder({"name_or_path": str(folder)}, "model")
+    torch.testing.assert_close(encode(back, tiny_tokenizer, texts, 32, 8), mine, rtol=0, atol=1e-6)
+
+
+def _tiny_encoder_folder(tmp_path, texts=None):
+    """A random-init 16-wide BERT encoder folder with a WordPiece tokenizer trained on `texts` (default: reviews)."""
     from transformers import AutoModel, BertConfig
 
     from kdlab.data.embedded import reviews
     from kdlab.models.backbone import train_wordpiece
 
-    tokenizer = train_wordpiece([r["text"] for r in reviews("train", size=200)], 300, tmp_path / "tok")
+    texts = texts or [r["text"] for r in reviews("train", size=200)]
+    tokenizer = train_wordpiece(texts, 300, tmp_path / "tok")
     model = AutoModel.from_config(BertConfig(vocab_size=len(tokenizer), hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32))
     folder = tmp_path / "enc16"
     model.save_pretrained(folder)

@@ -1,11 +1,14 @@
-"""Sentence encoders: a Hugging Face encoder + pooling (+ optional L2 normalisation).
+"""Sentence encoders: a Hugging Face encoder + pooling (+ optional linear projection, + optional L2 normalisation).
 
-    e(x) = normalize?( pool(h(x), mask) ),   pool = mean over non-padding tokens (default) | CLS | max
+    e(x) = normalize?( P?( pool(h(x), mask) ) ),   pool = mean over non-padding tokens (default) | CLS | max
+                                                    P(v) = W v + b, a learnt Linear(hidden → dim)
 
-A teacher can be a sentence-transformers folder (its pooling and normalisation are read from
-modules.json / 1_Pooling/config.json) or any HF encoder with a pooling config; a student can be any
-HF encoder or a copy of the teacher keeping a subset of its layers. `save_sentence_transformers`
-writes a folder that `sentence_transformers.SentenceTransformer(path)` loads with the same embeddings.
+A teacher can be a sentence-transformers folder (its pooling, identity-activation Dense layer and
+normalisation are read from modules.json and the module folders) or any HF encoder with a pooling
+config; a student can be any HF encoder or a copy of the teacher keeping a subset of its layers, and
+gets a projection when its width must match a teacher of another width. `save_sentence_transformers`
+writes a folder that `sentence_transformers.SentenceTransformer(path)` loads with the same embeddings
+(Transformer → Pooling [→ Dense, identity activation] [→ Normalize]).
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from kdlab.errors import ConfigError
 from kdlab.models.backbone import config_from_spec, keep_layers, load_tokenizer, save_atomically
 
 POOLING_MODES = ("mean", "cls", "max")
+IDENTITY = "torch.nn.modules.linear.Identity"
 
 
 def pool(token_embeddings: torch.Tensor, attention_mask: torch.Tensor, mode: str) -> torch.Tensor:
@@ -37,23 +41,36 @@ def pool(token_embeddings: torch.Tensor, attention_mask: torch.Tensor, mode: str
 
 
 class SentenceEncoder(nn.Module):
-    """An HF encoder whose pooled (and optionally normalised) output is the sentence embedding."""
+    """An HF encoder whose pooled (optionally projected, optionally normalised) output is the sentence embedding."""
 
-    def __init__(self, backbone: nn.Module, pooling: str = "mean", normalize: bool = False):
+    def __init__(self, backbone: nn.Module, pooling: str = "mean", normalize: bool = False, projection: nn.Linear | None = None):
         super().__init__()
         if pooling not in POOLING_MODES:
             raise ConfigError("model.pooling", f"must be one of {list(POOLING_MODES)}, got {pooling!r}")
+        if projection is not None and projection.in_features != int(backbone.config.hidden_size):
+            raise ValueError(f"projection takes {projection.in_features}-d inputs, the encoder's width is {backbone.config.hidden_size}")
         self.backbone = backbone
         self.pooling = pooling
         self.normalize = bool(normalize)
+        self.projection = projection
 
     @property
     def config(self) -> Any:
         return self.backbone.config
 
     @property
-    def dim(self) -> int:
+    def hidden_size(self) -> int:
+        """Width of the token states (and of the pooled vector)."""
         return int(self.backbone.config.hidden_size)
+
+    @property
+    def dim(self) -> int:
+        """Width of the sentence embedding: the projection's output width if there is one."""
+        return self.projection.out_features if self.projection is not None else self.hidden_size
+
+    def add_projection(self, dim: int) -> None:
+        """Add a learnt Linear(hidden_size → dim) after pooling (before normalisation); nn.Linear's default init."""
+        self.projection = nn.Linear(self.hidden_size, int(dim))
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
         kwargs = {"input_ids": input_ids, "attention_mask": attention_mask}
@@ -61,10 +78,14 @@ class SentenceEncoder(nn.Module):
             kwargs["token_type_ids"] = token_type_ids
         states = self.backbone(**kwargs).last_hidden_state
         embeddings = pool(states, attention_mask, self.pooling)
+        if self.projection is not None:
+            embeddings = self.projection(embeddings)
         return F.normalize(embeddings, p=2, dim=-1) if self.normalize else embeddings
 
     def save_sentence_transformers(self, folder: str | Path, tokenizer: Any, max_seq_length: int) -> Path:
-        """Write a sentence-transformers folder (Transformer → Pooling [→ Normalize]), atomically."""
+        """Write a sentence-transformers folder (Transformer → Pooling [→ Dense] [→ Normalize]), atomically."""
+        from safetensors.torch import save_file
+
         folder = Path(folder)
 
         def write(tmp: str) -> None:
@@ -75,14 +96,25 @@ class SentenceEncoder(nn.Module):
                 {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
                 {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
             ]
+            if self.projection is not None:
+                dense = root / f"{len(modules)}_Dense"
+                modules.append({"idx": len(modules), "name": str(len(modules)), "path": dense.name, "type": "sentence_transformers.models.Dense"})
+                dense.mkdir()
+                (dense / "config.json").write_text(json.dumps({
+                    "in_features": self.projection.in_features, "out_features": self.projection.out_features,
+                    "bias": self.projection.bias is not None, "activation_function": IDENTITY,
+                }, indent=2))
+                weights = {f"linear.{name}": tensor.detach().cpu().contiguous() for name, tensor in self.projection.state_dict().items()}
+                save_file(weights, str(dense / "model.safetensors"))
             if self.normalize:
-                modules.append({"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"})
-                (root / "2_Normalize").mkdir()
+                normalize = root / f"{len(modules)}_Normalize"
+                modules.append({"idx": len(modules), "name": str(len(modules)), "path": normalize.name, "type": "sentence_transformers.models.Normalize"})
+                normalize.mkdir()
             (root / "modules.json").write_text(json.dumps(modules, indent=2))
             (root / "sentence_bert_config.json").write_text(json.dumps({"max_seq_length": int(max_seq_length), "do_lower_case": False}, indent=2))
             (root / "1_Pooling").mkdir()
             (root / "1_Pooling" / "config.json").write_text(json.dumps({
-                "word_embedding_dimension": self.dim,
+                "word_embedding_dimension": self.hidden_size,
                 "pooling_mode_cls_token": self.pooling == "cls",
                 "pooling_mode_mean_tokens": self.pooling == "mean",
                 "pooling_mode_max_tokens": self.pooling == "max",
@@ -100,8 +132,18 @@ def sentence_transformers_settings(folder: str | Path) -> dict[str, Any]:
     if not modules_file.exists():
         return {}
     modules = json.loads(modules_file.read_text(encoding="utf-8"))
-    settings: dict[str, Any] = {"normalize": any(m["type"].endswith("Normalize") for m in modules)}
+    kinds = [m["type"].rsplit(".", 1)[-1] for m in modules]
+    supported = [k for k in ("Transformer", "Pooling", "Dense", "Normalize") if k in kinds]
+    if kinds != supported:
+        raise ConfigError("model.name_or_path", f"{modules_file}: modules {kinds} are not supported (Transformer → Pooling [→ Dense] [→ Normalize])")
+    settings: dict[str, Any] = {"normalize": "Normalize" in kinds}
     for module in modules:
+        if module["type"].endswith("Dense"):
+            config_file = folder / module["path"] / "config.json"
+            dense = json.loads(config_file.read_text(encoding="utf-8"))
+            if dense.get("activation_function", IDENTITY) != IDENTITY or dense.get("use_residual"):
+                raise ConfigError("model.name_or_path", f"{config_file}: only a Dense layer with identity activation and no residual is supported")
+            settings["dense"] = folder / module["path"]
         if module["type"].endswith("Pooling"):
             pooling = json.loads((folder / module["path"] / "config.json").read_text(encoding="utf-8"))
             if pooling.get("pooling_mode_cls_token"):
@@ -116,6 +158,22 @@ def sentence_transformers_settings(folder: str | Path) -> dict[str, Any]:
     if bert_config.exists():
         settings["max_seq_length"] = json.loads(bert_config.read_text(encoding="utf-8")).get("max_seq_length")
     return settings
+
+
+def load_dense(folder: Path) -> nn.Linear:
+    """The Linear layer of a sentence-transformers Dense module folder (config.json + model.safetensors)."""
+    from safetensors.torch import load_file
+
+    config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    layer = nn.Linear(int(config["in_features"]), int(config["out_features"]), bias=bool(config.get("bias", True)))
+    if (folder / "model.safetensors").exists():
+        weights = load_file(str(folder / "model.safetensors"))
+    elif (folder / "pytorch_model.bin").exists():  # older sentence-transformers folders
+        weights = torch.load(folder / "pytorch_model.bin", map_location="cpu", weights_only=True)
+    else:
+        raise ConfigError("model.name_or_path", f"{folder} has no model.safetensors or pytorch_model.bin for its Dense layer")
+    layer.load_state_dict({name.removeprefix("linear."): tensor for name, tensor in weights.items()})
+    return layer
 
 
 def load_sentence_encoder(spec: Mapping[str, Any], key: str) -> tuple[SentenceEncoder, Any]:
@@ -134,7 +192,8 @@ def load_sentence_encoder(spec: Mapping[str, Any], key: str) -> tuple[SentenceEn
         backbone = AutoModel.from_pretrained(str(path))
     except OSError as err:
         raise ConfigError(f"{key}.name_or_path", f"cannot load {path!r} ({str(err).splitlines()[0]})") from None
-    return SentenceEncoder(backbone, pooling, normalize), load_tokenizer(str(spec.get("tokenizer") or path))
+    projection = load_dense(declared["dense"]) if declared.get("dense") else None
+    return SentenceEncoder(backbone, pooling, normalize, projection), load_tokenizer(str(spec.get("tokenizer") or path))
 
 
 def random_encoder(spec: Mapping[str, Any], tokenizer: Any) -> SentenceEncoder:
@@ -148,6 +207,8 @@ def random_encoder(spec: Mapping[str, Any], tokenizer: Any) -> SentenceEncoder:
 def copy_encoder(teacher: SentenceEncoder, layers: Sequence[int] | None) -> SentenceEncoder:
     """A trainable copy of a teacher encoder, optionally keeping only the given layers."""
     backbone = keep_layers(teacher.backbone, list(layers)) if layers else copy.deepcopy(teacher.backbone)
-    for parameter in backbone.parameters():
+    projection = copy.deepcopy(teacher.projection)
+    copied = SentenceEncoder(backbone.train(), teacher.pooling, teacher.normalize, projection)
+    for parameter in copied.parameters():
         parameter.requires_grad_(True)
-    return SentenceEncoder(backbone.train(), teacher.pooling, teacher.normalize)
+    return copied

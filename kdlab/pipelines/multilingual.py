@@ -3,7 +3,8 @@
 teacher sentence encoder (frozen) → its embeddings of every distinct source sentence, from the
 teacher-output cache → student (a copy of the teacher, optionally with fewer layers, or any HF
 encoder) evaluated before training, trained with the multilingual MSE, evaluated after, exported as
-a sentence-transformers folder.
+a sentence-transformers folder. A student of another width than the teacher's needs
+`model.student.projection: true` (a learnt Linear after pooling, exported as a Dense module).
 """
 
 from __future__ import annotations
@@ -42,7 +43,8 @@ def build_teacher(cfg: DictConfig, datamodule: ParallelDataModule) -> tuple[Sent
 
 
 def build_student(cfg: DictConfig, teacher: SentenceEncoder, teacher_tokenizer: Any) -> tuple[SentenceEncoder, Any]:
-    """The student: a copy of the teacher (optionally keeping `from_teacher_layers`) or any HF encoder."""
+    """The student: a copy of the teacher (optionally keeping `from_teacher_layers`) or any HF encoder, with a
+    learnt projection to the teacher's width when `projection` is true."""
     spec = container(cfg.model.student)
     if spec.get("copy_teacher"):
         student = copy_encoder(teacher, spec.get("from_teacher_layers"))
@@ -58,11 +60,15 @@ def build_student(cfg: DictConfig, teacher: SentenceEncoder, teacher_tokenizer: 
         student, tokenizer = load_sentence_encoder(spec, "model.student")
         if shares_tokenizer:
             tokenizer = teacher_tokenizer
-    if student.dim != teacher.dim:
-        raise ConfigError(
-            "model.student", f"the student's embedding width {student.dim} differs from the teacher's {teacher.dim}; "
-            "use a student of the teacher's width (no projection layer is supported yet)"
-        )
+    if spec.get("projection"):
+        if student.projection is not None:
+            raise ConfigError("model.student.projection", f"the student already ends in a Dense layer ({student.hidden_size} → {student.dim}), "
+                              "which trains with it; set model.student.projection=false")
+        student.add_projection(teacher.dim)  # a learnt Linear(student width → teacher width), trained with the student
+    elif student.dim != teacher.dim:
+        fix = ("its Dense layer must output the teacher's width" if student.projection is not None
+               else f"set model.student.projection=true to learn a linear map {student.dim} → {teacher.dim} after pooling")
+        raise ConfigError("model.student", f"the student's embedding width {student.dim} differs from the teacher's {teacher.dim}; {fix}")
     return student, tokenizer
 
 
