@@ -18,8 +18,9 @@ from kdlab.data.loading import check_columns
 from kdlab.errors import ConfigError
 from kdlab.evaluation.names import CLASSIFICATION_METRICS, REGRESSION_METRICS
 
-METHODS = ("finetune", "hinton", "multilingual")
+METHODS = ("finetune", "hinton", "multilingual", "trans_encoder")
 SPLITS = ("train", "validation", "test")
+PAIR_LOSSES = ("bce", "mse")  # kdlab.losses.pseudo_labels implements them; listed here to stay torch-free
 
 
 def _require(cfg: DictConfig, key: str) -> Any:
@@ -133,6 +134,56 @@ def validate_parallel_data(cfg: DictConfig) -> None:
             raise ConfigError(f"method.evaluation.{name}.folder", f"{spec.folder} is not a folder (set KDLAB_DATA_DIR)")
 
 
+def validate_trans_encoder(cfg: DictConfig) -> None:
+    """Trans-Encoder: the pair data (columns, scores for dev/test, pair source), the model lists, each stage's settings."""
+    columns = OmegaConf.to_container(_require(cfg, "data.columns"), resolve=True)
+    for role in ("text", "text_pair"):
+        if columns.get(role) is None:
+            raise ConfigError(f"data.columns.{role}", "is required (a column name, or a field index for header-less files)")
+    source = cfg.data.get("pair_source", "train")
+    if source not in ("train", "eval_pairs"):
+        raise ConfigError("data.pair_source", f"must be train or eval_pairs (the evaluation pairs themselves, unlabeled), got {source!r}")
+    for split in ("train", "validation", "test"):
+        node = cfg.data.get(split)
+        if node is None:
+            raise ConfigError(f"data.{split}", "needs a source (path, hf or embedded)")
+        node = OmegaConf.to_container(node, resolve=True)
+        merged = {**columns, **(node.get("columns") or {})}
+        if split != "train" and merged.get("label") is None:
+            raise ConfigError("data.columns.label", f"the {split} pairs need a gold score column (Spearman against it)")
+        wanted = {k: merged.get(k) for k in (("text", "text_pair") if split == "train" else ("text", "text_pair", "label"))}
+        if not node.get("separator"):
+            check_columns(node, wanted, f"data.{split}.columns" if node.get("columns") else "data.columns")
+    for name, least in (("max_length", 4), ("eval_batch_size", 1)):
+        if int(_number(cfg, f"data.{name}")) < least:
+            raise ConfigError(f"data.{name}", f"must be >= {least}, got {cfg.data[name]}")
+    for key in ("bi_encoders", "cross_encoders"):
+        specs = cfg.model.get(key)
+        if not specs:
+            raise ConfigError(f"model.{key}", "needs at least one model spec (a list; several = the mutual variant)")
+        for index, spec in enumerate(specs):
+            origin = spec.get("from_bi_start") if key == "cross_encoders" else None
+            if origin is not None and (not isinstance(origin, int) or not 0 <= origin < len(cfg.model.bi_encoders)):
+                raise ConfigError(f"model.{key}[{index}].from_bi_start", f"must index model.bi_encoders (0..{len(cfg.model.bi_encoders) - 1}), got {origin!r}")
+            if origin is None and not spec.get("name_or_path") and not spec.get("config"):
+                raise ConfigError(f"model.{key}[{index}]", "needs name_or_path (a pretrained encoder), config (random init) or, for a cross-encoder, from_bi_start")
+    if int(_number(cfg, "method.cycles")) < 1:
+        raise ConfigError("method.cycles", f"must be >= 1, got {cfg.method.cycles}")
+    stages = ["cross", "bi"] + (["simcse"] if cfg.method.simcse.get("enabled") else [])
+    for stage in stages:
+        if int(_number(cfg, f"method.{stage}.epochs")) < 1:
+            raise ConfigError(f"method.{stage}.epochs", f"must be >= 1, got {cfg.method[stage].epochs}")
+        if int(_number(cfg, f"method.{stage}.batch_size")) < (2 if stage == "simcse" else 1):
+            raise ConfigError(f"method.{stage}.batch_size", f"is too small: {cfg.method[stage].batch_size}")
+        if _number(cfg, f"method.{stage}.optimizer.lr") <= 0:
+            raise ConfigError(f"method.{stage}.optimizer.lr", f"must be > 0, got {cfg.method[stage].optimizer.lr}")
+    for stage in ("cross", "bi"):
+        if cfg.method[stage].get("loss") not in PAIR_LOSSES:
+            raise ConfigError(f"method.{stage}.loss", f"must be one of {list(PAIR_LOSSES)}, got {cfg.method[stage].get('loss')!r}")
+    if cfg.method.simcse.get("enabled") and _number(cfg, "method.simcse.temperature") <= 0:
+        raise ConfigError("method.simcse.temperature", f"must be > 0, got {cfg.method.simcse.temperature}")
+
+
 def _depth(spec: Any, teacher: Any = None) -> int | None:
     """Number of transformer layers a model spec will have, when config files tell without loading it."""
     if spec is None:
@@ -224,6 +275,9 @@ def validate(cfg: DictConfig) -> None:
     method = _require(cfg, "method.name")
     if method not in METHODS:
         raise ConfigError("method.name", f"must be one of {list(METHODS)}, got {method!r}")
+    if method == "trans_encoder":
+        validate_trans_encoder(cfg)
+        return
     if method == "multilingual":
         validate_parallel_data(cfg)
         student = cfg.model.get("student") or {}

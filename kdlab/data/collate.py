@@ -61,18 +61,23 @@ class PadCollator:
 
 
 class ParallelCollator:
-    """Batches of (source, translation) pairs: each side padded to its own longest sequence."""
+    """Batches of two separately encoded sides ((source, translation), or a sentence pair for a
+    bi-encoder): each side padded to its own longest sequence, as `<side>_input_ids` / `<side>_attention_mask`."""
 
-    def __init__(self, pad_token_id: int):
+    def __init__(self, pad_token_id: int, sides: tuple[str, str] = ("source", "target")):
         self.pad_token_id = pad_token_id
+        self.sides = sides
 
     def __call__(self, features: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
         batch: dict[str, torch.Tensor] = {}
-        for side in ("source", "target"):
+        for side in self.sides:
             ids, mask = pad([f[side] for f in features], self.pad_token_id)
             batch[f"{side}_input_ids"], batch[f"{side}_attention_mask"] = ids, mask
         for key in ("index", "teacher_index", "lang"):
-            batch[key] = torch.tensor([f[key] for f in features], dtype=torch.long)
+            if key in features[0]:
+                batch[key] = torch.tensor([f[key] for f in features], dtype=torch.long)
+        if "label" in features[0]:
+            batch["labels"] = torch.tensor([f["label"] for f in features], dtype=torch.float32)
         return batch
 
 

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import hashlib
 import random
+from collections.abc import Callable
+from typing import Any
 
 ASPECTS = (
     "the plot", "the acting", "the soundtrack", "the dialogue", "the pacing", "the ending", "the cast",
@@ -79,27 +81,40 @@ def _bucket(text: str) -> int:
     return int(hashlib.sha256(text.encode("utf-8")).hexdigest()[:8], 16) % 100
 
 
-def reviews(split: str, size: int | None = None, seed: int = 0) -> list[dict[str, str]]:
-    """Rows {text, label} of the ``reviews`` task; splits never share a text, whatever their sizes and seeds."""
+def _distinct_rows(name: str, split: str, wanted: int, seed: int, draw: Callable[[random.Random], tuple[str, Any]],
+                   finish: Callable[[random.Random, Any], dict[str, Any]]) -> list[dict[str, Any]]:
+    """`wanted` rows of a generated split: `draw` proposes (key text, item); a key already seen, or whose hash
+    bucket belongs to another split, is drawn again; `finish` turns an accepted item into its row."""
     if split not in SPLIT_BUCKETS:
-        raise KeyError(f"embedded dataset 'reviews' has splits {sorted(SPLIT_BUCKETS)}, not {split!r}")
-    wanted = DEFAULT_SIZES[split] if size is None else int(size)
-    rng = random.Random(f"reviews/{seed}/{split}")
+        raise KeyError(f"embedded dataset {name!r} has splits {sorted(SPLIT_BUCKETS)}, not {split!r}")
+    rng = random.Random(f"{name}/{seed}/{split}")
     seen: set[str] = set()
-    rows: list[dict[str, str]] = []
+    rows: list[dict[str, Any]] = []
     attempts = 0
     while len(rows) < wanted:
         attempts += 1
         if attempts > 100 * wanted + 10_000:
-            raise ValueError(f"cannot generate {wanted} distinct {split} reviews; ask for fewer")
-        text, label = _review(rng)
-        if text in seen or _bucket(text) not in SPLIT_BUCKETS[split]:
+            raise ValueError(f"cannot generate {wanted} distinct {split} rows of {name!r}; ask for fewer")
+        key, item = draw(rng)
+        if key is None or key in seen or _bucket(key) not in SPLIT_BUCKETS[split]:
             continue
-        seen.add(text)
-        if rng.random() < NOISE:
-            label = 1 - label
-        rows.append({"text": text, "label": LABELS[label]})
+        seen.add(key)
+        rows.append(finish(rng, item))
     return rows
+
+
+def reviews(split: str, size: int | None = None, seed: int = 0) -> list[dict[str, str]]:
+    """Rows {text, label} of the ``reviews`` task; splits never share a text, whatever their sizes and seeds."""
+    def draw(rng: random.Random) -> tuple[str, tuple[str, int]]:
+        text, label = _review(rng)
+        return text, (text, label)
+
+    def finish(rng: random.Random, item: tuple[str, int]) -> dict[str, str]:
+        text, label = item
+        return {"text": text, "label": LABELS[1 - label if rng.random() < NOISE else label]}
+
+    wanted = DEFAULT_SIZES.get(split, 0) if size is None else int(size)
+    return _distinct_rows("reviews", split, wanted, seed, draw, finish)
 
 
 VOWELS = "aeiou"
@@ -122,7 +137,65 @@ def parallel_toy(split: str, size: int | None = None, seed: int = 0) -> list[dic
             for row in reviews(split, size=size, seed=seed)]
 
 
-EMBEDDED = {"reviews": reviews, "parallel_toy": parallel_toy}
+def _statement(rng: random.Random) -> dict[str, object]:
+    """The parts of one review clause: aspect, verb, negator, intensifier, adjective and the meaning's polarity."""
+    polarity = rng.choice((-1, 1))
+    negator = rng.choice(NEGATORS) if rng.random() < 0.3 else None
+    adjective_polarity = -polarity if negator else polarity
+    return {
+        "aspect": rng.choice(ASPECTS), "verb": rng.choice(VERBS), "negator": negator,
+        "intensifier": rng.choice(INTENSIFIERS) if rng.random() < 0.3 else None,
+        "adjective": rng.choice(POSITIVE if adjective_polarity > 0 else NEGATIVE), "polarity": polarity,
+    }
+
+
+def _render(parts: dict[str, object]) -> str:
+    words = [parts["aspect"], parts["verb"], parts["negator"], parts["intensifier"], parts["adjective"]]
+    return " ".join(str(w) for w in words if w)
+
+
+def _variant(rng: random.Random, parts: dict[str, object]) -> dict[str, object]:
+    """A second clause related to the first: a rewording, the opposite opinion, another aspect, or unrelated."""
+    kind = rng.random()
+    other = _statement(rng)
+    if kind < 0.3:  # same aspect and meaning, reworded (a negated antonym says the same thing)
+        other.update(aspect=parts["aspect"], polarity=parts["polarity"])
+        adjective_polarity = -other["polarity"] if other["negator"] else other["polarity"]
+        other["adjective"] = rng.choice(POSITIVE if adjective_polarity > 0 else NEGATIVE)
+    elif kind < 0.55:  # same aspect, any opinion
+        other["aspect"] = parts["aspect"]
+    elif kind < 0.75:  # the same opinion, word for word, of a (usually) different aspect
+        other.update({k: parts[k] for k in ("verb", "negator", "adjective", "polarity")})
+    return other
+
+
+def _similarity(a: dict[str, object], b: dict[str, object]) -> float:
+    """Gold similarity 0-5: mostly whether the two clauses talk about the same aspect and mean the same opinion."""
+    score = 2.5 * (a["aspect"] == b["aspect"]) + 1.5 * (a["polarity"] == b["polarity"])
+    score += 0.5 * (a["adjective"] == b["adjective"]) + 0.5 * (a["verb"] == b["verb"])
+    if a["aspect"] == b["aspect"] and a["polarity"] != b["polarity"]:
+        score -= 0.5  # the same thing judged oppositely: a contradiction
+    return max(0.0, score)
+
+
+def sts_toy(split: str, size: int | None = None, seed: int = 0) -> list[dict[str, object]]:
+    """Rows {sentence1, sentence2, score}: two review clauses and a 0-5 similarity that depends on aspect and
+    meaning (negation flips it), so a model must read word order, not only count shared words."""
+    def draw(rng: random.Random) -> tuple[str | None, tuple[dict[str, object], dict[str, object]]]:
+        first = _statement(rng)
+        second = _variant(rng, first)
+        a, b = _render(first), _render(second)
+        return (None if a == b else f"{a}||{b}"), (first, second)
+
+    def finish(rng: random.Random, item: tuple[dict[str, object], dict[str, object]]) -> dict[str, object]:
+        first, second = item
+        return {"sentence1": _render(first), "sentence2": _render(second), "score": _similarity(first, second)}
+
+    wanted = {"train": 2000, "validation": 400, "test": 400}.get(split, 0) if size is None else int(size)
+    return _distinct_rows("sts_toy", split, wanted, seed, draw, finish)
+
+
+EMBEDDED = {"reviews": reviews, "parallel_toy": parallel_toy, "sts_toy": sts_toy}
 
 
 def embedded_split(name: str, split: str, size: int | None = None, seed: int = 0) -> list[dict[str, str]]:

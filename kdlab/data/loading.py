@@ -3,6 +3,7 @@
 A *source* is a mapping from config, one of:
 
     {path: train.tsv, format: null, header: true, quoting: null, encoding: utf-8-sig, limit: null, seed: 0}
+    {path: pairs.txt, separator: "||"}      # one `field||field` per line, no header; columns are field indices
     {hf: glue, hf_config: sst2, hf_split: train, data_files: null, limit: null}
     {embedded: reviews, split: train}
 
@@ -58,11 +59,24 @@ def _csv_reader(handle, fmt: str, quoting: str | None):
     return csv.reader(handle)
 
 
-def iter_rows(path: Path, fmt: str, encoding: str, quoting: str | None) -> Iterator[tuple[int, Any]]:
-    """Yield (line number, row) where row is a list of fields (tsv/csv) or a dict (jsonl)."""
+def _separated_rows(handle, path: Path, separator: str) -> Iterator[tuple[int, list[str]]]:
+    """Rows of a plain text file whose fields are joined by `separator`; a non-blank line without it is an error."""
+    for number, line in enumerate(handle, start=1):
+        text = line.rstrip("\r\n")
+        if not text.strip():
+            continue
+        if separator not in text:
+            raise DataError(path, f"no {separator!r} separator in this line (expected field{separator}field)", line=number)
+        yield number, text.split(separator)
+
+
+def iter_rows(path: Path, fmt: str, encoding: str, quoting: str | None, separator: str | None = None) -> Iterator[tuple[int, Any]]:
+    """Yield (line number, row) where row is a list of fields (tsv/csv, or `separator`-joined text) or a dict (jsonl)."""
     try:
         with open_text(path, encoding) as handle:
-            if fmt == "jsonl":
+            if separator:
+                yield from _separated_rows(handle, path, separator)
+            elif fmt == "jsonl":
                 for number, line in enumerate(handle, start=1):
                     if not line.strip():
                         continue
@@ -102,6 +116,8 @@ def read_header(source: Mapping[str, Any]) -> list[str] | None:
     if "path" not in source or source.get("path") is None:
         return None
     path = Path(str(source["path"]))
+    if source.get("separator"):
+        return None
     fmt = infer_format(path, source.get("format"))
     encoding = source.get("encoding") or "utf-8-sig"
     if fmt == "jsonl":
@@ -131,11 +147,14 @@ def check_columns(source: Mapping[str, Any], columns: Mapping[str, Any], key: st
 
 def _records_from_file(source: Mapping[str, Any], columns: Mapping[str, Any]) -> list[Record]:
     path = Path(str(source["path"]))
-    fmt = infer_format(path, source.get("format"))
+    separator = source.get("separator")
+    fmt = "tsv" if separator else infer_format(path, source.get("format"))
     encoding = source.get("encoding") or "utf-8-sig"
     wanted = {role: col for role, col in columns.items() if col is not None}
     records: list[Record] = []
-    rows = iter_rows(path, fmt, encoding, source.get("quoting"))
+    rows = iter_rows(path, fmt, encoding, source.get("quoting"), separator)
+    if separator:
+        source = {**source, "header": False}
     if fmt == "jsonl":
         for number, obj in rows:
             record: Record = {"_where": f"{path}:{number}"}
@@ -168,6 +187,8 @@ def _records_from_file(source: Mapping[str, Any], columns: Mapping[str, Any]) ->
             needed = width if width is not None else max(index.values()) + 1
             if len(row) < needed:
                 raise DataError(path, f"expected {needed} columns, found {len(row)}", line=number)
+            if separator and len(row) > needed:
+                raise DataError(path, f"expected {needed} fields separated by {separator!r}, found {len(row)}", line=number)
             if width is not None and len(row) > width:
                 raise DataError(path, f"expected {width} columns (as the header), found {len(row)}", line=number)
             record = {"_where": f"{path}:{number}"}

@@ -15,6 +15,10 @@ log = logging.getLogger(__name__)
 
 
 def _pipeline(name: str) -> Callable[[DictConfig, Path], dict[str, float]]:
+    if name == "trans_encoder":
+        from kdlab.pipelines.trans_encoder import run_trans_encoder
+
+        return run_trans_encoder
     if name == "multilingual":
         from kdlab.pipelines.multilingual import run_multilingual
 

@@ -13,19 +13,23 @@ from pathlib import Path
 from typing import Any
 
 
-def write_json(path: str | Path, data: Any) -> None:
-    """Write JSON through a temporary file in the same folder and rename it (never half-written)."""
+def write_text(path: str | Path, text: str) -> None:
+    """Write a text file through a temporary file in the same folder and rename it (never half-written)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(data, handle, indent=2, sort_keys=True)
-            handle.write("\n")
+            handle.write(text)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def write_json(path: str | Path, data: Any) -> None:
+    """Write JSON atomically (`write_text`)."""
+    write_text(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
 
 
 def git_state(cwd: str | Path | None = None) -> dict[str, Any]:

@@ -1,0 +1,177 @@
+"""Unlabeled sentence pairs (Trans-Encoder) and the labelled pairs they are evaluated on.
+
+Config (`conf/data/sts_toy.yaml`, `conf/data/stsb_pairs.yaml`):
+
+    train:       a loading-layer source of pairs; only `text` and `text_pair` are read (a score column is ignored)
+                 e.g. {path: pairs.txt, separator: "||"}  (one `sentence1||sentence2` per line)
+    validation:  labelled pairs (`text`, `text_pair`, `label` = gold similarity) for dev Spearman
+    test:        labelled pairs for the final report
+    columns:     {text: .., text_pair: .., label: ..}   (a split may override with its own `columns`)
+    pair_source: train | eval_pairs   # eval_pairs: the validation + test pairs themselves, scores dropped
+                                      # (the paper's transductive setting; never implicit)
+    max_length, pair_max_length, eval_batch_size, num_workers, group_by_length
+
+Pairs are de-duplicated (a pair and its reverse count once); the cross-encoder sees both orders.
+`stage(kind, tokenizer, ...)` gives the Lightning DataModule of one training stage: `bi` (two sides
+encoded separately), `cross` (the pair concatenated, both orders) or `simcse` (single sentences).
+Each text is tokenised once per tokenizer and run.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from omegaconf import OmegaConf
+from torch.utils.data import DataLoader
+
+from kdlab.data.collate import PadCollator, ParallelCollator, tokenize
+from kdlab.data.loading import load_records
+from kdlab.data.sampling import make_loader
+from kdlab.data.text import parse_label, parse_text, split_columns
+from kdlab.errors import ConfigError
+
+log = logging.getLogger(__name__)
+Pair = tuple[str, str]
+PAIR_SOURCES = ("train", "eval_pairs")
+BI_SIDES = ("a", "b")
+
+
+class PairData:
+    """The unlabeled training pairs, the labelled dev/test pairs, and per-stage DataModules over them."""
+
+    def __init__(self, cfg: Mapping[str, Any]):
+        self.cfg = OmegaConf.to_container(cfg, resolve=True) if OmegaConf.is_config(cfg) else dict(cfg)
+        if self.cfg.get("pair_source", "train") not in PAIR_SOURCES:
+            raise ConfigError("data.pair_source", f"must be one of {list(PAIR_SOURCES)}, got {self.cfg.get('pair_source')!r}")
+        self._pairs: list[Pair] | None = None
+        self._labelled: dict[str, tuple[list[Pair], list[float]]] = {}
+        self._tokenised: dict[tuple[int, str, str], tuple[Any, list[dict[str, Any]]]] = {}
+        self.info: dict[str, Any] = {}
+
+    def _read_pairs(self, split: str) -> list[Pair]:
+        source = self.cfg.get(split)
+        if source is None:
+            raise ConfigError(f"data.{split}", "needs a source (path, hf or embedded)")
+        columns = split_columns(self.cfg, split)
+        rows = load_records(source, {"text": columns.get("text"), "text_pair": columns.get("text_pair")})
+        return [(parse_text(row, "text"), parse_text(row, "text_pair")) for row in rows]
+
+    def pairs(self) -> list[Pair]:
+        """The de-duplicated unlabeled pairs the cycle labels and trains on (a pair and its reverse count once)."""
+        if self._pairs is None:
+            source = self.cfg.get("pair_source", "train")
+            splits = ("train",) if source == "train" else ("validation", "test")
+            raw = [pair for split in splits for pair in self._read_pairs(split)]
+            seen: set[Pair] = set()
+            unique = []
+            for a, b in raw:
+                key = (a, b) if a <= b else (b, a)
+                if key not in seen:
+                    seen.add(key)
+                    unique.append((a, b))
+            self._pairs = unique
+            self.info = {"pair_source": source, "splits": list(splits), "rows": len(raw),
+                         "duplicates_removed": len(raw) - len(unique), "pairs": len(unique)}
+            log.info("unlabeled pairs: %d from %s (%d duplicates removed)", len(unique), "+".join(splits), len(raw) - len(unique))
+        return self._pairs
+
+    def sentences(self) -> list[str]:
+        """The distinct sentences of the unlabeled pairs, in order of first appearance."""
+        return list(dict.fromkeys(text for pair in self.pairs() for text in pair))
+
+    def labelled(self, split: str) -> tuple[list[Pair], list[float]]:
+        """(pairs, gold scores) of `validation` or `test`; a missing or non-numeric score names file and line."""
+        if split not in self._labelled:
+            source = self.cfg.get(split)
+            if source is None:
+                raise ConfigError(f"data.{split}", "needs a source of labelled pairs")
+            columns = split_columns(self.cfg, split)
+            if columns.get("label") is None:
+                raise ConfigError("data.columns.label", f"the {split} pairs need a gold score column for Spearman")
+            rows = load_records(source, columns)
+            pairs = [(parse_text(row, "text"), parse_text(row, "text_pair")) for row in rows]
+            gold = [float(parse_label(row, "regression", [], None)) for row in rows]
+            self._labelled[split] = (pairs, gold)
+        return self._labelled[split]
+
+    def _features(self, tokenizer: Any, form: str, what: str, pairs: Sequence[Pair]) -> list[dict[str, Any]]:
+        """Tokenised features of some pairs (cached per tokenizer): `bi` sides apart, `cross` concatenated."""
+        key = (id(tokenizer), form, what)
+        if key not in self._tokenised:
+            if form == "bi":
+                sides = [tokenize(tokenizer, [p[i] for p in pairs], None, int(self.cfg["max_length"])) for i in (0, 1)]
+                features = [{"a": a["input_ids"], "b": b["input_ids"], "index": n} for n, (a, b) in enumerate(zip(*sides))]
+            elif form == "cross":
+                features = tokenize(tokenizer, [p[0] for p in pairs], [p[1] for p in pairs], self.pair_max_length)
+                for n, feature in enumerate(features):
+                    feature["index"] = n
+            else:  # single sentences
+                features = tokenize(tokenizer, [p[0] for p in pairs], None, int(self.cfg["max_length"]))
+            self._tokenised[key] = (tokenizer, features)  # holding the tokenizer keeps its id unique
+        return self._tokenised[key][1]
+
+    @property
+    def pair_max_length(self) -> int:
+        return int(self.cfg.get("pair_max_length") or self.cfg["max_length"])
+
+    def training_features(self, kind: str, tokenizer: Any, labels: torch.Tensor | None) -> list[dict[str, Any]]:
+        """Training examples of a stage: bi pairs with labels, cross pairs in both orders with labels, or sentences."""
+        pairs = self.pairs()
+        if kind == "simcse":
+            return self._features(tokenizer, "single", "sentences", [(text, text) for text in self.sentences()])
+        if labels is None or len(labels) != len(pairs):
+            raise ValueError(f"{kind} training needs one label per pair ({len(pairs)}), got {None if labels is None else len(labels)}")
+        values = [float(v) for v in labels]
+        if kind == "bi":
+            return [{**f, "label": y} for f, y in zip(self._features(tokenizer, "bi", "train", pairs), values)]
+        forward = self._features(tokenizer, "cross", "train", pairs)
+        backward = self._features(tokenizer, "cross", "train-reversed", [(b, a) for a, b in pairs])
+        return [{**f, "label": y} for f, y in zip(forward, values)] + [{**f, "label": y} for f, y in zip(backward, values)]
+
+    def eval_features(self, kind: str, tokenizer: Any, split: str) -> list[dict[str, Any]]:
+        """Labelled dev/test examples in the form the stage's model reads (SimCSE is evaluated as a bi-encoder)."""
+        pairs, gold = self.labelled(split)
+        form = "cross" if kind == "cross" else "bi"
+        return [{**f, "label": y} for f, y in zip(self._features(tokenizer, form, split, pairs), gold)]
+
+    def collator(self, kind: str, tokenizer: Any, training: bool) -> Any:
+        if kind == "cross":
+            return PadCollator(tokenizer.pad_token_id, label_dtype=torch.float32)
+        if kind == "simcse" and training:
+            return PadCollator(tokenizer.pad_token_id)
+        return ParallelCollator(tokenizer.pad_token_id, sides=BI_SIDES)
+
+    def stage(self, kind: str, tokenizer: Any, batch_size: int, labels: torch.Tensor | None = None) -> PairStageData:
+        """The DataModule of one training stage (`bi`, `cross` or `simcse`)."""
+        if kind not in ("bi", "cross", "simcse"):
+            raise ValueError(f"unknown stage kind {kind!r}")
+        return PairStageData(self, kind, tokenizer, batch_size, labels)
+
+
+class PairStageData(pl.LightningDataModule):
+    """Train loader over the (pseudo-)labelled pairs of one stage; val/test loaders over the gold dev/test pairs."""
+
+    def __init__(self, data: PairData, kind: str, tokenizer: Any, batch_size: int, labels: torch.Tensor | None):
+        super().__init__()
+        self.data, self.kind, self.tokenizer, self.batch_size, self.labels = data, kind, tokenizer, int(batch_size), labels
+
+    def _loader(self, features: list[dict[str, Any]], batch_size: int, shuffle: bool) -> DataLoader:
+        lengths = None
+        if shuffle and self.data.cfg.get("group_by_length"):
+            lengths = [max(len(f[k]) for k in ("input_ids", "a", "b") if k in f) for f in features]
+        world_size = self.trainer.world_size if self.trainer is not None else 1
+        return make_loader(features, batch_size, shuffle, self.data.collator(self.kind, self.tokenizer, training=shuffle),
+                           int(self.data.cfg.get("num_workers", 0)), lengths, world_size)
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader(self.data.training_features(self.kind, self.tokenizer, self.labels), self.batch_size, True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader(self.data.eval_features(self.kind, self.tokenizer, "validation"), int(self.data.cfg.get("eval_batch_size", 128)), False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader(self.data.eval_features(self.kind, self.tokenizer, "test"), int(self.data.cfg.get("eval_batch_size", 128)), False)

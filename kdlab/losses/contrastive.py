@@ -1,0 +1,18 @@
+"""SimCSE's unsupervised contrastive loss (Gao et al. 2021): each sentence encoded twice with dropout,
+z and z', is the positive of itself; the other sentences of the batch are negatives:
+
+    L = 1/|B| · Σ_i −log( exp(cos(z_i, z'_i)/τ) / Σ_j exp(cos(z_i, z'_j)/τ) )
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def simcse_loss(first: torch.Tensor, second: torch.Tensor, temperature: float = 0.05) -> torch.Tensor:
+    """Cross-entropy over the in-batch cosine matrix of two dropout views, the diagonal being the target."""
+    if temperature <= 0:
+        raise ValueError(f"temperature must be > 0, got {temperature}")
+    similarity = F.cosine_similarity(first.unsqueeze(1), second.unsqueeze(0), dim=-1) / temperature
+    return F.cross_entropy(similarity, torch.arange(len(first), device=first.device))

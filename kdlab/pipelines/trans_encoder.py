@@ -1,0 +1,305 @@
+"""Trans-Encoder pipeline (Liu et al., ICLR 2022): bi-encoder ↔ cross-encoder self-distillation in cycles.
+
+    start: B₀ = the configured bi-encoder(s) (optionally after a SimCSE warm-up), evaluated
+    cycle c = 1..C:
+      1. bi_labels     ŷ = mean over bi-encoders of clip(cos(B(a), B(b)), 0, 1)
+      2. cross_train   each cross-encoder (fresh from its base each cycle by default) on both orders, loss bce
+      3. cross_labels  ỹ = mean over cross-encoders of ½(σ(C(a, b)) + σ(C(b, a)))
+      4. bi_train      each bi-encoder (re-initialised from B₀ each cycle by default) on ỹ, loss mse
+    end: per encoder type, the (cycle, model) with the best dev Spearman is copied to best/ and reported.
+
+With N bi- and N cross-encoders (`model.bi_encoders`, `model.cross_encoders`) this is the mutual
+variant. Run folder: trans_encoder.json (pair source, losses, cycle settings), start/bi*/ (B₀),
+cycle<c>/pseudo_labels_{bi,cross}.tsv, cycle<c>/{bi,cross}*/ (checkpoints, model, metrics.json),
+best/{bi,cross}/, and progress.json: the finished steps. Started again on the same folder
+(`hydra.run.dir=<run>`) with the same config, a run skips every finished step and reloads its
+outputs, so it continues from the first unfinished step.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from omegaconf import DictConfig
+
+from kdlab.data.pairs import PairData
+from kdlab.errors import ConfigError, DataError
+from kdlab.methods.trans_encoder import BiEncoderStage, CrossEncoderStage, SimCSEStage
+from kdlab.models.backbone import load_tokenizer, save_atomically, train_wordpiece
+from kdlab.models.bi_encoder import pair_cosines
+from kdlab.models.cross_encoder import build_cross_encoder, check_pair_tokenizer, cross_encoder_from, cross_scores
+from kdlab.models.sentence_encoder import SentenceEncoder, copy_encoder, load_sentence_encoder, random_encoder
+from kdlab.pipelines.common import container
+from kdlab.runner import evaluate, fit_stage
+from kdlab.utils.run_folder import write_json, write_text
+
+log = logging.getLogger(__name__)
+STEPS = ("bi_labels", "cross_train", "cross_labels", "bi_train")
+
+
+class Progress:
+    """progress.json: the config hash and the finished steps with their results; written atomically after each step."""
+
+    def __init__(self, run_dir: Path, config_hash: str):
+        self.path = run_dir / "progress.json"
+        self.state: dict[str, Any] = {"config_hash": config_hash, "done": [], "results": {}}
+        if self.path.exists():
+            state = json.loads(self.path.read_text(encoding="utf-8"))
+            if state.get("config_hash") != config_hash:
+                raise ConfigError(
+                    "hydra.run.dir", f"{run_dir} holds a Trans-Encoder run with a different config; resume it with the same "
+                    "overrides, or start a new run folder"
+                )
+            self.state = state
+            if state["done"]:
+                log.info("resuming %s: finished steps %s", run_dir, ", ".join(state["done"]))
+
+    def done(self, step: str) -> bool:
+        return step in self.state["done"]
+
+    @property
+    def results(self) -> dict[str, float]:
+        return self.state["results"]
+
+    def finish(self, step: str, results: dict[str, float] | None = None) -> None:
+        self.state["results"].update(results or {})
+        self.state["done"].append(step)
+        write_json(self.path, self.state)
+
+
+def config_hash(cfg: DictConfig) -> str:
+    """What decides a run's outputs: method, models, data, seed and trainer settings (not paths or logging)."""
+    parts = {key: container(cfg.get(key)) for key in ("method", "model", "data", "seed")}
+    parts["trainer"] = {k: v for k, v in container(cfg.trainer).items() if k not in ("enable_progress_bar", "enable_model_summary")}
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _tokenizer(cfg: DictConfig, spec: dict[str, Any], data: PairData) -> Any:
+    """A spec's tokenizer: `train` (WordPiece on the pair sentences, cached), a path, or the model folder's own."""
+    choice = spec.get("tokenizer")
+    if choice == "train" or (choice is None and not spec.get("name_or_path")):
+        return train_wordpiece(data.sentences(), int(spec.get("vocab_size") or 2000), cfg.paths.cache_dir)
+    return load_tokenizer(str(choice or spec["name_or_path"]))
+
+
+def _names(kind: str, count: int) -> list[str]:
+    return [kind] if count == 1 else [f"{kind}{i}" for i in range(count)]
+
+
+def _clean(text: str) -> str:
+    """A sentence on one TSV field: runs of whitespace (tabs, newlines) become one space."""
+    return " ".join(text.split())
+
+
+def write_labels(path: Path, pairs: list[tuple[str, str]], labels: torch.Tensor, per_model: list[torch.Tensor], names: list[str]) -> None:
+    """Pseudo-labels as a TSV a person can read: sentence1, sentence2, label (the mean), one column per model."""
+    lines = ["\t".join(["sentence1", "sentence2", "label", *names])]
+    for row, (a, b) in enumerate(pairs):
+        lines.append("\t".join([_clean(a), _clean(b), repr(float(labels[row])), *(repr(float(m[row])) for m in per_model)]))
+    write_text(path, "\n".join(lines) + "\n")
+
+
+def read_labels(path: Path, pairs: list[tuple[str, str]]) -> torch.Tensor:
+    """The `label` column of a pseudo-label TSV written by `write_labels` for these pairs."""
+    rows = [line.split("\t") for line in path.read_text(encoding="utf-8").splitlines()[1:]]
+    if len(rows) != len(pairs) or any((r[0], r[1]) != (_clean(a), _clean(b)) for r, (a, b) in zip(rows, pairs)):
+        raise DataError(path, "pseudo-labels do not match this run's pairs; start a new run folder")
+    return torch.tensor([float(r[2]) for r in rows])
+
+
+class TransEncoderRun:
+    """One Trans-Encoder run: its data, models, progress and the stage helpers the cycle calls."""
+
+    def __init__(self, cfg: DictConfig, run_dir: Path):
+        self.cfg, self.run_dir = cfg, run_dir
+        self.method = cfg.method
+        self.data = PairData(cfg.data)
+        self.pairs = self.data.pairs()
+        self.max_length = int(cfg.data.max_length)
+        self.label_batch = int(cfg.data.eval_batch_size)
+        self.bi_specs = [container(s) for s in cfg.model.bi_encoders]
+        self.cross_specs = [container(s) for s in cfg.model.cross_encoders]
+        self.bi_names = _names("bi", len(self.bi_specs))
+        self.cross_names = _names("cross", len(self.cross_specs))
+        self.progress = Progress(run_dir, config_hash(cfg))
+        self.starts: list[tuple[SentenceEncoder, Any]] = []
+        self.cross_tokenizers: list[Any] = []
+
+    def set_starts(self, starts: list[tuple[SentenceEncoder, Any]]) -> None:
+        """The starting bi-encoders B₀ (and, through them, the tokenizers of cross-encoders built `from_bi_start`)."""
+        self.starts = starts
+        self.cross_tokenizers = []
+        for index, spec in enumerate(self.cross_specs):
+            origin = spec.get("from_bi_start")
+            if origin is not None and not 0 <= int(origin) < len(starts):
+                raise ConfigError(f"model.cross_encoders[{index}].from_bi_start", f"must index model.bi_encoders (0..{len(starts) - 1}), got {origin}")
+            tokenizer = starts[int(origin)][1] if origin is not None else _tokenizer(self.cfg, spec, self.data)
+            check_pair_tokenizer(tokenizer, f"model.cross_encoders[{index}].tokenizer")
+            self.cross_tokenizers.append(tokenizer)
+
+    # --- models -----------------------------------------------------------------------------------
+    def raw_bi_encoder(self, index: int) -> tuple[SentenceEncoder, Any]:
+        spec = self.bi_specs[index]
+        pl.seed_everything(int(self.cfg.seed) + index, workers=True)
+        if spec.get("name_or_path"):
+            return load_sentence_encoder(spec, f"model.bi_encoders[{index}]")
+        tokenizer = _tokenizer(self.cfg, spec, self.data)
+        return random_encoder(spec, tokenizer), tokenizer
+
+    def fresh_cross_encoder(self, index: int) -> torch.nn.Module:
+        """A cross-encoder as at the start: from its spec, or from the starting bi-encoder's weights (`from_bi_start`)."""
+        pl.seed_everything(int(self.cfg.seed) + index, workers=True)
+        spec, key = self.cross_specs[index], f"model.cross_encoders[{index}]"
+        if spec.get("from_bi_start") is not None:
+            return cross_encoder_from(self.starts[int(spec["from_bi_start"])][0].backbone, self.cross_tokenizers[index], key)
+        return build_cross_encoder(spec, self.cross_tokenizers[index], key)
+
+    @staticmethod
+    def load_bi(folder: Path) -> tuple[SentenceEncoder, Any]:
+        return load_sentence_encoder({"name_or_path": str(folder)}, str(folder))
+
+    @staticmethod
+    def load_cross(folder: Path) -> torch.nn.Module:
+        from transformers import AutoModelForSequenceClassification
+
+        return AutoModelForSequenceClassification.from_pretrained(str(folder))
+
+    # --- stages -----------------------------------------------------------------------------------
+    def _optimizer(self, stage: DictConfig) -> dict[str, Any]:
+        return container(stage.optimizer)
+
+    def train_bi(self, stage: str, model: SentenceEncoder, tokenizer: Any, labels: torch.Tensor) -> dict[str, float]:
+        module = BiEncoderStage(model, tokenizer, self._optimizer(self.method.bi), str(self.method.bi.loss), self.max_length)
+        datamodule = self.data.stage("bi", tokenizer, int(self.method.bi.batch_size), labels)
+        return fit_stage(self.cfg, stage, module, datamodule, self.method.bi, self.run_dir)
+
+    def train_cross(self, stage: str, model: torch.nn.Module, tokenizer: Any, labels: torch.Tensor) -> dict[str, float]:
+        module = CrossEncoderStage(model, tokenizer, self._optimizer(self.method.cross), str(self.method.cross.loss))
+        datamodule = self.data.stage("cross", tokenizer, int(self.method.cross.batch_size), labels)
+        return fit_stage(self.cfg, stage, module, datamodule, self.method.cross, self.run_dir)
+
+    def simcse(self, stage: str, model: SentenceEncoder, tokenizer: Any) -> dict[str, float]:
+        spec = self.method.simcse
+        module = SimCSEStage(model, tokenizer, self._optimizer(spec), float(spec.temperature), self.max_length)
+        datamodule = self.data.stage("simcse", tokenizer, int(spec.batch_size))
+        return fit_stage(self.cfg, stage, module, datamodule, spec, self.run_dir)
+
+    def evaluate_bi(self, stage: str, model: SentenceEncoder, tokenizer: Any) -> dict[str, float]:
+        module = BiEncoderStage(model, tokenizer, self._optimizer(self.method.bi), str(self.method.bi.loss), self.max_length)
+        return evaluate(self.cfg, module, self.data.stage("bi", tokenizer, 1), self.run_dir / stage)
+
+    def train_models(self, step: str, names: list[str], load: Callable[[Path], Any],
+                     train: Callable[[int, str], tuple[Any, dict[str, float]]]) -> list[Any]:
+        """Train each model of a step (`train(index, stage)` → model, metrics), or, when the step is finished,
+        `load` what each exported; the step's metrics go to progress.json as `<name>_<cycle>/…`."""
+        tag = step.split("/", 1)[0]
+        models, results = [], {}
+        for index, name in enumerate(names):
+            stage = f"{tag}/{name}"
+            if self.progress.done(step):
+                models.append(load(self.run_dir / stage / "model"))
+                continue
+            model, metrics = train(index, stage)
+            models.append(model)
+            results.update({f"{name}_{tag}/{k}": v for k, v in metrics.items()})
+        if not self.progress.done(step):
+            self.progress.finish(step, results)
+        return models
+
+    # --- labelling --------------------------------------------------------------------------------
+    def label(self, step: str, path: Path, names: list[str], score: Callable[[int], torch.Tensor]) -> torch.Tensor:
+        """Mean of the models' scores per pair, written to `path` (or read back when `step` is finished)."""
+        if self.progress.done(step):
+            return read_labels(path, self.pairs)
+        per_model = [score(i) for i in range(len(names))]
+        labels = torch.stack(per_model).mean(dim=0)
+        write_labels(path, self.pairs, labels, per_model, names)
+        log.info("%s: %d pseudo-labels, mean %.3f, std %.3f -> %s", step, len(labels), labels.mean(), labels.std(), path)
+        self.progress.finish(step)
+        return labels
+
+
+def run_trans_encoder(cfg: DictConfig, run_dir: Path) -> dict[str, float]:
+    """Start bi-encoder(s) → C cycles of bi→cross and cross→bi distillation → the best encoders of each type."""
+    run = TransEncoderRun(cfg, run_dir)
+    method, progress = cfg.method, run.progress
+    write_json(run_dir / "trans_encoder.json", {
+        "pairs": run.data.info,
+        "losses": {"bi_to_cross": str(method.cross.loss), "cross_to_bi": str(method.bi.loss)},
+        "reinit": {"cross": bool(method.cross.reinit), "bi": bool(method.bi.reinit)},
+        "cycles": int(method.cycles), "bi_encoders": run.bi_names, "cross_encoders": run.cross_names,
+        "simcse_warmup": bool(method.simcse.enabled),
+    })
+    log.info("trans_encoder: %d pairs (%s), losses bi->cross %s, cross->bi %s", len(run.pairs), run.data.info["pair_source"],
+             method.cross.loss, method.bi.loss)
+
+    # start: B₀ per bi-encoder, kept as a sentence-transformers folder so every cycle (and a resumed run) starts from it
+    if not progress.done("start"):
+        results: dict[str, float] = {}
+        for index, name in enumerate(run.bi_names):
+            model, tokenizer = run.raw_bi_encoder(index)
+            if method.simcse.enabled:
+                run.simcse(f"simcse/{name}", model, tokenizer)
+            model.save_sentence_transformers(run_dir / "start" / name, tokenizer, run.max_length)
+            results.update({f"{name}_start/{k}": v for k, v in run.evaluate_bi(f"start/{name}_eval", model, tokenizer).items()})
+        progress.finish("start", results)
+    starts = [run.load_bi(run_dir / "start" / name) for name in run.bi_names]
+    run.set_starts(starts)
+    bis = [(copy_encoder(model, None), tokenizer) for model, tokenizer in starts]
+    crosses: list[Any] = [None] * len(run.cross_names)
+
+    for cycle in range(1, int(method.cycles) + 1):
+        folder = run_dir / f"cycle{cycle}"
+        folder.mkdir(parents=True, exist_ok=True)
+        tag = f"cycle{cycle}"
+
+        def bi_score(i: int, bis=bis) -> torch.Tensor:
+            return pair_cosines(bis[i][0], bis[i][1], run.pairs, run.max_length, run.label_batch).clamp(0.0, 1.0)
+
+        bi_labels = run.label(f"{tag}/bi_labels", folder / "pseudo_labels_bi.tsv", run.bi_names, bi_score)
+
+        def train_cross(i: int, stage: str, labels: torch.Tensor = bi_labels) -> tuple[torch.nn.Module, dict[str, float]]:
+            model = run.fresh_cross_encoder(i) if method.cross.reinit or crosses[i] is None else crosses[i]
+            return model, run.train_cross(stage, model, run.cross_tokenizers[i], labels)
+
+        crosses = run.train_models(f"{tag}/cross_train", run.cross_names, run.load_cross, train_cross)
+
+        def cross_score(i: int) -> torch.Tensor:
+            return cross_scores(crosses[i], run.cross_tokenizers[i], run.pairs, run.data.pair_max_length, run.label_batch)
+
+        cross_labels = run.label(f"{tag}/cross_labels", folder / "pseudo_labels_cross.tsv", run.cross_names, cross_score)
+
+        def train_bi(i: int, stage: str, labels: torch.Tensor = cross_labels) -> tuple[tuple[SentenceEncoder, Any], dict[str, float]]:
+            model = copy_encoder(starts[i][0], None) if method.bi.reinit else bis[i][0]
+            return (model, bis[i][1]), run.train_bi(stage, model, bis[i][1], labels)
+
+        bis = run.train_models(f"{tag}/bi_train", run.bi_names, run.load_bi, train_bi)
+
+    results = dict(progress.results)
+    results.update(select_best(run_dir, results, "bi", run.bi_names, int(method.cycles)))
+    results.update(select_best(run_dir, results, "cross", run.cross_names, int(method.cycles)))
+    return results
+
+
+def select_best(run_dir: Path, results: dict[str, float], kind: str, names: list[str], cycles: int) -> dict[str, float]:
+    """Copy the (cycle, model) of this encoder type with the best dev Spearman to best/<kind>; its metrics as `<kind>/…`."""
+    candidates = [(results[f"{name}_cycle{c}/val/spearman"], c, name) for c in range(1, cycles + 1) for name in names
+                  if f"{name}_cycle{c}/val/spearman" in results]
+    if not candidates:
+        return {}
+    score, cycle, name = max(candidates, key=lambda item: (item[0] == item[0], item[0]))  # NaN (collapsed) ranks last
+    source = run_dir / f"cycle{cycle}" / name / "model"
+    save_atomically(run_dir / "best" / kind, lambda tmp: shutil.copytree(source, tmp, dirs_exist_ok=True))
+    log.info("best %s: %s of cycle %d (dev Spearman %.2f) -> %s", kind, name, cycle, score, run_dir / "best" / kind)
+    prefix = f"{name}_cycle{cycle}/"
+    best = {f"{kind}/{k[len(prefix):]}": v for k, v in results.items() if k.startswith(prefix)}
+    best[f"{kind}/best_cycle"] = float(cycle)
+    return best
