@@ -289,6 +289,11 @@ def validate(cfg: DictConfig) -> None:
             validate_teacher_layers(cfg)
         if student.get("projection") not in (None, True, False):
             raise ConfigError("model.student.projection", f"must be true (learn a Linear to the teacher's width) or false, got {student.get('projection')!r}")
+        from kdlab.optim import IMPLEMENTATIONS  # torch: only on this path, never for --help / --cfg
+
+        implementation = OmegaConf.select(cfg, "method.student.optimizer.implementation")
+        if implementation not in IMPLEMENTATIONS:
+            raise ConfigError("method.student.optimizer.implementation", f"must be one of {list(IMPLEMENTATIONS)}, got {implementation!r}")
         validate_stages(cfg)
         return
     if method == "hinton":

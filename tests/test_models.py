@@ -99,6 +99,29 @@ def test_optimizer_skips_decay_on_bias_and_layernorm(tiny_tokenizer):
     assert len(decayed["params"]) + len(plain["params"]) == len(list(model.parameters()))
 
 
+def test_optimizer_implementations_take_the_same_steps(tiny_tokenizer):
+    """fused / foreach / for_loop AdamW: one algorithm, different kernels; the weights after a few steps agree."""
+    import copy
+
+    torch.manual_seed(0)
+    base = build_model({"config": TINY}, "classification", ["neg", "pos"], tiny_tokenizer)
+    batch = {"input_ids": torch.randint(5, len(tiny_tokenizer), (4, 12)), "labels": torch.tensor([0, 1, 1, 0])}
+    weights = {}
+    for implementation in ("for_loop", "foreach", "fused"):
+        model = copy.deepcopy(base).eval()  # no dropout: the same gradients each time
+        setup = build_optimizer(model.named_parameters(), {"lr": 1e-3, "weight_decay": 0.1, "implementation": implementation}, 10)
+        for _ in range(3):
+            model(**batch).loss.backward()
+            setup["optimizer"].step()
+            setup["optimizer"].zero_grad()
+        weights[implementation] = torch.cat([p.detach().reshape(-1) for p in model.parameters()])
+    assert not torch.equal(weights["for_loop"], torch.cat([p.detach().reshape(-1) for p in base.parameters()]))
+    torch.testing.assert_close(weights["fused"], weights["for_loop"], rtol=0, atol=1e-6)
+    torch.testing.assert_close(weights["foreach"], weights["for_loop"], rtol=0, atol=1e-6)
+    with pytest.raises(ValueError, match="optimizer implementation must be one of"):
+        build_optimizer(base.named_parameters(), {"lr": 1e-3, "implementation": "fast"}, 10)
+
+
 def test_training_puts_the_student_in_train_mode_and_keeps_the_teacher_frozen(tiny_tokenizer, tmp_path):
     import pytorch_lightning as pl
 
