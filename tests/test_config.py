@@ -31,6 +31,8 @@ def fake_data_dir(tmp_path, monkeypatch):
         "parallel/multi30k/train.en-de-fr.tsv": "en\tde\tfr\ngood\tgut\tbon\nbad\tschlecht\tmauvais\nyes\tja\toui\n",
         "parallel/tatoeba-en-zh-manythings/en-zh.filtered.tsv": "en\tzh\tattribution\ngood\t好\tx\nbad\t坏\tx\nyes\t是\tx\n",
         "stsb/sts-train.csv": "".join(f"g\tf\t2012\t{i}\t1.0\tA{i}.\tB{i}.\n" for i in range(3)),
+        "stsb/sts-dev.csv": "".join(f"g\tf\t2012\t{i}\t{i}.0\tC{i}.\tD{i}.\n" for i in range(3)),
+        "stsb/sts-test.csv": "".join(f"g\tf\t2012\t{i}\t{i}.5\tE{i}.\tF{i}.\n" for i in range(3)),
         "stsb-multi-mt/stsb-es-train.csv": "".join(f"A{i} es.,B{i} es.,1.0\n" for i in range(3)),
         "tatoeba-laser/tatoeba.deu-eng.deu": "Hallo\n",
         "tatoeba-laser/tatoeba.deu-eng.eng": "Hello\n",
@@ -71,6 +73,11 @@ def test_every_experiment_composes_validates_and_instantiates(experiment, fake_d
             if cfg.data.get("holdout"):
                 cfg.data.holdout = 1  # the fake files are tiny
         assert len(ParallelDataModule(cfg.data).languages()) >= 1
+    elif cfg.method.name == "trans_encoder":
+        from kdlab.data.pairs import PairData
+
+        data = PairData(cfg.data)
+        assert data.pairs() and len(data.labelled("validation")[1]) >= 2
     else:
         module = TextDataModule(cfg.data)
         assert module.records("train") and module.num_labels == 2
@@ -79,14 +86,18 @@ def test_every_experiment_composes_validates_and_instantiates(experiment, fake_d
     assert [type(lg).__name__ for lg in _loggers(cfg, "teacher")] == ["CSVLogger"]
 
 
-# options that belong to the multilingual method compose with its partners
-MULTILINGUAL = {"method": ["multilingual"], "model": ["tiny_sentence", "minilm_sentence"], "data": ["parallel_toy", "parallel_real"]}
+# options that belong to the multilingual and Trans-Encoder methods compose with their partners
+PARTNERS = {
+    "experiment=multilingual_toy": {"method": ["multilingual"], "model": ["tiny_sentence", "minilm_sentence"], "data": ["parallel_toy", "parallel_real"]},
+    "experiment=trans_encoder_toy": {"method": ["trans_encoder"], "model": ["trans_tiny", "trans_tiny_mutual", "trans_minilm"],
+                                     "data": ["sts_toy", "stsb_pairs"]},
+}
 
 
 @pytest.mark.parametrize("group", ["hardware", "logger", "callbacks", "data", "model", "method"])
 def test_every_option_of_every_group_composes(group, fake_data_dir, tmp_path):
     for option in sorted(p.stem for p in (REPO / "conf" / group).glob("*.yaml")):
-        partners = ["experiment=multilingual_toy"] if option in MULTILINGUAL.get(group, []) else []
+        partners = [experiment for experiment, options in PARTNERS.items() if option in options.get(group, [])]
         cfg = composed([*partners, f"{group}={option}"], tmp_path)
         OmegaConf.to_container(cfg, resolve=True)
         if group in ("logger", "callbacks"):

@@ -68,3 +68,19 @@ def test_multilingual_minilm_experiment_runs_small_and_exports_for_sentence_tran
     assert metrics["student_init/test/sts/en-de"] == pytest.approx(29.0, abs=0.1)
     model = st.SentenceTransformer(str(run / "student" / "model"), device="cpu")
     assert model.encode(["Ein Test."]).shape == (1, 384)
+
+
+@needs_minilm()
+@needs_shared_data("stsb")
+def test_trans_encoder_stsb_experiment_runs_small_from_the_reference_start(cli):
+    overrides = ["method.cycles=1", "data.train.limit=96", "method.bi.epochs=1", "method.bi.batch_size=32",
+                 "trainer.limit_train_batches=3", "trainer.enable_progress_bar=false"]
+    result = cli("experiment=trans_encoder_stsb", *overrides, env={"KDLAB_DATA_DIR": str(SHARED_DATA)}, timeout=1800)
+    assert result.returncode == 0, result.stderr[-3000:]
+    (run,) = run_dirs(cli.tmp_path)
+    metrics = json.loads((run / "metrics.json").read_text())
+    # the starting bi-encoder is all-MiniLM-L6-v2: STS-B test Spearman of ../shared/ENVIRONMENT.md
+    assert metrics["bi_start/test/spearman"] == pytest.approx(82.0, abs=0.1)
+    assert json.loads((run / "trans_encoder.json").read_text())["pairs"]["pairs"] == 96
+    for kind in ("bi", "cross"):
+        assert (run / "best" / kind / "config.json").exists()
