@@ -177,6 +177,7 @@ def validate_trans_encoder(cfg: DictConfig) -> None:
             raise ConfigError(f"method.{stage}.batch_size", f"is too small: {cfg.method[stage].batch_size}")
         if _number(cfg, f"method.{stage}.optimizer.lr") <= 0:
             raise ConfigError(f"method.{stage}.optimizer.lr", f"must be > 0, got {cfg.method[stage].optimizer.lr}")
+        validate_layerwise_decay(cfg, f"method.{stage}.optimizer")
     for stage in ("cross", "bi"):
         if cfg.method[stage].get("loss") not in PAIR_LOSSES:
             raise ConfigError(f"method.{stage}.loss", f"must be one of {list(PAIR_LOSSES)}, got {cfg.method[stage].get('loss')!r}")
@@ -258,6 +259,15 @@ def validate_models(cfg: DictConfig) -> None:
             raise ConfigError("method.train", f"must be teacher or student (a spec under model.*), got {role!r}")
 
 
+def validate_layerwise_decay(cfg: DictConfig, key: str) -> None:
+    """`<key>.layerwise_decay` (β of layerwise learning-rate decay), when set, is in (0, 1]; 1.0 = off."""
+    if OmegaConf.select(cfg, f"{key}.layerwise_decay") is None:
+        return
+    beta = _number(cfg, f"{key}.layerwise_decay")
+    if not 0.0 < beta <= 1.0:
+        raise ConfigError(f"{key}.layerwise_decay", f"must be in (0, 1] (1.0 = off), got {beta:g}")
+
+
 def validate_stages(cfg: DictConfig) -> None:
     """Each training stage (method.teacher / method.student) has epochs >= 1 and lr > 0."""
     for stage in ("teacher", "student"):
@@ -268,6 +278,7 @@ def validate_stages(cfg: DictConfig) -> None:
             raise ConfigError(f"method.{stage}.epochs", f"must be >= 1, got {node.epochs}")
         if _number(cfg, f"method.{stage}.optimizer.lr") <= 0:
             raise ConfigError(f"method.{stage}.optimizer.lr", f"must be > 0, got {node.optimizer.lr}")
+        validate_layerwise_decay(cfg, f"method.{stage}.optimizer")
 
 
 def validate(cfg: DictConfig) -> None:

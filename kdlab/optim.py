@@ -1,20 +1,30 @@
-"""The one optimiser factory every method uses: AdamW without decay on biases/LayerNorm, linear warm-up and decay.
+"""The one optimiser factory every method uses: AdamW without decay on biases/LayerNorm, linear warm-up and decay,
+and optional layerwise learning-rate decay.
 
 `implementation` picks torch's AdamW kernel, the same algorithm each way: `for_loop` (one tensor at a
 time), `foreach` (batched per op), `fused` (one kernel per parameter group; on a 2-core CPU it updates
 MiniLM's 22.7 M parameters in 18 ms instead of 102 ms), or null for torch's own choice (for-loop on CPU).
+
+`layerwise_decay` β (1.0 = off; BAM uses 0.9): a parameter at depth d gets lr · β^(D − d). Transformer layer i
+(found in names like `encoder.layer.3.`, `layers.3.`, `h.3.`, `block.3.`) is depth i + 1; what comes before the
+layer stack in the model (embeddings) is depth 0; what comes after it (pooler, task heads, projections) is the
+top, D = layers + 1, with the full lr.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 import torch
 from torch import nn
 
+from kdlab.errors import ConfigError
+
 NO_DECAY = ("bias", "LayerNorm.weight", "layer_norm.weight", "norm.weight")
 IMPLEMENTATIONS = {None: {}, "for_loop": {"foreach": False}, "foreach": {"foreach": True}, "fused": {"fused": True}}
+LAYER = re.compile(r"^(?P<stack>(?:.*?\.)?(?:layer|layers|h|block|blocks))\.(?P<index>\d+)\.")
 
 
 def parameter_groups(named_parameters: Iterable[tuple[str, nn.Parameter]], weight_decay: float) -> list[dict[str, Any]]:
@@ -28,6 +38,41 @@ def parameter_groups(named_parameters: Iterable[tuple[str, nn.Parameter]], weigh
     return [g for g in groups if g["params"]]
 
 
+def layer_depths(names: list[str], num_layers: int | None = None) -> tuple[list[int], int]:
+    """(depth of each parameter name, top depth D): embeddings 0, layer i at i + 1, everything after the stack D."""
+    matches = [LAYER.match(name) for name in names]
+    stacks = sorted({m["stack"] for m in matches if m})
+    if len(stacks) != 1:
+        found = f"several layer stacks {stacks}" if stacks else "no transformer layer (names like encoder.layer.0.)"
+        raise ConfigError("optimizer.layerwise_decay", f"needs one transformer layer stack in the model, found {found}")
+    indices = [int(m["index"]) for m in matches if m]
+    count = max(indices) + 1 if num_layers is None else int(num_layers)
+    if max(indices) >= count:
+        raise ConfigError("optimizer.layerwise_decay", f"layer {max(indices)} is beyond the model's {count} layers")
+    first = next(position for position, m in enumerate(matches) if m)
+    top = count + 1
+    depths = [int(m["index"]) + 1 if m else (0 if position < first else top) for position, m in enumerate(matches)]
+    return depths, top
+
+
+def layerwise_groups(
+    named_parameters: Iterable[tuple[str, nn.Parameter]], weight_decay: float, lr: float, beta: float, num_layers: int | None = None
+) -> list[dict[str, Any]]:
+    """Groups per (depth, decayed or not), each with lr · β^(D − depth), bottom first; frozen parameters left out."""
+    named = list(named_parameters)
+    depths, top = layer_depths([name for name, _ in named], num_layers)
+    groups: dict[tuple[int, bool], dict[str, Any]] = {}
+    for (name, parameter), depth in zip(named, depths):
+        if not parameter.requires_grad:
+            continue
+        decayed = not (name.endswith(NO_DECAY) or parameter.ndim < 2)
+        group = groups.setdefault((depth, decayed), {
+            "params": [], "weight_decay": weight_decay if decayed else 0.0, "lr": lr * beta ** (top - depth), "depth": depth,
+        })
+        group["params"].append(parameter)
+    return [groups[key] for key in sorted(groups, key=lambda key: (key[0], not key[1]))]
+
+
 def linear_warmup_decay(step: int, warmup_steps: int, total_steps: int) -> float:
     """LR multiplier: 0 → 1 over the warm-up, then 1 → 0 linearly at the last step."""
     if warmup_steps > 0 and step < warmup_steps:
@@ -37,21 +82,30 @@ def linear_warmup_decay(step: int, warmup_steps: int, total_steps: int) -> float
 
 
 def build_optimizer(
-    named_parameters: Iterable[tuple[str, nn.Parameter]], cfg: Mapping[str, Any], total_steps: int
+    named_parameters: Iterable[tuple[str, nn.Parameter]], cfg: Mapping[str, Any], total_steps: int, num_layers: int | None = None
 ) -> dict[str, Any]:
     """A Lightning `configure_optimizers` answer from an optimizer config (lr, weight_decay, betas, eps, warmup_ratio,
-    implementation)."""
+    implementation, layerwise_decay); `num_layers` is the layer count when the caller knows it (else read from names)."""
     implementation = cfg.get("implementation")
     if implementation not in IMPLEMENTATIONS:
         raise ValueError(f"optimizer implementation must be one of {list(IMPLEMENTATIONS)}, got {implementation!r}")
+    beta = float(cfg.get("layerwise_decay", 1.0))
+    if not 0.0 < beta <= 1.0:
+        raise ConfigError("optimizer.layerwise_decay", f"must be in (0, 1] (1.0 = off), got {beta:g}")
+    lr, weight_decay = float(cfg["lr"]), float(cfg.get("weight_decay", 0.01))
+    if beta < 1.0:
+        groups = layerwise_groups(named_parameters, weight_decay, lr, beta, num_layers)
+    else:
+        groups = parameter_groups(named_parameters, weight_decay)
     optimizer = torch.optim.AdamW(
-        parameter_groups(named_parameters, float(cfg.get("weight_decay", 0.01))),
-        lr=float(cfg["lr"]),
+        groups,
+        lr=lr,
         betas=tuple(cfg.get("betas", (0.9, 0.999))),
         eps=float(cfg.get("eps", 1e-8)),
         **IMPLEMENTATIONS[implementation],
     )
     warmup = int(round(float(cfg.get("warmup_ratio", 0.0)) * total_steps))
+    # one multiplier for every group: LambdaLR scales each group's own initial lr
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: linear_warmup_decay(step, warmup, total_steps)
     )
