@@ -1,0 +1,224 @@
+"""The multi-task mixture (BAM): one `TextDataModule` per task, every training batch from one task.
+
+Config (``data``)::
+
+    tasks:                  # each entry is a single-task data config (kdlab/data/text.py) with a unique `name`
+      - {name: rte, task: classification, labels: [...], columns: {...}, train: ..., validation: ..., test: ..., metrics: [...]}
+      - {name: stsb, task: regression, label_scale: 5.0, columns: {text: ..., text_pair: ..., label: ...}, ...}
+    sampling_exponent: 0.75 # a: task t is drawn with probability |D_t|^a / sum_s |D_s|^a (1 proportional, 0 uniform)
+    seed: 0                 # the task draws and the order within each task, per epoch
+    max_length / batch_size / eval_batch_size / num_workers   # defaults for tasks that do not set their own
+
+An epoch has as many batches as one pass over every task (sum_t ceil(|D_t| / B_t)); each batch's task is
+drawn independently, and each task serves its examples from a fresh shuffle, cycling when it is drawn more
+often than it has examples (small tasks oversampled, big ones undersampled). `epoch_mix(epoch)` gives the
+number of batches per task of an epoch. Every example carries `content_id`, the 16-byte digest of its text
+(and pair), so teacher predictions attach to it whatever the order or sampling.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from torch.utils.data import DataLoader, Sampler
+
+from kdlab.cache.teacher_outputs import content_id
+from kdlab.data.collate import PadCollator
+from kdlab.data.sampling import make_loader
+from kdlab.data.text import TextDataModule
+from kdlab.errors import ConfigError
+
+SHARED_KEYS = ("max_length", "batch_size", "eval_batch_size", "num_workers")
+
+
+def check_exponent(exponent: Any) -> float:
+    """The sampling exponent a as a float; ConfigError naming data.sampling_exponent when it is negative."""
+    value = float(exponent)
+    if not value >= 0:
+        raise ConfigError("data.sampling_exponent", f"must be >= 0 (0 uniform, 1 proportional), got {value:g}")
+    return value
+
+
+def sampling_probabilities(sizes: Sequence[int], exponent: float) -> list[float]:
+    """p_t = |D_t|^a / sum_s |D_s|^a."""
+    exponent = check_exponent(exponent)
+    weights = [float(size) ** exponent for size in sizes]
+    return [weight / sum(weights) for weight in weights]
+
+
+class TaskBatchSampler(Sampler[list[int]]):
+    """Batches of global example indices, each from one task drawn ∝ |D_t|^a; seeded per (seed, epoch)."""
+
+    def __init__(self, sizes: Sequence[int], batch_sizes: Sequence[int], exponent: float, seed: int = 0):
+        super().__init__()
+        self.sizes = [int(size) for size in sizes]
+        self.batch_sizes = [max(1, min(int(b), size)) for b, size in zip(batch_sizes, self.sizes)]
+        self.probabilities = sampling_probabilities(self.sizes, exponent)
+        self.offsets = [sum(self.sizes[:t]) for t in range(len(self.sizes))]
+        self.seed = int(seed)
+        self.epoch = 0
+
+    def __len__(self) -> int:
+        return sum(math.ceil(size / batch) for size, batch in zip(self.sizes, self.batch_sizes))
+
+    def set_epoch(self, epoch: int) -> None:
+        """Lightning calls this before each epoch; the epoch picks the draws."""
+        self.epoch = int(epoch)
+
+    def _rng(self, epoch: int) -> random.Random:
+        return random.Random(f"kdlab-multitask:{self.seed}:{epoch}")
+
+    def tasks(self, epoch: int, rng: random.Random | None = None) -> list[int]:
+        """The task of each batch of an epoch, in order."""
+        rng = rng or self._rng(epoch)
+        return rng.choices(range(len(self.sizes)), weights=self.probabilities, k=len(self))
+
+    def mix(self, epoch: int) -> list[int]:
+        """Number of batches per task in an epoch."""
+        counts = [0] * len(self.sizes)
+        for task in self.tasks(epoch):
+            counts[task] += 1
+        return counts
+
+    def plan(self, epoch: int) -> list[list[int]]:
+        """The batches of an epoch as global indices (task t's example i is offsets[t] + i)."""
+        rng = self._rng(epoch)
+        streams: list[list[int]] = [[] for _ in self.sizes]
+        batches = []
+        for task in self.tasks(epoch, rng):
+            size, batch = self.sizes[task], self.batch_sizes[task]
+            if len(streams[task]) < batch:  # cycle: a fresh shuffle once the task's examples run out,
+                fresh = rng.sample(range(size), size)  # led by examples the batch does not hold yet
+                left = set(streams[task])
+                head = [i for i in fresh if i not in left][: batch - len(left)]
+                chosen = set(head)
+                streams[task] += head + [i for i in fresh if i not in chosen]
+            taken, streams[task] = streams[task][:batch], streams[task][batch:]
+            batches.append([self.offsets[task] + i for i in taken])
+        return batches
+
+    def __iter__(self) -> Iterator[list[int]]:
+        epoch = self.epoch
+        self.epoch += 1  # plain loops without set_epoch still see new draws each pass
+        yield from self.plan(epoch)
+
+
+class TaskCollator:
+    """Pads a one-task batch with that task's label dtype and adds `task` [B] and `content_id` [B, 16] (uint8)."""
+
+    def __init__(self, pad_token_id: int, regression: Sequence[bool]):
+        self.collators = [PadCollator(pad_token_id, torch.float32 if r else torch.long) for r in regression]
+
+    def __call__(self, features: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        task = features[0]["task"]
+        if any(f["task"] != task for f in features):
+            raise ValueError(f"a multi-task batch mixes tasks {sorted({f['task'] for f in features})}")
+        batch = self.collators[task](features)
+        batch["task"] = torch.full((len(features),), task, dtype=torch.long)
+        batch["content_id"] = torch.tensor([list(f["content_id"]) for f in features], dtype=torch.uint8)
+        return batch
+
+
+def task_names(entries: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The tasks' names in order; ConfigError for an empty list, an unnamed task or a task listed twice."""
+    if not entries:
+        raise ConfigError("data.tasks", "needs at least one task (a list of single-task data configs)")
+    seen: dict[str, int] = {}
+    for position, entry in enumerate(entries):
+        name = entry.get("name")
+        if not name:
+            raise ConfigError(f"data.tasks[{position}].name", "is required (a unique task name)")
+        if name in seen:
+            raise ConfigError("data.tasks", f"task {name!r} is listed twice (entries {seen[name]} and {position})")
+        seen[name] = position
+    return list(seen)
+
+
+def task_configs(cfg: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Each task's data config, with the mixture's shared keys as defaults."""
+    entries = list(cfg.get("tasks") or [])
+    task_names(entries)
+    shared = {key: cfg[key] for key in SHARED_KEYS if cfg.get(key) is not None}
+    return [{**shared, **{key: value for key, value in dict(entry).items() if value is not None}} for entry in entries]
+
+
+class MultiTaskDataModule(pl.LightningDataModule):
+    """A mixture of single-task DataModules: one-task training batches drawn ∝ |D_t|^a, one eval loader per task."""
+
+    def __init__(self, cfg: Mapping[str, Any], tokenizer: Any = None):
+        super().__init__()
+        self.cfg = cfg
+        self.exponent = check_exponent(cfg.get("sampling_exponent", 0.75))
+        self.seed = int(cfg.get("seed", 0))
+        self.tokenizer = tokenizer
+        self.task_modules = {c["name"]: TextDataModule(c, tokenizer=tokenizer) for c in task_configs(cfg)}
+        self.names = list(self.task_modules)
+        self._features: dict[str, list[dict[str, Any]]] = {}
+        self._sampler: TaskBatchSampler | None = None
+
+    def content_ids(self, name: str, split: str) -> list[bytes]:
+        """The content id of every example of a task's split, in file order."""
+        return [content_id(r["text"], r.get("text_pair")) for r in self.task_modules[name].records(split)]
+
+    def features(self, name: str, split: str) -> list[dict[str, Any]]:
+        """A task's tokenised examples with their `task` index, `index` (row in the split) and `content_id`."""
+        if (name, split) not in self._features:
+            module = self.task_modules[name]
+            task = self.names.index(name)
+            ids = self.content_ids(name, split)
+            self._features[name, split] = [{**f, "task": task, "content_id": i} for f, i in zip(module.features(split), ids)]
+        return self._features[name, split]
+
+    def setup(self, stage: str | None = None) -> None:
+        wanted = {"fit": ("train", "validation"), "validate": ("validation",), "test": ("test",)}
+        for split in wanted.get(stage, ("train", "validation", "test")):
+            for name in self.names:
+                self.features(name, split)
+
+    @property
+    def sampler(self) -> TaskBatchSampler:
+        """The training batch sampler (sizes from the training splits)."""
+        if self._sampler is None:
+            sizes = [len(self.task_modules[name].records("train")) for name in self.names]
+            batch_sizes = [int(self.task_modules[name].cfg["batch_size"]) for name in self.names]
+            self._sampler = TaskBatchSampler(sizes, batch_sizes, self.exponent, self.seed)
+        return self._sampler
+
+    def probabilities(self) -> dict[str, float]:
+        """Each task's probability of being drawn for a batch."""
+        return dict(zip(self.names, self.sampler.probabilities))
+
+    def epoch_mix(self, epoch: int) -> dict[str, int]:
+        """Number of training batches per task in an epoch (the effective mix, for logging)."""
+        return dict(zip(self.names, self.sampler.mix(epoch)))
+
+    def _collator(self) -> TaskCollator:
+        if self.tokenizer is None:
+            raise RuntimeError("MultiTaskDataModule needs a tokenizer before setup (pass tokenizer=...)")
+        return TaskCollator(self.tokenizer.pad_token_id, [self.task_modules[n].task == "regression" for n in self.names])
+
+    def train_dataloader(self) -> DataLoader:
+        if self.trainer is not None and self.trainer.world_size > 1:
+            raise ConfigError("data.tasks", "multi-task sampling is not supported with several processes yet; use one device")
+        features = [f for name in self.names for f in self.features(name, "train")]
+        return DataLoader(features, batch_sampler=self.sampler, collate_fn=self._collator(),
+                          num_workers=int(self.cfg.get("num_workers") or 0))
+
+    def _eval_loaders(self, split: str) -> list[DataLoader]:
+        collate = self._collator()
+        return [
+            make_loader(self.features(name, split), int(self.task_modules[name].cfg.get("eval_batch_size", 128)), False,
+                        collate, int(self.task_modules[name].cfg.get("num_workers") or 0))
+            for name in self.names
+        ]
+
+    def val_dataloader(self) -> list[DataLoader]:
+        return self._eval_loaders("validation")
+
+    def test_dataloader(self) -> list[DataLoader]:
+        return self._eval_loaders("test")
