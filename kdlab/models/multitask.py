@@ -1,0 +1,157 @@
+"""The multi-task model (BAM): one shared Hugging Face encoder, one head per task.
+
+A head is dropout + Linear(hidden, k): k classes for a classification task, 1 output for a regression task,
+on the encoder's pooled output (BERT's tanh pooler over [CLS]) when it has a pooler, else on the first
+token's last hidden state — for a BERT encoder each task sees exactly a `BertForSequenceClassification`.
+
+The encoder comes from a model spec as in `kdlab.models.backbone`: ``name_or_path`` (pretrained weights) or
+``config`` (random init). The tasks are the entries of ``data.tasks`` (``name``, ``task``, ``labels``).
+
+An export is a folder: the encoder and tokenizer as a Hugging Face folder (``AutoModel.from_pretrained``
+loads the shared encoder alone), plus ``heads.json`` (pooling, dropout, each task's name, kind and labels)
+and ``heads.safetensors`` (``<task>.weight`` / ``<task>.bias``).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from kdlab.data.collate import model_inputs
+from kdlab.data.multitask import task_names
+from kdlab.errors import ConfigError, DataError
+from kdlab.models.backbone import config_from_spec, load_tokenizer, save_atomically
+
+HEADS_CONFIG, HEADS_WEIGHTS = "heads.json", "heads.safetensors"
+FORMAT = "kdlab-multitask-heads"
+
+
+def head_specs(tasks: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """{name, task, labels, num_labels} per task, from `data.tasks` entries."""
+    names = task_names(tasks)
+    specs = []
+    for position, (name, entry) in enumerate(zip(names, tasks)):
+        kind = entry.get("task")
+        labels = [str(label) for label in (entry.get("labels") or [])] if kind == "classification" else []
+        if kind not in ("classification", "regression"):
+            raise ConfigError(f"data.tasks[{position}].task", f"must be classification or regression, got {kind!r}")
+        if kind == "classification" and len(labels) < 2:
+            raise ConfigError(f"data.tasks[{position}].labels", f"a classification task needs at least 2 labels, got {labels}")
+        specs.append({"name": name, "task": kind, "labels": labels, "num_labels": len(labels) if labels else 1})
+    return specs
+
+
+class MultiTaskModel(nn.Module):
+    """A shared encoder and a ModuleDict of heads, one per task; `forward(batch, task)` gives that task's logits."""
+
+    def __init__(self, encoder: nn.Module, tasks: Sequence[Mapping[str, Any]], dropout: float | None = None):
+        super().__init__()
+        self.encoder = encoder
+        self.tasks = head_specs(tasks)
+        self.names = [spec["name"] for spec in self.tasks]
+        self.pooling = "pooler" if getattr(encoder, "pooler", None) is not None else "first_token"
+        config = encoder.config
+        if dropout is None:
+            dropout = getattr(config, "classifier_dropout", None) or getattr(config, "hidden_dropout_prob", 0.1)
+        self.dropout_p = float(dropout)
+        self.dropout = nn.Dropout(self.dropout_p)
+        self.heads = nn.ModuleDict({spec["name"]: nn.Linear(config.hidden_size, spec["num_labels"]) for spec in self.tasks})
+        std = float(getattr(config, "initializer_range", None) or 0.02)
+        for head in self.heads.values():  # as Hugging Face initialises a task head: normal(0, std), zero bias
+            nn.init.normal_(head.weight, std=std)
+            nn.init.zeros_(head.bias)
+
+    @property
+    def config(self) -> Any:
+        """The shared encoder's Hugging Face config."""
+        return self.encoder.config
+
+    def task_index(self, task: int | str) -> int:
+        """A task's position from its name or index."""
+        if isinstance(task, str):
+            if task not in self.names:
+                raise KeyError(f"unknown task {task!r}; the model's tasks are {self.names}")
+            return self.names.index(task)
+        return int(task)
+
+    def encode(self, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        """The shared representation each head reads: [B, hidden]."""
+        out = self.encoder(**model_inputs(dict(batch)))
+        return out.pooler_output if self.pooling == "pooler" else out.last_hidden_state[:, 0]
+
+    def forward(self, batch: Mapping[str, torch.Tensor], task: int | str) -> torch.Tensor:
+        """Logits of one task's head: [B, classes], or [B, 1] for a regression task."""
+        return self.heads[self.names[self.task_index(task)]](self.dropout(self.encode(batch)))
+
+    def heads_config(self) -> dict[str, Any]:
+        """What `heads.json` holds: enough to rebuild the heads around the saved encoder."""
+        tasks = [{key: spec[key] for key in ("name", "task", "labels", "num_labels")} for spec in self.tasks]
+        return {"format": FORMAT, "version": 1, "pooling": self.pooling, "dropout": self.dropout_p, "tasks": tasks}
+
+
+def build_multitask_model(spec: Mapping[str, Any], tasks: Sequence[Mapping[str, Any]], tokenizer: Any) -> MultiTaskModel:
+    """A multi-task model whose encoder is pretrained (`name_or_path`) or random-init (`config`), with fresh heads."""
+    from transformers import AutoModel
+
+    head_specs(tasks)  # bad task lists fail before any model is built
+    if spec.get("name_or_path"):
+        try:
+            encoder = AutoModel.from_pretrained(str(spec["name_or_path"]))
+        except OSError as err:
+            raise ConfigError("model.name_or_path", f"cannot load {spec['name_or_path']!r} ({str(err).splitlines()[0]})") from None
+    elif spec.get("config"):
+        encoder = AutoModel.from_config(config_from_spec(spec, tokenizer))
+    else:
+        raise ConfigError("model", "needs name_or_path (a pretrained encoder) or config (random init)")
+    return MultiTaskModel(encoder, tasks)
+
+
+def export_multitask(model: MultiTaskModel, tokenizer: Any, folder: str | Path) -> Path:
+    """Write encoder + tokenizer (Hugging Face folder), heads.json and heads.safetensors, atomically."""
+    folder = Path(folder)
+
+    def write(tmp: str) -> None:
+        model.encoder.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+        Path(tmp, HEADS_CONFIG).write_text(json.dumps(model.heads_config(), indent=2) + "\n", encoding="utf-8")
+        weights = {f"{name}.{key}": value.detach().cpu().contiguous() for name, head in model.heads.items()
+                   for key, value in head.state_dict().items()}
+        save_file(weights, str(Path(tmp, HEADS_WEIGHTS)))
+
+    save_atomically(folder, write)
+    return folder
+
+
+def load_multitask(folder: str | Path) -> tuple[MultiTaskModel, Any]:
+    """A multi-task model and its tokenizer from an `export_multitask` folder."""
+    from transformers import AutoModel
+
+    folder = Path(folder)
+    path = folder / HEADS_CONFIG
+    if not path.exists():
+        raise DataError(path, "not found: not a kdlab multi-task export (expected heads.json next to the encoder)")
+    try:
+        described = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise DataError(path, f"invalid JSON ({err.msg})", line=err.lineno) from None
+    if described.get("format") != FORMAT:
+        raise DataError(path, f"format is {described.get('format')!r}, expected {FORMAT!r}")
+    model = MultiTaskModel(AutoModel.from_pretrained(str(folder)), described["tasks"], dropout=described["dropout"])
+    if model.pooling != described["pooling"]:
+        raise DataError(path, f"the heads read {described['pooling']!r} but the saved encoder gives {model.pooling!r}")
+    weights_path = folder / HEADS_WEIGHTS
+    if not weights_path.exists():
+        raise DataError(weights_path, "not found: the heads.json of this export has no weights beside it")
+    weights = load_file(str(weights_path))
+    expected = {f"{name}.{key}" for name in model.names for key in ("weight", "bias")}
+    if set(weights) != expected:
+        raise DataError(weights_path, f"holds {sorted(weights)}, but heads.json describes {sorted(expected)}")
+    for name, head in model.heads.items():
+        head.load_state_dict({key: weights[f"{name}.{key}"] for key in ("weight", "bias")})
+    return model, load_tokenizer(str(folder))
