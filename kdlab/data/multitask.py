@@ -30,19 +30,9 @@ from torch.utils.data import DataLoader, Sampler
 from kdlab.cache.teacher_outputs import content_id
 from kdlab.data.collate import PadCollator
 from kdlab.data.sampling import make_loader
+from kdlab.data.task_list import check_exponent, task_configs
 from kdlab.data.text import TextDataModule
 from kdlab.errors import ConfigError
-
-SHARED_KEYS = ("max_length", "batch_size", "eval_batch_size", "num_workers")
-
-
-def check_exponent(exponent: Any) -> float:
-    """The sampling exponent a as a float; ConfigError naming data.sampling_exponent when it is negative."""
-    value = float(exponent)
-    if not value >= 0:
-        raise ConfigError("data.sampling_exponent", f"must be >= 0 (0 uniform, 1 proportional), got {value:g}")
-    return value
-
 
 def sampling_probabilities(sizes: Sequence[int], exponent: float) -> list[float]:
     """p_t = |D_t|^a / sum_s |D_s|^a."""
@@ -124,29 +114,6 @@ class TaskCollator:
         return batch
 
 
-def task_names(entries: Sequence[Mapping[str, Any]]) -> list[str]:
-    """The tasks' names in order; ConfigError for an empty list, an unnamed task or a task listed twice."""
-    if not entries:
-        raise ConfigError("data.tasks", "needs at least one task (a list of single-task data configs)")
-    seen: dict[str, int] = {}
-    for position, entry in enumerate(entries):
-        name = entry.get("name")
-        if not name:
-            raise ConfigError(f"data.tasks[{position}].name", "is required (a unique task name)")
-        if name in seen:
-            raise ConfigError("data.tasks", f"task {name!r} is listed twice (entries {seen[name]} and {position})")
-        seen[name] = position
-    return list(seen)
-
-
-def task_configs(cfg: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """Each task's data config, with the mixture's shared keys as defaults."""
-    entries = list(cfg.get("tasks") or [])
-    task_names(entries)
-    shared = {key: cfg[key] for key in SHARED_KEYS if cfg.get(key) is not None}
-    return [{**shared, **{key: value for key, value in dict(entry).items() if value is not None}} for entry in entries]
-
-
 class MultiTaskDataModule(pl.LightningDataModule):
     """A mixture of single-task DataModules: one-task training batches drawn ∝ |D_t|^a, one eval loader per task."""
 
@@ -155,11 +122,27 @@ class MultiTaskDataModule(pl.LightningDataModule):
         self.cfg = cfg
         self.exponent = check_exponent(cfg.get("sampling_exponent", 0.75))
         self.seed = int(cfg.get("seed", 0))
-        self.tokenizer = tokenizer
         self.task_modules = {c["name"]: TextDataModule(c, tokenizer=tokenizer) for c in task_configs(cfg)}
         self.names = list(self.task_modules)
         self._features: dict[str, list[dict[str, Any]]] = {}
         self._sampler: TaskBatchSampler | None = None
+        self.tokenizer = tokenizer
+
+    @property
+    def tokenizer(self) -> Any:
+        """The tokenizer every task tokenises with; setting it passes it on to each task's DataModule."""
+        return self._tokenizer
+
+    @tokenizer.setter
+    def tokenizer(self, tokenizer: Any) -> None:
+        self._tokenizer = tokenizer
+        for module in self.task_modules.values():
+            module.tokenizer = tokenizer
+        self._features.clear()
+
+    def texts(self, split: str = "train") -> list[str]:
+        """Every text of every task's split (both sides of pairs), e.g. to train a shared tokenizer on."""
+        return [text for name in self.names for text in self.task_modules[name].texts(split)]
 
     def content_ids(self, name: str, split: str) -> list[bytes]:
         """The content id of every example of a task's split, in file order."""

@@ -24,7 +24,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from kdlab.data.collate import model_inputs
-from kdlab.data.multitask import task_names
+from kdlab.data.task_list import task_names
 from kdlab.errors import ConfigError, DataError
 from kdlab.models.backbone import config_from_spec, load_tokenizer, save_atomically
 

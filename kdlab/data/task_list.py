@@ -1,0 +1,41 @@
+"""The task list of a multi-task mixture (``data.tasks``), checked torch-free so configs fail before heavy imports."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from kdlab.errors import ConfigError
+
+SHARED_KEYS = ("max_length", "batch_size", "eval_batch_size", "num_workers")
+
+
+def check_exponent(exponent: Any) -> float:
+    """The sampling exponent a as a float; ConfigError naming data.sampling_exponent when it is negative."""
+    value = float(exponent)
+    if not value >= 0:
+        raise ConfigError("data.sampling_exponent", f"must be >= 0 (0 uniform, 1 proportional), got {value:g}")
+    return value
+
+
+def task_names(entries: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The tasks' names in order; ConfigError for an empty list, an unnamed task or a task listed twice."""
+    if not entries:
+        raise ConfigError("data.tasks", "needs at least one task (a list of single-task data configs)")
+    seen: dict[str, int] = {}
+    for position, entry in enumerate(entries):
+        name = entry.get("name")
+        if not name:
+            raise ConfigError(f"data.tasks[{position}].name", "is required (a unique task name)")
+        if name in seen:
+            raise ConfigError("data.tasks", f"task {name!r} is listed twice (entries {seen[name]} and {position})")
+        seen[name] = position
+    return list(seen)
+
+
+def task_configs(cfg: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Each task's data config, with the mixture's shared keys as defaults."""
+    entries = list(cfg.get("tasks") or [])
+    task_names(entries)
+    shared = {key: cfg[key] for key in SHARED_KEYS if cfg.get(key) is not None}
+    return [{**shared, **{key: value for key, value in dict(entry).items() if value is not None}} for entry in entries]
