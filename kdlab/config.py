@@ -15,10 +15,11 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from kdlab.data.loading import check_columns
+from kdlab.data.task_list import check_exponent, task_configs
 from kdlab.errors import ConfigError
 from kdlab.evaluation.names import CLASSIFICATION_METRICS, REGRESSION_METRICS
 
-METHODS = ("finetune", "hinton", "multilingual", "trans_encoder")
+METHODS = ("finetune", "hinton", "multilingual", "trans_encoder", "bam")
 SPLITS = ("train", "validation", "test")
 PAIR_LOSSES = ("bce", "mse")  # kdlab.losses.pseudo_labels implements them; listed here to stay torch-free
 
@@ -281,6 +282,49 @@ def validate_stages(cfg: DictConfig) -> None:
         validate_layerwise_decay(cfg, f"method.{stage}.optimizer")
 
 
+def validate_bam(cfg: DictConfig) -> None:
+    """BAM: the task list (each task as a single-task data config), the sampling exponent, switches, given teachers."""
+    entries = OmegaConf.to_container(_require(cfg, "data.tasks"), resolve=True)
+    tasks = task_configs({**OmegaConf.to_container(cfg.data, resolve=True), "tasks": entries})
+    check_exponent(_number(cfg, "data.sampling_exponent"))
+    for position, task in enumerate(tasks):
+        try:
+            validate_data(OmegaConf.create({"data": task}))
+        except ConfigError as err:
+            key = err.key.replace("data.", f"data.tasks[{position}].", 1)
+            raise ConfigError(key, str(err)[len(err.key) + 2:]) from None
+    for key in ("teacher_annealing", "teachers", "single_task", "reuse_teacher"):
+        if not isinstance(_require(cfg, f"method.{key}"), bool):
+            raise ConfigError(f"method.{key}", f"must be true or false, got {cfg.method[key]!r}")
+    fixed = _number(cfg, "method.fixed_lambda")
+    if not 0.0 <= fixed <= 1.0:
+        raise ConfigError("method.fixed_lambda", f"must be in [0, 1], got {fixed:g}")
+    node = cfg.method.get("trained_teachers")
+    given = OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else node or {}
+    if not isinstance(given, dict):
+        raise ConfigError("method.trained_teachers", f"must map task names to teacher folders, got {given!r}")
+    names = [task["name"] for task in tasks]
+    for name, folder in given.items():
+        key = f"method.trained_teachers.{name}"
+        if name not in names:
+            raise ConfigError(key, f"names no task of data.tasks {names}")
+        path = Path(str(folder))
+        if not path.exists():
+            raise ConfigError(key, f"{path} does not exist (expected a model folder or a kdlab .ckpt)")
+        task = tasks[names.index(name)]
+        expected = len(task["labels"]) if task["task"] == "classification" else 1
+        width = _folder_num_labels(path) if path.is_dir() else None
+        if width is not None and width != expected:
+            raise ConfigError(key, f"the teacher has {width} labels ({path / 'config.json'}) but task {name!r} has {expected}")
+    student = _require(cfg, "model.student")
+    if not student.get("name_or_path") and not student.get("config"):
+        raise ConfigError("model.student", "needs name_or_path (a pretrained encoder) or config (random init)")
+    if student.get("from_teacher_layers") is not None:
+        raise ConfigError("model.student.from_teacher_layers", "is not available for bam (one teacher per task): set it to null")
+    _require(cfg, "model.teacher")
+    validate_stages(cfg)
+
+
 def validate(cfg: DictConfig) -> None:
     """Raise ConfigError for the first problem found in a composed training config."""
     method = _require(cfg, "method.name")
@@ -288,6 +332,9 @@ def validate(cfg: DictConfig) -> None:
         raise ConfigError("method.name", f"must be one of {list(METHODS)}, got {method!r}")
     if method == "trans_encoder":
         validate_trans_encoder(cfg)
+        return
+    if method == "bam":
+        validate_bam(cfg)
         return
     if method == "multilingual":
         validate_parallel_data(cfg)

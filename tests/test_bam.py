@@ -1,10 +1,17 @@
-"""BAM (issue 6): the annealed loss against hand computations, the λ schedule, content-keyed teacher predictions."""
+"""BAM (issue 6): the annealed loss against hand computations, the λ schedule, content-keyed teacher predictions,
+and the whole pipeline through the CLI (teachers → cache → multi-task student), its switches and config errors."""
 
+import csv
+import json
 import math
+import os
+import subprocess
+import sys
 
 import pytest
 import torch
 
+from conftest import REPO, run_dirs
 from kdlab.cache.teacher_outputs import content_id
 from kdlab.errors import DataError
 from kdlab.losses import annealed_loss, annealed_target
@@ -84,3 +91,175 @@ def test_teacher_predictions_follow_content_not_position():
     with pytest.raises(DataError, match=r"^/cache/entry\.safetensors: no teacher prediction for training example "
                                         rf"{content_id('never seen').hex()} of task 'reviews'; BAM never trains"):
         predictions.lookup(unknown, "reviews")
+
+
+# --- the pipeline through the CLI -------------------------------------------------------------------------------
+
+SMALL = [
+    "experiment=bam_toy",
+    "data.tasks.0.train.size=160", "data.tasks.0.validation.size=48", "data.tasks.0.test.size=48",
+    "data.tasks.1.train.size=96", "data.tasks.1.validation.size=32", "data.tasks.1.test.size=32",
+    "data.batch_size=16", "data.max_length=32",
+    "model.teacher.config.hidden_size=32", "model.teacher.config.num_hidden_layers=1", "model.teacher.config.intermediate_size=64",
+    "model.student.config.hidden_size=32", "model.student.config.intermediate_size=64",
+    "method.teacher.epochs=1", "method.student.epochs=2", "trainer.log_every_n_steps=1",
+]
+
+
+def sweep(env, tmp, *overrides):
+    """Run a multirun of the small BAM experiment; its job folders in order."""
+    result = subprocess.run([sys.executable, "-m", "kdlab.train", "-m", *SMALL, *overrides],
+                            cwd=REPO, env=env, capture_output=True, text=True, timeout=300, check=False)
+    assert result.returncode == 0, result.stderr[-3000:]
+    (folder,) = (tmp / "outputs" / "sweeps").iterdir()
+    jobs = sorted((p for p in folder.iterdir() if p.name.isdigit()), key=lambda p: int(p.name))
+    assert all((job / "metrics.json").exists() for job in jobs), result.stderr[-3000:]
+    return jobs, result
+
+
+def environment(tmp):
+    return {**os.environ, "KDLAB_OUTPUT_DIR": str(tmp / "outputs"), "KDLAB_CACHE_DIR": str(tmp / "cache"), "HF_HUB_OFFLINE": "1"}
+
+
+def logged(run, stage, column):
+    """The non-empty values of one column of a stage's metrics.csv, with their step."""
+    with open(run / "logs" / stage / "metrics.csv") as handle:
+        return [(int(row["step"]), float(row[column])) for row in csv.DictReader(handle) if row.get(column)]
+
+
+@pytest.fixture(scope="module")
+def bam_runs(tmp_path_factory):
+    """One sweep: BAM, then the same with annealing off (its teachers reused from the first job), sharing one cache."""
+    tmp = tmp_path_factory.mktemp("bam")
+    (annealed, fixed), result = sweep(environment(tmp), tmp, "method.teacher_annealing=true,false", "method.fixed_lambda=0.25")
+    return {"tmp": tmp, "annealed": annealed, "fixed": fixed, "stdout": result.stdout,
+            "cache": sorted((tmp / "cache" / "teacher_outputs").glob("*.safetensors"))}
+
+
+@pytest.fixture(scope="module")
+def plain_runs(tmp_path_factory):
+    """One sweep without teachers: plain multi-task, then the same student trained on each task alone."""
+    tmp = tmp_path_factory.mktemp("plain")
+    jobs, _ = sweep(environment(tmp), tmp, "method.teachers=false", "method.single_task=false,true", "method.student.epochs=1")
+    return {"tmp": tmp, "multitask": jobs[0], "single": jobs[1]}
+
+
+def test_bam_run_reports_per_task_metrics_and_glue_mean(bam_runs):
+    run = bam_runs["annealed"]
+    metrics = json.loads((run / "metrics.json").read_text())
+    for role in ("teacher", "student"):
+        for split in ("val", "test"):
+            for key in ("reviews/acc", "reviews/f1", "sts/pearson", "sts/spearman"):
+                assert -1.0 <= metrics[f"{role}/{split}/{key}"] <= 1.0
+            expected = (metrics[f"{role}/{split}/reviews/acc"] + metrics[f"{role}/{split}/sts/pearson"]) / 2
+            assert metrics[f"{role}/{split}/glue_mean"] == pytest.approx(expected, abs=1e-6)
+    assert "kdlab results" in bam_runs["stdout"] and "val/glue_mean" in bam_runs["stdout"]
+    header = (run / "logs" / "student" / "metrics.csv").read_text().splitlines()[0].split(",")
+    assert {"train/loss", "train/lambda", "train/mix/reviews", "train/mix/sts", "val/reviews/acc", "val/sts/pearson", "val/glue_mean"} <= set(header)
+
+
+def test_each_teacher_is_trained_once_and_its_predictions_cached(bam_runs):
+    run, cache = bam_runs["annealed"], bam_runs["cache"]
+    teachers = json.loads((run / "teachers.json").read_text())
+    assert sorted(teachers) == ["reviews", "sts"]
+    assert len(cache) == 2 and sorted(t["outputs"]["path"] for t in teachers.values()) == [str(p) for p in cache]
+    from safetensors.torch import load_file
+
+    for name, rows, width in (("reviews", 160, 2), ("sts", 96, 1)):
+        assert teachers[name]["origin"].startswith("trained in this run") and teachers[name]["outputs"]["hit"] is False
+        entry = load_file(teachers[name]["outputs"]["path"])
+        assert tuple(entry["outputs"].shape) == (rows, width) and tuple(entry["content_ids"].shape) == (rows, 16)
+        assert (run / f"teacher_{name}" / "model" / "config.json").exists()
+    # the second job reused both teachers by config hash and read their predictions from the cache (no new entry)
+    again = json.loads((bam_runs["fixed"] / "teachers.json").read_text())
+    assert all(t["origin"].startswith("reused: ") and t["outputs"]["hit"] is True for t in again.values())
+    assert not (bam_runs["fixed"] / "teacher_reviews" / "checkpoints").exists()
+
+
+def test_lambda_follows_the_step_and_the_mix_is_logged(bam_runs):
+    run = bam_runs["annealed"]
+    mix = json.loads((run / "student" / "mix.json").read_text())
+    steps_per_epoch = 10 + 6  # ceil(160 / 16) + ceil(96 / 16)
+    assert [sum(epoch.values()) for epoch in mix["epochs"]] == [steps_per_epoch, steps_per_epoch]
+    total = 2 * steps_per_epoch
+    lambdas = logged(run, "student", "train/lambda")
+    assert len(lambdas) == total
+    for step, value in lambdas:
+        assert value == pytest.approx(step / total, abs=1e-6)
+    assert lambdas[0][1] == 0.0 and lambdas[-1][1] == pytest.approx((total - 1) / total)
+    shares = logged(run, "student", "train/mix/reviews")
+    assert [v for _, v in shares] == pytest.approx([epoch["reviews"] / steps_per_epoch for epoch in mix["epochs"]])
+    fixed = logged(bam_runs["fixed"], "student", "train/lambda")
+    assert len(fixed) == total and {v for _, v in fixed} == {0.25}
+
+
+def test_exported_student_loads_and_reproduces_its_test_metric(bam_runs):
+    from kdlab.data.embedded import reviews
+    from kdlab.models.multitask import load_multitask
+
+    run = bam_runs["annealed"]
+    model, tokenizer = load_multitask(run / "student" / "model")
+    model.eval()
+    assert model.names == ["reviews", "sts"] and [t["num_labels"] for t in model.tasks] == [2, 1]
+    rows = reviews("test", size=48)
+    with torch.no_grad():
+        batch = dict(tokenizer([r["text"] for r in rows], padding=True, truncation=True, max_length=32, return_tensors="pt"))
+        predicted = model(batch, "reviews").argmax(-1).tolist()
+    accuracy = sum(["negative", "positive"][p] == r["label"] for p, r in zip(predicted, rows)) / len(rows)
+    assert accuracy == pytest.approx(json.loads((run / "metrics.json").read_text())["student/test/reviews/acc"], abs=1e-6)
+
+
+def test_without_teachers_no_teacher_is_trained_or_cached(plain_runs):
+    for run in (plain_runs["multitask"], plain_runs["single"]):
+        metrics = json.loads((run / "metrics.json").read_text())
+        assert not [key for key in metrics if key.startswith("teacher/")] and "student/val/glue_mean" in metrics
+        assert not (run / "teachers.json").exists() and not list(run.glob("teacher_*"))
+    cache = plain_runs["tmp"] / "cache"
+    assert not (cache / "teacher_outputs").exists() and not (cache / "teachers").exists()
+    header = (plain_runs["multitask"] / "logs" / "student" / "metrics.csv").read_text().splitlines()[0].split(",")
+    assert "train/loss" in header and "train/lambda" not in header
+
+
+def test_single_task_trains_the_student_on_each_task_alone(plain_runs):
+    from kdlab.models.multitask import load_multitask
+
+    run = plain_runs["single"]
+    metrics = json.loads((run / "metrics.json").read_text())
+    for split in ("val", "test"):
+        expected = (metrics[f"student/{split}/reviews/acc"] + metrics[f"student/{split}/sts/pearson"]) / 2
+        assert metrics[f"student/{split}/glue_mean"] == pytest.approx(expected, abs=1e-6)
+    assert not (run / "student").exists()
+    for name in ("reviews", "sts"):
+        model, _ = load_multitask(run / f"student_{name}" / "model")
+        assert model.names == [name]
+        assert json.loads((run / f"student_{name}" / "mix.json").read_text())["epochs"] == [{name: {"reviews": 10, "sts": 6}[name]}]
+    assert (plain_runs["multitask"] / "student" / "model" / "heads.json").exists()
+
+
+def cli_error(cli, *args):
+    result = cli("experiment=bam_toy", *args, timeout=120)
+    assert result.returncode == 2, result.stderr[-2000:]
+    lines = [line for line in result.stderr.strip().splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    assert run_dirs(cli.tmp_path) == []  # refused before any work: no run folder left
+    return lines[0]
+
+
+def test_bad_bam_configs_are_one_line_errors(cli, tmp_path):
+    assert cli_error(cli, "data.tasks.1.name=reviews") == "kdlab: error: data.tasks: task 'reviews' is listed twice (entries 0 and 1)"
+    assert cli_error(cli, "data.sampling_exponent=-0.5") == "kdlab: error: data.sampling_exponent: must be >= 0 (0 uniform, 1 proportional), got -0.5"
+    assert cli_error(cli, "method.fixed_lambda=null") == "kdlab: error: method.fixed_lambda: is required"
+    assert cli_error(cli, "~method.teachers") == "kdlab: error: method.teachers: is required"
+    assert cli_error(cli, "data.tasks.1.main_metric=null") == "kdlab: error: data.tasks[1].main_metric: is required"
+    assert cli_error(cli, "data.tasks.0.metrics=[acc,pearson]") == (
+        "kdlab: error: data.tasks[0].metrics: 'pearson' is not a classification metric; choose from ['acc', 'f1', 'mcc']")
+    assert cli_error(cli, "method.fixed_lambda=1.5") == "kdlab: error: method.fixed_lambda: must be in [0, 1], got 1.5"
+    teacher = tmp_path / "teacher3"
+    teacher.mkdir()
+    (teacher / "config.json").write_text(json.dumps({"model_type": "bert", "id2label": {"0": "a", "1": "b", "2": "c"}}))
+    line = cli_error(cli, f"+method.trained_teachers.reviews={teacher}")
+    assert line == f"kdlab: error: method.trained_teachers.reviews: the teacher has 3 labels ({teacher / 'config.json'}) but task 'reviews' has 2"
+    line = cli_error(cli, f"+method.trained_teachers.sts={teacher}")
+    assert line.endswith("but task 'sts' has 1")
+    assert cli_error(cli, f"+method.trained_teachers.qnli={teacher}") == (
+        "kdlab: error: method.trained_teachers.qnli: names no task of data.tasks ['reviews', 'sts']")

@@ -73,6 +73,11 @@ def test_every_experiment_composes_validates_and_instantiates(experiment, fake_d
             if cfg.data.get("holdout"):
                 cfg.data.holdout = 1  # the fake files are tiny
         assert len(ParallelDataModule(cfg.data).languages()) >= 1
+    elif cfg.method.name == "bam":
+        from kdlab.data.multitask import MultiTaskDataModule
+
+        data = MultiTaskDataModule(cfg.data)
+        assert len(data.names) >= 2 and all(m.records("train") for m in data.task_modules.values())
     elif cfg.method.name == "trans_encoder":
         from kdlab.data.pairs import PairData
 
@@ -86,11 +91,12 @@ def test_every_experiment_composes_validates_and_instantiates(experiment, fake_d
     assert [type(lg).__name__ for lg in _loggers(cfg, "teacher")] == ["CSVLogger"]
 
 
-# options that belong to the multilingual and Trans-Encoder methods compose with their partners
+# options that belong to the multilingual, Trans-Encoder and BAM methods compose with their partners
 PARTNERS = {
     "experiment=multilingual_toy": {"method": ["multilingual"], "model": ["tiny_sentence", "minilm_sentence"], "data": ["parallel_toy", "parallel_real"]},
     "experiment=trans_encoder_toy": {"method": ["trans_encoder"], "model": ["trans_tiny", "trans_tiny_mutual", "trans_minilm"],
                                      "data": ["sts_toy", "stsb_pairs"]},
+    "experiment=bam_toy": {"method": ["bam"], "data": ["multitask_toy"]},
 }
 
 

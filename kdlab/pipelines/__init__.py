@@ -19,6 +19,10 @@ def _pipeline(name: str) -> Callable[[DictConfig, Path], dict[str, float]]:
         from kdlab.pipelines.trans_encoder import run_trans_encoder
 
         return run_trans_encoder
+    if name == "bam":
+        from kdlab.pipelines.bam import run_bam
+
+        return run_bam
     if name == "multilingual":
         from kdlab.pipelines.multilingual import run_multilingual
 

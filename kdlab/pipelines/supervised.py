@@ -94,14 +94,16 @@ def _check_head(model: Any, datamodule: TextDataModule, key: str) -> None:
         raise ConfigError(key, f"the teacher has {width} output labels but data.labels gives {datamodule.num_labels}")
 
 
-def obtain_teacher(cfg: DictConfig, datamodule: TextDataModule, run_dir: Path) -> tuple[Any, Any, dict[str, float], str]:
-    """The teacher model, its tokenizer, its val/test metrics, and where it came from."""
+def obtain_teacher(
+    cfg: DictConfig, datamodule: TextDataModule, run_dir: Path, stage: str = "teacher"
+) -> tuple[Any, Any, dict[str, float], str]:
+    """The teacher model, its tokenizer, its val/test metrics, and where it came from (`stage`: its run sub-folder)."""
     spec = cfg.model.teacher
     if spec.get("trained"):
         model, tokenizer = load_trained(spec.trained)
         _check_head(model, datamodule, "model.teacher.trained")
         datamodule.tokenizer = tokenizer
-        metrics = evaluate(cfg, _module("finetune", cfg, cfg.method.teacher, model, tokenizer, datamodule), datamodule, run_dir / "teacher")
+        metrics = evaluate(cfg, _module("finetune", cfg, cfg.method.teacher, model, tokenizer, datamodule), datamodule, run_dir / stage)
         return model, tokenizer, metrics, f"given: {spec.trained}"
     stored = Path(cfg.paths.teacher_store) / teacher_key(cfg)
     if cfg.method.reuse_teacher and (stored / "model" / "config.json").exists() and (stored / "metrics.json").exists():
@@ -115,10 +117,10 @@ def obtain_teacher(cfg: DictConfig, datamodule: TextDataModule, run_dir: Path) -
     pl.seed_everything(cfg.seed, workers=True)
     model = build_model(spec, datamodule.task, datamodule.labels, tokenizer)
     module = _module("finetune", cfg, cfg.method.teacher, model, tokenizer, datamodule)
-    metrics = fit_stage(cfg, "teacher", module, datamodule, cfg.method.teacher, run_dir)
+    metrics = fit_stage(cfg, stage, module, datamodule, cfg.method.teacher, run_dir)
 
     def store(tmp: str) -> None:
-        shutil.copytree(run_dir / "teacher" / "model", Path(tmp) / "model")
+        shutil.copytree(run_dir / stage / "model", Path(tmp) / "model")
         write_json(Path(tmp) / "metrics.json", metrics)
 
     save_atomically(stored, store)

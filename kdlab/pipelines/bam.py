@@ -1,0 +1,135 @@
+"""`bam` pipeline: one single-task teacher per task → their cached predictions → the multi-task student.
+
+For each task of `data.tasks` the teacher is fine-tuned with the `finetune` machinery of the supervised
+pipeline (or reused from `paths.teacher_store` by config hash, or taken from `method.trained_teachers`),
+seeing the run config with `data` = that task; its logits on the task's training examples go through the
+shared teacher-output cache. Then the student (`model.student`: one shared encoder, one head per task) is
+trained with BAM on the mixture, evaluated per task on val and test, and exported.
+
+Switches: `method.teachers: false` (plain multi-task: no teacher is trained or cached), `method.teacher_annealing:
+false` (fixed λ = `method.fixed_lambda`), `method.single_task: true` (the same student architecture trained on
+each task alone; stages `student_<task>`). Results: `<role>/<split>/<task>/<metric>` and `<role>/<split>/glue_mean`
+for role teacher (the single-task teachers) and student.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from kdlab.cache.teacher_outputs import content_id
+from kdlab.data.multitask import MultiTaskDataModule
+from kdlab.data.task_list import task_configs
+from kdlab.data.text import TextDataModule
+from kdlab.methods.bam import BAM, TeacherPredictions, glue_mean
+from kdlab.models.multitask import build_multitask_model
+from kdlab.pipelines.common import container
+from kdlab.pipelines.supervised import cached_teacher_logits, obtain_teacher, resolve_tokenizer
+from kdlab.runner import fit_stage
+from kdlab.utils.run_folder import write_json
+
+log = logging.getLogger(__name__)
+SPLITS = ("val", "test")
+
+
+def main_metric(task: dict[str, Any]) -> str:
+    """A task's headline metric: `main_metric`, else its first metric."""
+    return str(task.get("main_metric") or task["metrics"][0])
+
+
+def task_run_config(cfg: DictConfig, task: dict[str, Any]) -> DictConfig:
+    """The run config as one task's teacher sees it: `data` = the task, monitor = its main metric, its given teacher."""
+    sub = cfg.copy()
+    given = (cfg.method.get("trained_teachers") or {}).get(task["name"])
+    with open_dict(sub):
+        sub.data = OmegaConf.create(task)
+        sub.method.monitor = f"val/{main_metric(task)}"
+        sub.model.teacher.trained = str(given) if given else None
+    return sub
+
+
+def per_task(metrics: dict[str, float], name: str) -> dict[str, float]:
+    """A single-task model's `val/acc` as `val/<task>/acc` (its loss left out)."""
+    out = {}
+    for key, value in metrics.items():
+        split, metric = key.split("/", 1)
+        if metric != "loss":
+            out[f"{split}/{name}/{metric}"] = value
+    return out
+
+
+def with_glue_mean(metrics: dict[str, float], tasks: list[dict[str, Any]]) -> dict[str, float]:
+    """Add `<split>/glue_mean` from each task's main metric, where every task has it."""
+    out = dict(metrics)
+    for split in SPLITS:
+        keys = [f"{split}/{t['name']}/{main_metric(t)}" for t in tasks]
+        if all(key in metrics for key in keys):
+            out[f"{split}/glue_mean"] = glue_mean([metrics[key] for key in keys])
+    return out
+
+
+def obtain_teachers(cfg: DictConfig, tasks: list[dict[str, Any]], run_dir: Path) -> tuple[dict[str, TeacherPredictions], dict[str, float]]:
+    """Every task's teacher (trained, reused or given) and its cached training-set logits; plus its metrics."""
+    predictions: dict[str, TeacherPredictions] = {}
+    metrics: dict[str, float] = {}
+    record: dict[str, Any] = {}
+    for task in tasks:
+        name = task["name"]
+        sub = task_run_config(cfg, task)
+        datamodule = TextDataModule(sub.data)
+        teacher, tokenizer, teacher_metrics, origin = obtain_teacher(sub, datamodule, run_dir, stage=f"teacher_{name}")
+        outputs, info = cached_teacher_logits(sub, teacher, tokenizer, datamodule)
+        ids = [content_id(r["text"], r.get("text_pair")) for r in datamodule.records("train")]
+        predictions[name] = TeacherPredictions(ids, outputs, info["path"])
+        metrics.update(per_task(teacher_metrics, name))
+        record[name] = {"origin": origin, "metrics": teacher_metrics, "outputs": info}
+        log.info("teacher %s: %s", name, origin)
+    write_json(run_dir / "teachers.json", record)
+    return predictions, with_glue_mean(metrics, tasks)
+
+
+def train_student(
+    cfg: DictConfig, stage: str, tasks: list[dict[str, Any]], tokenizer: Any,
+    predictions: dict[str, TeacherPredictions] | None, run_dir: Path,
+) -> dict[str, float]:
+    """Train a student over `tasks` with BAM (gold labels only when `predictions` is None); its val/test metrics."""
+    data_cfg = {**container(cfg.data), "tasks": tasks}
+    datamodule = MultiTaskDataModule(data_cfg, tokenizer=tokenizer)
+    pl.seed_everything(cfg.seed, workers=True)
+    model = build_multitask_model(container(cfg.model.student), tasks, tokenizer)
+    module = BAM(
+        model, tokenizer, container(cfg.method.student.optimizer),
+        metrics={t["name"]: list(t["metrics"]) for t in tasks},
+        main_metrics={t["name"]: main_metric(t) for t in tasks},
+        teacher_outputs={t["name"]: predictions[t["name"]] for t in tasks} if predictions is not None else None,
+        teacher_annealing=bool(cfg.method.teacher_annealing),
+        fixed_lambda=float(cfg.method.fixed_lambda),
+    )
+    write_json(run_dir / stage / "mix.json", {"probabilities": datamodule.probabilities(),
+                                              "epochs": [datamodule.epoch_mix(e) for e in range(int(cfg.method.student.epochs))]})
+    return fit_stage(cfg, stage, module, datamodule, cfg.method.student, run_dir)
+
+
+def run_bam(cfg: DictConfig, run_dir: Path) -> dict[str, float]:
+    """Teachers (one per task) → cached predictions → BAM student (or single-task students); per-task results."""
+    tasks = task_configs(container(cfg.data))
+    results: dict[str, float] = {}
+    predictions = None
+    if cfg.method.teachers:
+        predictions, teacher_metrics = obtain_teachers(cfg, tasks, run_dir)
+        results.update({f"teacher/{k}": v for k, v in teacher_metrics.items()})
+    mixture = MultiTaskDataModule(container(cfg.data))
+    tokenizer = resolve_tokenizer(cfg, cfg.model.student, mixture)
+    if cfg.method.single_task:
+        student: dict[str, float] = {}
+        for task in tasks:
+            student.update(train_student(cfg, f"student_{task['name']}", [task], tokenizer, predictions, run_dir))
+        student = {k: v for k, v in student.items() if not k.endswith("/glue_mean")}
+        results.update({f"student/{k}": v for k, v in with_glue_mean(student, tasks).items()})
+    else:
+        results.update({f"student/{k}": v for k, v in train_student(cfg, "student", tasks, tokenizer, predictions, run_dir).items()})
+    return results
