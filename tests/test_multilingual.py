@@ -63,6 +63,25 @@ def test_parallel_sources_mix_languages_hold_out_dev_pairs_and_share_source_rows
     assert set(langs.tolist()) == {0, 1}
 
 
+def test_pairs_are_grouped_by_both_side_lengths_and_pad_less_than_by_the_longer_side():
+    import random
+
+    from kdlab.data.sampling import LengthGroupedBatchSampler
+
+    rng = random.Random(0)
+    lengths = []
+    for _ in range(1000):  # translations correlate with their sources, loosely
+        source = rng.randint(5, 60)
+        lengths.append((source, max(3, min(64, int(source * rng.uniform(0.6, 1.8))))))
+    padded = lambda batches: sum(len(b) * (max(lengths[i][0] for i in b) + max(lengths[i][1] for i in b)) for b in batches)
+    torch.manual_seed(0)
+    both = list(LengthGroupedBatchSampler(lengths, 32))
+    torch.manual_seed(0)
+    longer = list(LengthGroupedBatchSampler([max(pair) for pair in lengths], 32))
+    assert sorted(i for b in both for i in b) == list(range(1000)) and len(both) == len(longer) == 32
+    assert padded(both) < 0.98 * padded(longer)
+
+
 def test_parallel_file_with_an_empty_side_names_file_and_line(tmp_path):
     bad = tmp_path / "bad.tsv"
     bad.write_text("en\tde\nhello\thallo\nworld\t \n")

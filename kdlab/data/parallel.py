@@ -158,7 +158,8 @@ class ParallelDataModule(pl.LightningDataModule):
         size = int(self.cfg["batch_size"] if split == "train" else self.cfg.get("eval_batch_size", 128))
         features = self.features(split)
         group = self.cfg.get("group_by_length")
-        lengths = [max(len(f["source"]), len(f["target"])) for f in features] if shuffle and group else None
+        # each side is padded on its own, so group by both lengths (kdlab.data.sampling)
+        lengths = [(len(f["source"]), len(f["target"])) for f in features] if shuffle and group else None
         return make_loader(features, size, shuffle, ParallelCollator(self.tokenizer.pad_token_id), int(self.cfg.get("num_workers", 0)),
                            lengths, self.trainer.world_size if self.trainer is not None else 1)
 
