@@ -23,7 +23,7 @@ from torch import nn
 from kdlab.errors import DataError
 from kdlab.evaluation.task_metrics import build_metrics
 from kdlab.losses import annealed_loss, hard_loss
-from kdlab.methods.base import KDModule
+from kdlab.methods.base import KDModule, task_predictions
 from kdlab.models.multitask import MultiTaskModel, export_multitask
 
 
@@ -119,8 +119,7 @@ class BAM(KDModule):
         task = int(batch["task"][0])
         spec = self.model.tasks[task]
         logits = self.model(batch, task)
-        predictions = logits.view(-1).float() if spec["task"] == "regression" else logits.argmax(dim=-1)
-        self.split_metrics[split][spec["name"]].update(predictions, batch["labels"])
+        self.split_metrics[split][spec["name"]].update(task_predictions(logits, spec["task"]), batch["labels"])
 
     def _log_epoch(self, split: str) -> None:
         values: dict[str, torch.Tensor] = {}

@@ -17,6 +17,11 @@ from kdlab.models.backbone import checkpoint_payload, export_model
 from kdlab.optim import build_optimizer
 
 
+def task_predictions(logits: torch.Tensor, task: str) -> torch.Tensor:
+    """What a task metric compares with the labels: the score (regression) or the arg-max class."""
+    return logits.view(-1).float() if task == "regression" else logits.argmax(dim=-1)
+
+
 class KDModule(pl.LightningModule):
     """A trained `model` + `tokenizer`; subclasses define `compute_loss` (and evaluation)."""
 
@@ -85,14 +90,12 @@ class TaskModule(KDModule):
     def forward(self, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
         return self.model(**model_inputs(batch)).logits
 
-    def _predictions(self, logits: torch.Tensor) -> torch.Tensor:
-        return logits.view(-1).float() if self.task == "regression" else logits.argmax(dim=-1)
 
     def _evaluate(self, batch: Mapping[str, torch.Tensor], split: str, metrics: Any) -> None:
         logits = self(batch)
         size = len(batch["input_ids"])
         self.log(f"{split}/loss", hard_loss(logits, batch["labels"], self.task), batch_size=size, sync_dist=True)
-        metrics.update(self._predictions(logits), batch["labels"])
+        metrics.update(task_predictions(logits, self.task), batch["labels"])
         self.log_dict(metrics, batch_size=size)
 
     def validation_step(self, batch: Mapping[str, torch.Tensor], batch_idx: int) -> None:
