@@ -95,6 +95,8 @@ def validate_data(cfg: DictConfig) -> None:
             raise ConfigError(f"data.columns.{role}", "is required (a column name, or a field index for header-less files)")
     for split in SPLITS:
         source = cfg.data.get(split)
+        if source is None and split == "test":
+            continue  # no labelled test set (GLUE's RTE, CoLA): validation metrics only
         if source is None:
             raise ConfigError(f"data.{split}", "needs a source (path, hf or embedded)")
         source = OmegaConf.to_container(source, resolve=True)
@@ -193,6 +195,8 @@ def _depth(spec: Any, teacher: Any = None) -> int | None:
     layers = spec.get("from_teacher_layers")
     if layers is not None:
         return len(layers)
+    if spec.get("layers") is not None and spec.get("name_or_path") and not spec.get("trained"):
+        return len(spec.layers)
     if spec.get("config") and spec.config.get("num_hidden_layers") is not None and not spec.get("name_or_path"):
         return int(spec.config.num_hidden_layers)
     for key in ("trained", "name_or_path"):

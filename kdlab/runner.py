@@ -87,7 +87,10 @@ def load_weights(module: pl.LightningModule, path: str) -> None:
 
 def _validate_and_test(trainer: pl.Trainer, module: pl.LightningModule, datamodule: pl.LightningDataModule) -> dict[str, float]:
     metrics: dict[str, float] = {}
+    has_split = getattr(datamodule, "has_split", lambda split: True)
     for run in (trainer.validate, trainer.test):
+        if run == trainer.test and not has_split("test"):
+            continue  # no labelled test set: validation metrics only
         results = run(module, datamodule=datamodule, verbose=False)
         metrics.update({name: float(value) for name, value in (results[0] if results else {}).items()})
     return metrics

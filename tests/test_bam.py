@@ -263,3 +263,16 @@ def test_bad_bam_configs_are_one_line_errors(cli, tmp_path):
     assert line.endswith("but task 'sts' has 1")
     assert cli_error(cli, f"+method.trained_teachers.qnli={teacher}") == (
         "kdlab: error: method.trained_teachers.qnli: names no task of data.tasks ['reviews', 'sts']")
+
+
+def test_a_task_without_a_test_set_reports_validation_metrics_only(tmp_path):
+    """RTE and CoLA have no labelled GLUE test set: `test: null` gives their val metrics, no test/glue_mean."""
+    result = subprocess.run([sys.executable, "-m", "kdlab.train", *SMALL, "data.tasks.1.test=null",
+                             "method.student.epochs=1"],
+                            cwd=REPO, env=environment(tmp_path), capture_output=True, text=True, timeout=300, check=False)
+    assert result.returncode == 0, result.stderr[-3000:]
+    (run,) = (tmp_path / "outputs" / "runs").iterdir()
+    metrics = json.loads((run / "metrics.json").read_text())
+    for role in ("teacher", "student"):
+        assert {f"{role}/val/sts/pearson", f"{role}/val/glue_mean", f"{role}/test/reviews/acc"} <= set(metrics)
+        assert not [key for key in metrics if key.startswith(f"{role}/test/sts/")] and f"{role}/test/glue_mean" not in metrics

@@ -50,6 +50,37 @@ def test_headerless_file_uses_field_indices_and_pairs(tmp_path):
         ("A man plays.", "A man is playing.", 0.8), ("A dog.", "A cat.", 0.3)]
 
 
+def test_holdout_splits_one_file_into_disjoint_train_and_dev_parts(tmp_path):
+    lines = "".join(f"s{i}\t{'pos' if i % 2 else 'neg'}\n" for i in range(40))
+    path = write(tmp_path / "train_only.tsv", "sentence\tlabel\n" + lines)
+    held = load_records({"path": str(path), "holdout": {"size": 8, "seed": 1, "part": "held"}}, COLUMNS)
+    rest = load_records({"path": str(path), "holdout": {"size": 8, "seed": 1, "part": "rest"}}, COLUMNS)
+    assert len(held) == 8 and len(rest) == 32
+    assert sorted(r["text"] for r in held + rest) == sorted(f"s{i}" for i in range(40))
+    again = load_records({"path": str(path), "holdout": {"size": 8, "seed": 1, "part": "held"}}, COLUMNS)
+    other = load_records({"path": str(path), "holdout": {"size": 8, "seed": 2, "part": "held"}}, COLUMNS)
+    assert held == again and held != other
+    # a limit applies after the split: the train part never reaches into the held-out rows
+    limited = load_records({"path": str(path), "limit": 10, "holdout": {"size": 8, "seed": 1, "part": "rest"}}, COLUMNS)
+    assert len(limited) == 10 and not {r["text"] for r in limited} & {r["text"] for r in held}
+    for spec, match in (({"size": 40, "part": "held"}, r"holdout\.size: must be an integer in \[1, 39\]"),
+                        ({"size": 8, "part": "dev"}, r"holdout\.part: must be held .* got 'dev'"),
+                        ({"size": 8, "part": "held", "fraction": 0.1}, r"holdout: unknown keys \['fraction'\]")):
+        with pytest.raises(ConfigError, match=match):
+            load_records({"path": str(path), "holdout": spec}, COLUMNS)
+
+
+def test_a_task_without_a_test_source_has_no_test_split(tmp_path, tiny_tokenizer):
+    path = write(tmp_path / "t.tsv", "sentence\tlabel\nok\tpos\nbad\tneg\n")
+    cfg = data_cfg({"path": str(path)})
+    cfg["test"] = None
+    module = TextDataModule(cfg, tokenizer=tiny_tokenizer)
+    module.setup()
+    assert module.has_split("validation") and not module.has_split("test")
+    with pytest.raises(ConfigError, match=r"data\.test: no source configured"):
+        module.records("test")
+
+
 def test_limit_takes_a_seeded_subset_in_file_order(tmp_path):
     lines = "".join(f"s{i}\t{'pos' if i % 2 else 'neg'}\n" for i in range(50))
     path = write(tmp_path / "big.tsv", "sentence\tlabel\n" + lines)

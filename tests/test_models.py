@@ -37,11 +37,30 @@ def test_student_keeps_the_chosen_teacher_layers(tiny_tokenizer):
     assert via_spec.config.num_hidden_layers == 1
 
 
+def test_a_pretrained_backbone_can_keep_some_of_its_layers(tiny_tokenizer, tmp_path):
+    from kdlab.errors import ConfigError
+    from kdlab.models.multitask import build_multitask_model
+
+    torch.manual_seed(0)
+    full = build_model({"config": TINY}, "classification", ["neg", "pos"], tiny_tokenizer)
+    full.bert.save_pretrained(tmp_path / "pretrained")  # a pretrained encoder without a task head
+    spec = {"name_or_path": str(tmp_path / "pretrained"), "layers": [0, 2]}
+    cut = build_model(spec, "regression", [], tiny_tokenizer)
+    multi = build_multitask_model(spec, [{"name": "a", "task": "regression"}], tiny_tokenizer)
+    for encoder in (cut.bert, multi.encoder):
+        assert encoder.config.num_hidden_layers == 2 and len(encoder.encoder.layer) == 2
+        for kept, source in zip(encoder.encoder.layer, [full.bert.encoder.layer[0], full.bert.encoder.layer[2]]):
+            assert all(torch.equal(a, b) for a, b in zip(kept.parameters(), source.parameters()))
+    assert build_model({"name_or_path": str(tmp_path / "pretrained")}, "regression", [], tiny_tokenizer).config.num_hidden_layers == 4
+    with pytest.raises(ConfigError, match=r"^model\.layers: needs layer indices in \[0, 3\] for this model, got \[0, 4\]"):
+        build_model({**spec, "layers": [0, 4]}, "regression", [], tiny_tokenizer)
+
+
 def test_bad_layer_indices_are_refused(tiny_tokenizer):
     from kdlab.errors import ConfigError
 
     teacher = build_model({"config": TINY}, "classification", ["neg", "pos"], tiny_tokenizer)
-    with pytest.raises(ConfigError, match=r"model\.student\.from_teacher_layers: needs layer indices in \[0, 3\]"):
+    with pytest.raises(ConfigError, match=r"model\.student\.from_teacher_layers: needs layer indices in \[0, 3\] for this model"):
         keep_layers(teacher, [0, 7])
 
 

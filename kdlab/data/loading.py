@@ -249,7 +249,34 @@ def load_records(source: Mapping[str, Any], columns: Mapping[str, Any]) -> list[
         records = _records_from_embedded(source, columns)
     else:
         raise ConfigError("source", f"needs one of path, hf or embedded; got keys {sorted(source)}")
+    if source.get("holdout") is not None:
+        records = holdout_part(records, source["holdout"])
     return subsample(records, source.get("limit"), source.get("seed", 0))
+
+
+def held_out_indices(total: int, size: int, key: str) -> set[int]:
+    """A seeded choice of `size` of `total` row positions (seeded by `key`), the same on every machine and call."""
+    return set(random.Random(key).sample(range(total), size))
+
+
+def holdout_part(records: list[Record], spec: Mapping[str, Any]) -> list[Record]:
+    """One part of a seeded split of a source: `holdout: {size: N, seed: S, part: held|rest}`.
+
+    For a file without a dev split (MRPC here): the same source with `part: held` as validation and
+    `part: rest` as train gives disjoint sets, whatever `limit` is applied afterwards.
+    """
+    where = records[0]["_where"].rsplit(":", 1)[0] if records else "source"
+    unknown = sorted(set(spec) - {"size", "seed", "part"})
+    if unknown:
+        raise ConfigError("holdout", f"unknown keys {unknown} for {where} (expected size, seed, part)")
+    part = spec.get("part")
+    if part not in ("held", "rest"):
+        raise ConfigError("holdout.part", f"must be held (the held-out rows) or rest (the others), got {part!r} for {where}")
+    size = spec.get("size")
+    if not isinstance(size, int) or isinstance(size, bool) or not 0 < size < len(records):
+        raise ConfigError("holdout.size", f"must be an integer in [1, {len(records) - 1}] for the {len(records)} rows of {where}, got {size!r}")
+    held = held_out_indices(len(records), size, f"holdout/{spec.get('seed', 0)}")
+    return [r for i, r in enumerate(records) if (i in held) == (part == "held")]
 
 
 def subsample(records: list[Record], limit: int | None, seed: int) -> list[Record]:

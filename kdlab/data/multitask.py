@@ -140,6 +140,10 @@ class MultiTaskDataModule(pl.LightningDataModule):
             module.tokenizer = tokenizer
         self._features.clear()
 
+    def has_split(self, split: str) -> bool:
+        """Whether any task has a source for the split (RTE and CoLA have no labelled GLUE test set)."""
+        return any(module.has_split(split) for module in self.task_modules.values())
+
     def texts(self, split: str = "train") -> list[str]:
         """Every text of every task's split (both sides of pairs), e.g. to train a shared tokenizer on."""
         return [text for name in self.names for text in self.task_modules[name].texts(split)]
@@ -161,7 +165,8 @@ class MultiTaskDataModule(pl.LightningDataModule):
         wanted = {"fit": ("train", "validation"), "validate": ("validation",), "test": ("test",)}
         for split in wanted.get(stage, ("train", "validation", "test")):
             for name in self.names:
-                self.features(name, split)
+                if self.task_modules[name].has_split(split):
+                    self.features(name, split)
 
     @property
     def sampler(self) -> TaskBatchSampler:
@@ -198,6 +203,7 @@ class MultiTaskDataModule(pl.LightningDataModule):
             make_loader(self.features(name, split), int(self.task_modules[name].cfg.get("eval_batch_size", 128)), False,
                         collate, int(self.task_modules[name].cfg.get("num_workers") or 0))
             for name in self.names
+            if self.task_modules[name].has_split(split)
         ]
 
     def val_dataloader(self) -> list[DataLoader]:

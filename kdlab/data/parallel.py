@@ -21,7 +21,6 @@ cache keeps that sentence's embedding.
 from __future__ import annotations
 
 import logging
-import random
 from collections.abc import Mapping
 from typing import Any
 
@@ -31,7 +30,7 @@ from torch.utils.data import DataLoader
 
 from kdlab.cache.teacher_outputs import distinct
 from kdlab.data.collate import ParallelCollator, tokenize
-from kdlab.data.loading import load_records, subsample
+from kdlab.data.loading import held_out_indices, load_records, subsample
 from kdlab.data.sampling import make_loader
 from kdlab.data.text import parse_text
 from kdlab.errors import ConfigError, DataError
@@ -107,7 +106,7 @@ class ParallelDataModule(pl.LightningDataModule):
             if not dev_sources:
                 if holdout >= len(pairs):
                     raise ConfigError("data.holdout", f"{holdout} held-out pairs leave none to train on in {pairs[0]['_where'].rsplit(':', 1)[0]}")
-                held = set(random.Random(f"holdout/{number}/{source.get('seed', 0)}").sample(range(len(pairs)), holdout))
+                held = held_out_indices(len(pairs), holdout, f"holdout/{number}/{source.get('seed', 0)}")
                 dev += [p for i, p in enumerate(pairs) if i in held]
                 pairs = [p for i, p in enumerate(pairs) if i not in held]
             train += pairs

@@ -95,6 +95,10 @@ class TextDataModule(pl.LightningDataModule):
             self._records[split] = parsed
         return self._records[split]
 
+    def has_split(self, split: str) -> bool:
+        """Whether a source is configured for the split (`test: null` = no labelled test set)."""
+        return self.cfg.get(split) is not None
+
     def texts(self, split: str = "train") -> list[str]:
         """Every text of a split (both sides of pairs), e.g. to train a tokenizer on."""
         out = []
@@ -121,7 +125,8 @@ class TextDataModule(pl.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         wanted = {"fit": ("train", "validation"), "validate": ("validation",), "test": ("test",)}
         for split in wanted.get(stage, SPLITS):
-            self.features(split)
+            if self.has_split(split):
+                self.features(split)
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
         batch_size = self.cfg["batch_size"] if split == "train" else self.cfg.get("eval_batch_size", 128)

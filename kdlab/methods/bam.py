@@ -125,11 +125,14 @@ class BAM(KDModule):
         values: dict[str, torch.Tensor] = {}
         main = []
         for name, collection in self.split_metrics[split].items():
+            if not collection[self.main_metrics[name]].update_called:
+                continue  # the task has no source for this split (no labelled GLUE test set)
             computed = collection.compute()
             collection.reset()
             values.update(computed)
             main.append(float(computed[f"{split}/{name}/{self.main_metrics[name]}"]))
-        values[f"{split}/glue_mean"] = torch.tensor(glue_mean(main))
+        if len(main) == len(self.split_metrics[split]):  # the mean only over every task
+            values[f"{split}/glue_mean"] = torch.tensor(glue_mean(main))
         self.log_dict(values, add_dataloader_idx=False)
 
     def validation_step(self, batch: Mapping[str, torch.Tensor], batch_idx: int, dataloader_idx: int = 0) -> None:

@@ -3,6 +3,7 @@
 A model spec (``model.teacher`` / ``model.student`` in config) says where a backbone comes from:
 
 - ``name_or_path``: a Hugging Face name or local folder with pretrained weights (new task head);
+  ``layers`` (optional) keeps only these of its encoder layers (e.g. ``[0, 2, 4]`` of a 6-layer model);
 - otherwise ``config``: a random-init architecture (BERT-style keys), for tests and the embedded default;
 - ``from_teacher_layers`` (students): a copy of the teacher keeping only these encoder layers;
 - ``trained`` (teachers): an already fine-tuned model (HF folder or kdlab ``.ckpt``) used as is.
@@ -104,25 +105,23 @@ def _head_kwargs(task: str, labels: Sequence[str]) -> dict[str, Any]:
     }
 
 
-def encoder_layers(model: nn.Module) -> nn.ModuleList:
+def encoder_layers(model: nn.Module, key: str = "model.student.from_teacher_layers") -> nn.ModuleList:
     """The transformer layer stack of a HF encoder (the ModuleList as long as num_hidden_layers)."""
     depth = model.config.num_hidden_layers
     for module in model.modules():
         if isinstance(module, nn.ModuleList) and len(module) == depth:
             return module
-    raise ConfigError("model.student.from_teacher_layers", f"cannot find the layer stack of {type(model).__name__}")
+    raise ConfigError(key, f"cannot find the layer stack of {type(model).__name__}")
 
 
-def keep_layers(teacher: nn.Module, layers: Sequence[int]) -> nn.Module:
+def keep_layers(teacher: nn.Module, layers: Sequence[int], key: str = "model.student.from_teacher_layers") -> nn.Module:
     """A copy of `teacher` with only the given encoder layers (DistilBERT-style initialisation)."""
     depth = teacher.config.num_hidden_layers
     bad = [i for i in layers if not 0 <= int(i) < depth]
     if not layers or bad:
-        raise ConfigError(
-            "model.student.from_teacher_layers", f"needs layer indices in [0, {depth - 1}] for this teacher, got {list(layers)}"
-        )
+        raise ConfigError(key, f"needs layer indices in [0, {depth - 1}] for this model, got {list(layers)}")
     student = copy.deepcopy(teacher)
-    stack = encoder_layers(student)
+    stack = encoder_layers(student, key)
     kept = [stack[int(i)] for i in layers]
     for position in range(len(stack) - 1, -1, -1):
         del stack[position]
@@ -135,6 +134,12 @@ def keep_layers(teacher: nn.Module, layers: Sequence[int]) -> nn.Module:
     for parameter in student.parameters():
         parameter.requires_grad_(True)
     return student
+
+
+def pretrained_layers(model: nn.Module, spec: Mapping[str, Any]) -> nn.Module:
+    """A pretrained model cut to the encoder layers `spec.layers` lists (all of them when the key is null)."""
+    layers = spec.get("layers")
+    return model if layers is None else keep_layers(model, list(layers), key="model.layers")
 
 
 def config_from_spec(spec: Mapping[str, Any], tokenizer: Any, **extra: Any) -> Any:
@@ -161,9 +166,10 @@ def build_model(
         return keep_layers(teacher, list(spec["from_teacher_layers"]))
     if spec.get("name_or_path"):
         try:
-            return AutoModelForSequenceClassification.from_pretrained(str(spec["name_or_path"]), **head)
+            model = AutoModelForSequenceClassification.from_pretrained(str(spec["name_or_path"]), **head)
         except OSError as err:
             raise ConfigError("model.name_or_path", f"cannot load {spec['name_or_path']!r} ({str(err).splitlines()[0]})") from None
+        return pretrained_layers(model, spec)
     return AutoModelForSequenceClassification.from_config(config_from_spec(spec, tokenizer, **head))
 
 

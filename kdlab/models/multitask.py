@@ -26,7 +26,7 @@ from torch import nn
 from kdlab.data.collate import model_inputs
 from kdlab.data.task_list import task_names
 from kdlab.errors import ConfigError, DataError
-from kdlab.models.backbone import config_from_spec, load_tokenizer, save_atomically
+from kdlab.models.backbone import config_from_spec, load_tokenizer, pretrained_layers, save_atomically
 
 HEADS_CONFIG, HEADS_WEIGHTS = "heads.json", "heads.safetensors"
 FORMAT = "kdlab-multitask-heads"
@@ -105,6 +105,7 @@ def build_multitask_model(spec: Mapping[str, Any], tasks: Sequence[Mapping[str, 
             encoder = AutoModel.from_pretrained(str(spec["name_or_path"]))
         except OSError as err:
             raise ConfigError("model.name_or_path", f"cannot load {spec['name_or_path']!r} ({str(err).splitlines()[0]})") from None
+        encoder = pretrained_layers(encoder, spec)
     elif spec.get("config"):
         encoder = AutoModel.from_config(config_from_spec(spec, tokenizer))
     else:
