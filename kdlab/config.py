@@ -286,8 +286,8 @@ def validate_stages(cfg: DictConfig) -> None:
         validate_layerwise_decay(cfg, f"method.{stage}.optimizer")
 
 
-def validate_bam(cfg: DictConfig) -> None:
-    """BAM: the task list (each task as a single-task data config), the sampling exponent, switches, given teachers."""
+def validate_task_list(cfg: DictConfig) -> list[dict[str, Any]]:
+    """A multi-task data config: each task as a single-task data config, the sampling exponent; the tasks."""
     entries = OmegaConf.to_container(_require(cfg, "data.tasks"), resolve=True)
     tasks = task_configs({**OmegaConf.to_container(cfg.data, resolve=True), "tasks": entries})
     check_exponent(_number(cfg, "data.sampling_exponent"))
@@ -297,6 +297,12 @@ def validate_bam(cfg: DictConfig) -> None:
         except ConfigError as err:
             key = err.key.replace("data.", f"data.tasks[{position}].", 1)
             raise ConfigError(key, str(err)[len(err.key) + 2:]) from None
+    return tasks
+
+
+def validate_bam(cfg: DictConfig) -> None:
+    """BAM: the task list (each task as a single-task data config), the sampling exponent, switches, given teachers."""
+    tasks = validate_task_list(cfg)
     for key in ("teacher_annealing", "teachers", "single_task", "reuse_teacher"):
         if not isinstance(_require(cfg, f"method.{key}"), bool):
             raise ConfigError(f"method.{key}", f"must be true or false, got {cfg.method[key]!r}")
@@ -327,6 +333,13 @@ def validate_bam(cfg: DictConfig) -> None:
         raise ConfigError("model.student.from_teacher_layers", "is not available for bam (one teacher per task): set it to null")
     _require(cfg, "model.teacher")
     validate_stages(cfg)
+    metric = cfg.get("optimized_metric")
+    if metric is not None:
+        known = [f"{role}/{split}/glue_mean" for role in ("student", "teacher") for split in ("val", "test")]
+        known += [f"{role}/{split}/{t['name']}/{m}" for role in ("student", "teacher") for split in ("val", "test")
+                  for t in tasks for m in t["metrics"]]
+        if metric not in known:
+            raise ConfigError("optimized_metric", f"must be <student|teacher>/<val|test>/glue_mean or .../<task>/<metric> of data.tasks, got {metric!r}")
 
 
 def validate(cfg: DictConfig) -> None:

@@ -254,6 +254,8 @@ def test_bad_bam_configs_are_one_line_errors(cli, tmp_path):
     assert cli_error(cli, "data.tasks.0.metrics=[acc,pearson]") == (
         "kdlab: error: data.tasks[0].metrics: 'pearson' is not a classification metric; choose from ['acc', 'f1', 'mcc']")
     assert cli_error(cli, "method.fixed_lambda=1.5") == "kdlab: error: method.fixed_lambda: must be in [0, 1], got 1.5"
+    assert cli_error(cli, "optimized_metric=student/val/rte/acc") == ("kdlab: error: optimized_metric: must be "
+        "<student|teacher>/<val|test>/glue_mean or .../<task>/<metric> of data.tasks, got 'student/val/rte/acc'")
     teacher = tmp_path / "teacher3"
     teacher.mkdir()
     (teacher / "config.json").write_text(json.dumps({"model_type": "bert", "id2label": {"0": "a", "1": "b", "2": "c"}}))
@@ -276,3 +278,39 @@ def test_a_task_without_a_test_set_reports_validation_metrics_only(tmp_path):
     for role in ("teacher", "student"):
         assert {f"{role}/val/sts/pearson", f"{role}/val/glue_mean", f"{role}/test/reviews/acc"} <= set(metrics)
         assert not [key for key in metrics if key.startswith(f"{role}/test/sts/")] and f"{role}/test/glue_mean" not in metrics
+
+
+def test_a_given_ckpt_teacher_with_the_wrong_label_count_stops_before_any_training(cli, tmp_path, tiny_tokenizer):
+    """A kdlab .ckpt carries its config inside, so its head is checked when the pipeline starts (before any teacher trains)."""
+    from kdlab.models.backbone import build_model, checkpoint_payload
+
+    model = build_model({"config": {"hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 64}},
+                        "classification", ["a", "b", "c"], tiny_tokenizer)
+    path = tmp_path / "three.ckpt"
+    torch.save({"state_dict": {f"model.{k}": v for k, v in model.state_dict().items()},
+                "kdlab": checkpoint_payload(model, tiny_tokenizer)}, path)
+    result = cli("experiment=bam_toy", f"+method.trained_teachers.sts={path}", timeout=120)
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert result.stderr.strip().splitlines()[-1] == (
+        "kdlab: error: method.trained_teachers.sts: the teacher has 3 output labels but data.labels gives 1")
+    (run,) = run_dirs(tmp_path)
+    assert not list(run.glob("teacher_*")) and not (run / "metrics.json").exists()
+
+
+def test_kdlab_eval_reproduces_the_multitask_students_metrics(bam_runs):
+    run = bam_runs["annealed"]
+    expected = json.loads((run / "metrics.json").read_text())
+    env = environment(bam_runs["tmp"])
+    data = [arg for arg in SMALL if arg.startswith("data.tasks") and "size" in arg]
+    base = [sys.executable, "-m", "kdlab.eval", f"model_path={run / 'student' / 'model'}", "data=multitask_toy", "data.max_length=32"]
+    result = subprocess.run([*base, *data], cwd=REPO, env=env, capture_output=True, text=True, timeout=300, check=False)
+    assert result.returncode == 0, result.stderr[-3000:]
+    printed = dict(line.split("\t") for line in result.stdout.splitlines() if "\t" in line)
+    for key in ("val/reviews/acc", "test/sts/pearson", "test/glue_mean", "val/glue_mean"):
+        assert float(printed[key]) == pytest.approx(expected[f"student/{key}"], abs=1e-4), key
+    # the tasks must be the model's heads in order
+    wrong = subprocess.run([*base, *data, "data.tasks.0.name=movies"], cwd=REPO, env=env, capture_output=True, text=True, timeout=300, check=False)
+    assert wrong.returncode == 2 and wrong.stderr.strip().splitlines()[-1].startswith(
+        "kdlab: error: data.tasks: must be the model's heads in order (name, kind, labels): [('reviews', 'classification'")
+    single = subprocess.run([*base[:-2], "data=reviews"], cwd=REPO, env=env, capture_output=True, text=True, timeout=300, check=False)
+    assert single.returncode == 2 and "is a multi-task export: choose a multi-task data config" in single.stderr

@@ -26,9 +26,10 @@ from kdlab.data.multitask import MultiTaskDataModule
 from kdlab.data.task_list import task_configs
 from kdlab.data.text import TextDataModule
 from kdlab.methods.bam import BAM, TeacherPredictions, glue_mean
+from kdlab.models.backbone import load_trained
 from kdlab.models.multitask import build_multitask_model
 from kdlab.pipelines.common import container
-from kdlab.pipelines.supervised import cached_teacher_logits, obtain_teacher, resolve_tokenizer
+from kdlab.pipelines.supervised import cached_teacher_logits, check_head, obtain_teacher, resolve_tokenizer
 from kdlab.runner import fit_stage
 from kdlab.utils.run_folder import write_json
 
@@ -72,16 +73,32 @@ def with_glue_mean(metrics: dict[str, float], tasks: list[dict[str, Any]]) -> di
     return out
 
 
+def check_given_teachers(cfg: DictConfig, tasks: list[dict[str, Any]]) -> None:
+    """Load every given teacher once and check its head against its task before any teacher is trained.
+
+    The config check reads the label count of a Hugging Face folder's config.json; a kdlab .ckpt holds its
+    config inside the checkpoint, so its check needs the (weights-only) load done here.
+    """
+    given = cfg.method.get("trained_teachers") or {}
+    for task in tasks:
+        if task["name"] in given:
+            key = f"method.trained_teachers.{task['name']}"
+            model, _ = load_trained(str(given[task["name"]]), key=key)
+            check_head(model, TextDataModule(task), key)
+
+
 def obtain_teachers(cfg: DictConfig, tasks: list[dict[str, Any]], run_dir: Path) -> tuple[dict[str, TeacherPredictions], dict[str, float]]:
     """Every task's teacher (trained, reused or given) and its cached training-set logits; plus its metrics."""
     predictions: dict[str, TeacherPredictions] = {}
     metrics: dict[str, float] = {}
     record: dict[str, Any] = {}
+    check_given_teachers(cfg, tasks)
     for task in tasks:
         name = task["name"]
         sub = task_run_config(cfg, task)
         datamodule = TextDataModule(sub.data)
-        teacher, tokenizer, teacher_metrics, origin = obtain_teacher(sub, datamodule, run_dir, stage=f"teacher_{name}")
+        teacher, tokenizer, teacher_metrics, origin = obtain_teacher(
+            sub, datamodule, run_dir, stage=f"teacher_{name}", key=f"method.trained_teachers.{name}")
         outputs, info = cached_teacher_logits(sub, teacher, tokenizer, datamodule)
         ids = [content_id(r["text"], r.get("text_pair")) for r in datamodule.records("train")]
         predictions[name] = TeacherPredictions(ids, outputs, info["path"])

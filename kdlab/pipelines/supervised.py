@@ -88,20 +88,24 @@ def hidden_state_loss(cfg: DictConfig, student: Any, teacher: Any) -> HiddenStat
     return HiddenStateMSE(layer_map, student.config.hidden_size, teacher.config.hidden_size, float(spec.weight))
 
 
-def _check_head(model: Any, datamodule: TextDataModule, key: str) -> None:
+def check_head(model: Any, datamodule: TextDataModule, key: str) -> None:
+    """ConfigError naming `key` when a trained teacher's output width differs from the task's label count."""
     width = int(getattr(model.config, "num_labels", 0))
     if width != datamodule.num_labels:
         raise ConfigError(key, f"the teacher has {width} output labels but data.labels gives {datamodule.num_labels}")
 
 
 def obtain_teacher(
-    cfg: DictConfig, datamodule: TextDataModule, run_dir: Path, stage: str = "teacher"
+    cfg: DictConfig, datamodule: TextDataModule, run_dir: Path, stage: str = "teacher", key: str = "model.teacher.trained"
 ) -> tuple[Any, Any, dict[str, float], str]:
-    """The teacher model, its tokenizer, its val/test metrics, and where it came from (`stage`: its run sub-folder)."""
+    """The teacher model, its tokenizer, its val/test metrics, and where it came from (`stage`: its run sub-folder).
+
+    `key` names the config key of a given (already trained) teacher in errors.
+    """
     spec = cfg.model.teacher
     if spec.get("trained"):
-        model, tokenizer = load_trained(spec.trained)
-        _check_head(model, datamodule, "model.teacher.trained")
+        model, tokenizer = load_trained(spec.trained, key=key)
+        check_head(model, datamodule, key)
         datamodule.tokenizer = tokenizer
         metrics = evaluate(cfg, _module("finetune", cfg, cfg.method.teacher, model, tokenizer, datamodule), datamodule, run_dir / stage)
         return model, tokenizer, metrics, f"given: {spec.trained}"
