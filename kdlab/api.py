@@ -1,0 +1,242 @@
+"""kdlab from Python (notebooks, scripts): the same config, checks and run folders as `kdlab-train`.
+
+    from kdlab import api
+    run = api.train("experiment=bam_toy", "method.student.epochs=2")   # any kdlab-train overrides
+    run.path, run.metrics["student/val/glue_mean"]
+    sweep = api.sweep({"loss.temperature": [1, 4]}, "debug=fast")     # a grid, one job folder each
+    [(job.overrides, job.metrics) for job in sweep.jobs]
+
+`train` composes conf/ with Hydra's compose API, checks the config (`kdlab.config.validate`) and runs
+the method (`kdlab.pipelines.run`) in this process. The run folder is the one `kdlab-train` would
+use (`hydra.run.dir`: <paths.log_dir>/runs/<date>_<time>_<run_name>, made unique if it exists) or
+`output_dir`; it gets `.hydra/config.yaml` and `.hydra/overrides.yaml` like a CLI run, and the log
+in train.log. A sweep writes <paths.log_dir>/sweeps/<date>_<time>/<job>/ folders, laid out like a
+Hydra multirun's, so `kdlab-sweep-summary`, `kdlab-report` and `kdlab.plots` read both alike.
+
+Errors are kdlab's: a bad override or value raises `ConfigError`, bad data `DataError` (one line
+naming the key or file), before any model is loaded where the check allows it.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+import shutil
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from kdlab.app import _is_fresh, conf_dir, register_resolvers
+from kdlab.errors import ConfigError, KdlabError
+
+log = logging.getLogger("kdlab")
+
+
+@dataclass
+class Run:
+    """A finished run: its folder, its metrics (metrics.json) and its resolved config."""
+
+    path: Path
+    metrics: dict[str, float]
+    config: DictConfig
+    overrides: list[str] = field(default_factory=list)
+
+    @property
+    def method(self) -> str:
+        return str(self.config.method.name)
+
+    @property
+    def optimized_metric(self) -> float | None:
+        """The value of `optimized_metric` (what a sweeper would optimise), or None if the run did not produce it."""
+        name = self.config.get("optimized_metric")
+        return self.metrics.get(name) if name else None
+
+
+@dataclass
+class Sweep:
+    """A grid of runs under one sweep folder; `jobs` in job-number order."""
+
+    path: Path
+    jobs: list[Run]
+
+
+def _compose_error(err: Exception) -> ConfigError:
+    """Hydra's multi-line composition error as one ConfigError line (the search-path listing dropped)."""
+    lines = []
+    for line in str(err).splitlines():
+        if line.startswith("Config search path") or line.startswith("See https://"):
+            break
+        if line.strip():
+            lines.append(line.strip())
+    return ConfigError("overrides", " ".join(lines) or type(err).__name__)
+
+
+def compose(*overrides: str) -> DictConfig:
+    """The composed `train` config for these overrides, with its `hydra` node (nothing resolved or run)."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    register_resolvers()
+    try:
+        with initialize_config_dir(config_dir=conf_dir(), version_base="1.3"):
+            return hydra_compose("train", overrides=list(overrides), return_hydra_config=True)
+    except (HydraException, OmegaConfBaseException) as err:
+        raise _compose_error(err) from None
+
+
+def _select(cfg: DictConfig, key: str) -> str:
+    """A config value resolved to a string; a value that cannot be resolved is a ConfigError naming `key`."""
+    from omegaconf.errors import OmegaConfBaseException
+
+    try:
+        return str(OmegaConf.select(cfg, key, throw_on_missing=True))
+    except OmegaConfBaseException as err:
+        raise ConfigError(key, f"cannot be resolved ({str(err).splitlines()[0]})") from None
+
+
+def _unique(folder: Path) -> Path:
+    """`folder`, or folder_1, folder_2, ... when a run already used it (two runs in the same second)."""
+    candidate, n = folder, 0
+    while candidate.exists() and any(candidate.iterdir()):
+        n += 1
+        candidate = folder.with_name(f"{folder.name}_{n}")
+    return candidate
+
+
+def _job_config(cfg: DictConfig, run_dir: Path, job_num: int | None = None, sweep_dir: Path | None = None) -> DictConfig:
+    """The job's config as `kdlab-train` sees it (no `hydra` node, paths.output_dir = run_dir); `cfg.hydra`
+    becomes what Hydra sets for a run or for job `job_num` of the multirun in `sweep_dir`."""
+    from hydra.types import RunMode
+
+    with open_dict(cfg.hydra):
+        cfg.hydra.runtime.output_dir = str(run_dir)
+        cfg.hydra.mode = RunMode.RUN if job_num is None else RunMode.MULTIRUN
+        if job_num is not None:
+            cfg.hydra.job.num = job_num
+            cfg.hydra.sweep.dir = str(sweep_dir)
+            cfg.hydra.sweep.subdir = str(job_num)
+    job = OmegaConf.masked_copy(cfg, [key for key in cfg if key != "hydra"])
+    with open_dict(job):
+        job.paths.output_dir = str(run_dir)  # ${hydra:runtime.output_dir} outside a Hydra app
+    return job
+
+
+def _write_hydra_files(cfg: DictConfig, job: DictConfig, run_dir: Path) -> None:
+    """<run_dir>/.hydra/{config,hydra,overrides}.yaml, as Hydra writes them for a CLI run or multirun job."""
+    meta = run_dir / ".hydra"
+    meta.mkdir(parents=True, exist_ok=True)
+    (meta / "config.yaml").write_text(OmegaConf.to_yaml(job), encoding="utf-8")
+    (meta / "hydra.yaml").write_text(OmegaConf.to_yaml(OmegaConf.create({"hydra": cfg.hydra})), encoding="utf-8")
+    (meta / "overrides.yaml").write_text(OmegaConf.to_yaml(cfg.hydra.overrides.task), encoding="utf-8")
+
+
+@contextmanager
+def _as_hydra_job(cfg: DictConfig, log_file: Path) -> Iterator[None]:
+    """For the block: `HydraConfig` holds cfg.hydra (so ${hydra:...} and kdlab's multirun checks work as under
+    kdlab-train), and INFO and above of every logger also go to `log_file` (train.log, as kdlab-train writes)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    hydra_config = HydraConfig.instance()
+    previous = hydra_config.cfg
+    hydra_config.set_config(cfg)
+    root = logging.getLogger()
+    handler = logging.FileHandler(log_file, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("[%(asctime)s][%(name)s][%(levelname)s] - %(message)s"))
+    handler.setLevel(logging.INFO)
+    level = root.level
+    root.addHandler(handler)
+    root.setLevel(min(level, logging.INFO) if level else logging.INFO)
+    try:
+        yield
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(level)
+        handler.close()
+        hydra_config.cfg = previous
+
+
+def _run_job(cfg: DictConfig, job: DictConfig, run_dir: Path, overrides: list[str]) -> Run:
+    """Run a checked job config in `run_dir`; a KdlabError leaves no run folder behind if nothing was written."""
+    from kdlab.pipelines import run
+
+    _write_hydra_files(cfg, job, run_dir)
+    try:
+        with _as_hydra_job(cfg, run_dir / "train.log"):
+            run(job)
+    except KdlabError:
+        if _is_fresh(run_dir):
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise
+    return load_run(run_dir, overrides)
+
+
+def load_run(path: str | Path, overrides: Sequence[str] | None = None) -> Run:
+    """A finished run folder as a `Run` (metrics.json and the resolved config.yaml)."""
+    from kdlab.errors import DataError
+
+    path = Path(path)
+    for name in ("metrics.json", "config.yaml"):
+        if not (path / name).is_file():
+            raise DataError(path / name, "is missing: not a finished kdlab run folder")
+    if overrides is None:
+        saved = path / ".hydra" / "overrides.yaml"
+        overrides = [str(o) for o in OmegaConf.load(saved)] if saved.is_file() else []
+    metrics = json.loads((path / "metrics.json").read_text(encoding="utf-8"))
+    return Run(path=path, metrics=metrics, config=OmegaConf.load(path / "config.yaml"), overrides=list(overrides))
+
+
+def train(*overrides: str, output_dir: str | Path | None = None) -> Run:
+    """Compose, check and run one kdlab-train config in this process; returns the finished `Run`.
+
+    `overrides` are kdlab-train's command-line overrides ("experiment=bam_toy", "loss.alpha=0.9");
+    `output_dir` is the run folder (default: the one kdlab-train would make under paths.log_dir/runs).
+    """
+    from kdlab.config import validate
+
+    cfg = compose(*overrides)
+    run_dir = Path(output_dir) if output_dir is not None else _unique(Path(_select(cfg, "hydra.run.dir")))
+    job = _job_config(cfg, run_dir)
+    validate(job)
+    return _run_job(cfg, job, run_dir, list(overrides))
+
+
+def grid(params: Mapping[str, Sequence[Any]]) -> list[list[str]]:
+    """The override sets of a grid, first key slowest: {"a": [1, 2], "b": [x]} → [["a=1", "b=x"], ["a=2", "b=x"]]."""
+    if not params:
+        raise ConfigError("sweep", "the grid is empty: give at least one key with a list of values")
+    for key, values in params.items():
+        if isinstance(values, (str, bytes)) or not isinstance(values, Sequence) or not values:
+            raise ConfigError(key, f"a sweep needs a non-empty list of values, got {values!r}")
+    keys = list(params)
+    return [[f"{k}={v}" for k, v in zip(keys, combo)] for combo in itertools.product(*(params[k] for k in keys))]
+
+
+def sweep(params: Mapping[str, Sequence[Any]], *overrides: str, sweep_dir: str | Path | None = None) -> Sweep:
+    """Run every point of a grid (`grid(params)`, plus the common `overrides`) one after another.
+
+    Every job's config is composed and checked before the first job starts, so a bad value stops the
+    sweep at once. Job folders: <sweep_dir>/<n>/ (default sweep_dir: hydra.sweep.dir, i.e.
+    <paths.log_dir>/sweeps/<date>_<time>), each with .hydra/overrides.yaml, like a `kdlab-train -m` sweep.
+    A job that fails raises its error; the jobs before it keep their folders.
+    """
+    from kdlab.config import validate
+
+    points = grid(params)
+    configs = [compose(*overrides, *point) for point in points]
+    root = Path(sweep_dir) if sweep_dir is not None else _unique(Path(_select(configs[0], "hydra.sweep.dir")))
+    jobs = [_job_config(cfg, root / str(num), num, root) for num, cfg in enumerate(configs)]
+    for job in jobs:
+        validate(job)
+    runs = []
+    for num, (cfg, job) in enumerate(zip(configs, jobs)):
+        job_overrides = [*overrides, *points[num]]
+        log.info("sweep job %d: %s", num, " ".join(job_overrides))
+        runs.append(_run_job(cfg, job, root / str(num), job_overrides))
+    return Sweep(path=root, jobs=runs)

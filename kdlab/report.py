@@ -1,0 +1,179 @@
+"""`kdlab-report RUN_OR_SWEEP_DIR`: the plots of a run or sweep folder as PNG files and a Markdown summary.
+
+    kdlab-report outputs/runs/<run>                  # -> outputs/runs/<run>/report/report.md + <figure>.png
+    kdlab-report outputs/sweeps/<sweep>              # metric vs each swept key, and a table of the jobs
+    kdlab-report outputs/sweeps/<sweep> --param loss.temperature --metric student/val/f1 --out /tmp/report
+
+The figures are those of `kdlab.plots` (the notebooks draw the same ones). report.md holds the run's
+method, key config values, overrides and commit, the final metrics (metrics.json) as a table, and
+links to the PNGs; a sweep's report.md lists every job with its swept values and metric. A folder that
+is neither a run nor a sweep folder is one line on stderr and exit code 2. Headless by construction: the
+figures are `matplotlib.figure.Figure` objects saved by the Agg renderer, whatever MPLBACKEND says.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+from omegaconf import OmegaConf
+
+from kdlab.errors import KdlabError
+
+# the config values a reader checks first, per method (besides COMMON_KEYS); absent keys are skipped
+COMMON_KEYS = ["data.name", "run_name", "seed", "optimized_metric"]
+METHOD_KEYS = {
+    "hinton": ["loss.alpha", "loss.temperature", "method.teacher_outputs", "method.baseline", "method.teacher.epochs",
+               "method.teacher.optimizer.lr", "method.student.epochs", "method.student.optimizer.lr", "data.batch_size"],
+    "finetune": ["method.train", "method.teacher.epochs", "method.teacher.optimizer.lr", "data.batch_size"],
+    "multilingual": ["model.teacher.name_or_path", "model.student.projection", "method.student.epochs",
+                     "method.student.optimizer.lr", "data.batch_size", "data.max_length"],
+    "trans_encoder": ["method.cycles", "method.simcse.enabled", "method.cross.epochs", "method.cross.optimizer.lr",
+                      "method.cross.loss", "method.bi.epochs", "method.bi.optimizer.lr", "method.bi.loss", "data.pair_source"],
+    "bam": ["method.teachers", "method.teacher_annealing", "method.fixed_lambda", "method.single_task",
+            "data.sampling_exponent", "method.teacher.epochs", "method.student.epochs", "method.student.optimizer.lr",
+            "method.student.optimizer.layerwise_decay", "data.batch_size"],
+}
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4f}"
+    return str(value).replace("|", "\\|")
+
+
+def _table(header: list[str], rows: list[list[Any]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return lines + ["| " + " | ".join(_cell(v) for v in row) + " |" for row in rows]
+
+
+def metrics_table(metrics: dict[str, float]) -> list[str]:
+    """metrics.json as a Markdown table: one row per model (`student/val/acc` → row student, column val/acc)."""
+    roles: dict[str, dict[str, float]] = {}
+    for name, value in metrics.items():
+        role, _, metric = name.partition("/")
+        roles.setdefault(role, {})[metric or role] = value
+    columns = list(dict.fromkeys(m for values in roles.values() for m in sorted(values)))
+    return _table(["model", *columns], [[role, *(values.get(c, "") for c in columns)] for role, values in roles.items()])
+
+
+def _write(fig: Any, out: Path, name: str) -> str:
+    filename = re.sub(r"[^A-Za-z0-9_.-]+", "_", name) + ".png"
+    fig.savefig(out / filename, dpi=110)
+    return filename
+
+
+def report_run(path: Path, out: Path) -> Path:
+    """Write the run's figures and report.md into `out`; returns report.md."""
+    from kdlab import plots
+
+    run = plots.RunFolder(path)
+    out.mkdir(parents=True, exist_ok=True)
+    lines = [f"# kdlab run report: {run.path.name}", "", f"- folder: `{run.path.resolve()}`", f"- method: **{run.method}**"]
+    if run.overrides:
+        lines.append("- overrides: " + " ".join(f"`{o}`" for o in run.overrides))
+    info_file = run.path / "run.json"
+    if info_file.is_file():
+        git = json.loads(info_file.read_text(encoding="utf-8")).get("git") or {}
+        if git.get("commit"):
+            lines.append(f"- commit: `{git['commit'][:12]}`" + (" (uncommitted changes)" if git.get("dirty") else ""))
+    optimized = OmegaConf.select(run.config, "optimized_metric")
+    if optimized and optimized in run.metrics:
+        lines.append(f"- {optimized} = **{run.metrics[optimized]:.4f}**")
+    if not run.metrics:
+        lines.append("- no metrics.json: the run has not finished (or failed)")
+    config_rows = []
+    for key in [*COMMON_KEYS, *METHOD_KEYS.get(run.method, [])]:
+        value = OmegaConf.select(run.config, key, default=None)
+        if value is not None and not OmegaConf.is_config(value):
+            config_rows.append([key, str(value)])  # as written: 2e-05 stays 2e-05
+    lines += ["", "## Key config values", "", *_table(["key", "value"], config_rows)]
+    if run.metrics:
+        lines += ["", "## Final metrics (metrics.json)", "", *metrics_table(run.metrics)]
+    lines += ["", "## Plots", ""]
+    try:
+        figures = plots.plot_run(run.path)
+    except KdlabError as err:  # e.g. a run logged without the CSV logger: the summary still stands
+        lines.append(f"No plots: {err}")
+        print(f"kdlab-report: no plots for {run.path}: {err}", file=sys.stderr)
+    else:
+        for name, fig in figures.items():
+            lines.append(f"![{name}]({_write(fig, out, name)})")
+    report = out / "report.md"
+    report.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return report
+
+
+def report_sweep(path: Path, out: Path, param: str | None = None, metric: str | None = None) -> Path:
+    """Write metric-vs-hyperparameter figures (one per swept key, or `param`) and report.md into `out`."""
+    from kdlab import plots
+
+    jobs = plots.read_sweep(path)
+    swept = [param] if param else plots.varying(jobs)
+    metric = metric or next((job.optimized_metric for job in jobs if job.optimized_metric), None)
+    finished = [job for job in jobs if job.ok]
+    out.mkdir(parents=True, exist_ok=True)
+    lines = [f"# kdlab sweep report: {path.name}", "", f"- folder: `{path.resolve()}`",
+             f"- jobs: {len(jobs)}, {len(finished)} finished (with metrics.json)",
+             f"- swept: {', '.join(swept) or 'nothing (every job has the same overrides)'}"]
+    shared = {k: v for k, v in jobs[0].overrides.items() if k not in swept and all(j.overrides.get(k) == v for j in jobs)}
+    if shared:
+        lines.append("- in every job: " + " ".join(f"`{k}={v}`" for k, v in shared.items()))
+    if metric:
+        lines.append(f"- metric: `{metric}`")
+        best = max((job for job in finished if metric in job.metrics), key=lambda job: job.metrics[metric], default=None)
+        if best is not None:
+            lines.append(f"- highest: job {best.path.name} ({', '.join(f'{k}={best.overrides.get(k)}' for k in swept)}): "
+                         f"**{best.metrics[metric]:.4f}**")
+    rows = [[job.path.name, *(job.overrides.get(k, "") for k in swept),
+             "finished" if job.ok else "no metrics.json", job.metrics.get(metric, "") if metric else ""] for job in jobs]
+    lines += ["", "## Jobs", "", *_table(["job", *swept, "status", metric or "metric"], rows), "", "## Plots", ""]
+    for key in swept:
+        try:
+            fig = plots.plot_sweep(path, param=key, metric=metric)
+        except KdlabError as err:
+            lines.append(f"No plot against {key}: {err}")
+            print(f"kdlab-report: no plot against {key}: {err}", file=sys.stderr)
+            continue
+        lines.append(f"![{metric} vs {key}]({_write(fig, out, f'sweep_{key}')})")
+    report = out / "report.md"
+    report.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return report
+
+
+def report(path: str | Path, out: str | Path | None = None, param: str | None = None, metric: str | None = None) -> Path:
+    """The report of a run or sweep folder in `out` (default <path>/report); returns report.md."""
+    from kdlab import plots
+    from kdlab.errors import DataError
+
+    path = Path(path)
+    target = Path(out) if out is not None else path / "report"
+    if plots.is_sweep(path):
+        return report_sweep(path, target, param, metric)
+    if (path / "config.yaml").is_file():
+        return report_run(path, target)
+    raise DataError(path, plots.NOT_A_FOLDER if path.is_dir() else "no such folder")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`kdlab-report RUN_OR_SWEEP_DIR [--out DIR] [--param KEY] [--metric NAME]`."""
+    parser = argparse.ArgumentParser(prog="kdlab-report", description=__doc__.split("\n", 1)[0])
+    parser.add_argument("folder", type=Path, help="a run folder (outputs/runs/<run>) or a sweep folder (outputs/sweeps/<sweep>)")
+    parser.add_argument("--out", type=Path, default=None, help="where to write report.md and the PNGs (default: <folder>/report)")
+    parser.add_argument("--param", default=None, help="sweeps: the swept key to plot against (default: every swept key)")
+    parser.add_argument("--metric", default=None, help="sweeps: the metric to plot (default: the jobs' optimized_metric)")
+    args = parser.parse_args(argv)
+    try:
+        written = report(args.folder, args.out, args.param, args.metric)
+    except KdlabError as err:
+        print(f"kdlab: error: {err}", file=sys.stderr)
+        raise SystemExit(2) from None
+    print(f"report: {written}")
+
+
+if __name__ == "__main__":
+    main()
