@@ -83,12 +83,19 @@ def compose(*overrides: str) -> DictConfig:
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.initialize import get_gh_backup, restore_gh_from_backup
+
     register_resolvers()
+    outer = get_gh_backup()  # a Hydra already set up by the caller (a @hydra.main script, a test) is put back after
+    GlobalHydra.instance().clear()
     try:
         with initialize_config_dir(config_dir=conf_dir(), version_base="1.3"):
             return hydra_compose("train", overrides=list(overrides), return_hydra_config=True)
     except (HydraException, OmegaConfBaseException) as err:
         raise _compose_error(err) from None
+    finally:
+        restore_gh_from_backup(outer)
 
 
 def _select(cfg: DictConfig, key: str) -> str:

@@ -92,6 +92,15 @@ def test_api_grid_order():
     assert api.grid({"a": [1, 2], "b": ["x", "y"]}) == [["a=1", "b=x"], ["a=1", "b=y"], ["a=2", "b=x"], ["a=2", "b=y"]]
 
 
+def test_api_composes_inside_a_hydra_the_caller_set_up(tmp_path):
+    from hydra import compose, initialize_config_dir
+
+    (tmp_path / "mine.yaml").write_text("x: 1\n")
+    with initialize_config_dir(config_dir=str(tmp_path), version_base="1.3"):
+        assert api.compose("debug=fast").trainer.limit_train_batches == 4
+        assert compose("mine").x == 1  # the caller's Hydra is back
+
+
 def test_api_sweep_job_folders(tiny_sweep):
     sweep = tiny_sweep
     assert [job.path for job in sweep.jobs] == [sweep.path / "0", sweep.path / "1"]
