@@ -204,6 +204,29 @@ def test_multilingual_starts_from_the_untrained_student(tmp_path):
     assert line(fig, "student: val/translation/en-x/mean").get_ydata().tolist() == [10.0]  # no init value per pair logged
 
 
+def test_sweep_of_two_keys_one_line_per_value_of_the_other(tmp_path):
+    """Jobs written by hand, as a multirun leaves them; job 4 has no metrics.json (failed or still running)."""
+    grid = [("1", "adamw"), ("4", "adamw"), ("1", "sgd"), ("4", "sgd"), ("2", "sgd")]
+    for num, (temperature, opt) in enumerate(grid):
+        job = tmp_path / str(num)
+        (job / ".hydra").mkdir(parents=True)
+        OmegaConf.save(OmegaConf.create(["debug=fast", f"loss.temperature={temperature}", f"+opt={opt}"]), job / ".hydra" / "overrides.yaml")
+        OmegaConf.save(OmegaConf.create({"optimized_metric": "student/val/acc"}), job / "config.yaml")
+        if num < 4:
+            (job / "metrics.json").write_text(json.dumps({"student/val/acc": num / 10}))
+    assert plots.varying(plots.read_sweep(tmp_path)) == ["loss.temperature", "opt"]
+    fig = plots.plot_sweep(tmp_path)
+    assert line(fig, "opt=adamw").get_xdata().tolist() == [1.0, 4.0]
+    assert line(fig, "opt=sgd").get_ydata().tolist() == [0.2, 0.3]  # job 4 is left out
+    by_opt = plots.plot_sweep(tmp_path, param="opt")  # categories, in first-seen order
+    assert line(by_opt, "loss.temperature=4").get_xdata().tolist() == [0, 1]
+    assert [t.get_text() for t in by_opt.axes[0].get_xticklabels()] == ["adamw", "sgd"]
+    assert report_cli(str(tmp_path)).returncode == 0
+    text = (tmp_path / "report" / "report.md").read_text()
+    assert "- jobs: 5, 4 finished" in text and "| 4 | 2 | sgd | no metrics.json |  |" in text
+    assert {p.name for p in (tmp_path / "report").glob("*.png")} == {"sweep_loss.temperature.png", "sweep_opt.png"}
+
+
 # --- kdlab-report ------------------------------------------------------------------------------------
 
 def test_report_of_a_run(tiny_run, tmp_path):
