@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -12,37 +13,111 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from kdlab.errors import DataError
+from kdlab.errors import ConfigError, DataError
 from kdlab.utils.run_folder import write_json
 
 log = logging.getLogger(__name__)
 
 
+# keys of conf/logger/* that kdlab reads itself and does not pass to the logger class
+_KDLAB_LOGGER_KEYS = ("export_artifact",)
+
+
+def _job() -> tuple[str | None, str | None]:
+    """(sweep name, job number) when running inside a Hydra multirun, else (None, None)."""
+    try:
+        from hydra.core.hydra_config import HydraConfig
+        from hydra.types import RunMode
+
+        hydra_cfg = HydraConfig.get()
+    except ValueError:  # not under Hydra (tests, notebooks)
+        return None, None
+    if hydra_cfg.mode != RunMode.MULTIRUN:
+        return None, None
+    return Path(str(hydra_cfg.sweep.dir)).name, str(hydra_cfg.job.num)
+
+
+def _tracking_name(cfg: DictConfig, stage: str) -> str:
+    """A stage's W&B / MLflow run name: <run_name>/<stage>, or <run_name>/<job>/<stage> in a multirun."""
+    _, job = _job()
+    return f"{cfg.run_name}/{job}/{stage}" if job is not None else f"{cfg.run_name}/{stage}"
+
+
 def _loggers(cfg: DictConfig, stage: str) -> list[Any]:
-    """Instantiate `cfg.logger` entries for one stage: CSV/TensorBoard version = stage, W&B run name = <run>/<stage>."""
-    loggers = []
-    for name, logger_cfg in (cfg.get("logger") or {}).items():
-        if logger_cfg is None:
-            continue
-        target = str(logger_cfg.get("_target_", ""))
-        extra: dict[str, Any] = {}
-        if target.endswith(("CSVLogger", "TensorBoardLogger")):
-            extra["version"] = stage
-        elif target.endswith("WandbLogger"):
-            extra["name"] = f"{cfg.run_name}/{stage}"
-            extra["config"] = OmegaConf.to_container(cfg, resolve=True)
-        # a plain dict, not recursive: the run config passed to W&B holds `_target_` nodes of its own
-        spec = {**OmegaConf.to_container(logger_cfg, resolve=True), **extra, "_recursive_": False, "_convert_": "all"}
-        loggers.append(instantiate(spec))
+    """Instantiate `cfg.logger` entries for one stage.
+
+    CSV/TensorBoard: version = stage. W&B/MLflow: run name `_tracking_name`, group = the sweep's name in a
+    multirun else run_name (unless the config names one), the resolved config as the run config.
+    """
+    loggers: list[Any] = []
+    try:
+        for name, logger_cfg in (cfg.get("logger") or {}).items():
+            if logger_cfg is None:
+                continue
+            spec = OmegaConf.to_container(logger_cfg, resolve=True)
+            target = str(spec.get("_target_", ""))
+            tracker = target.endswith(("WandbLogger", "MLFlowLogger"))
+            if spec.get("export_artifact") and not tracker:
+                raise ConfigError(f"logger.{name}.export_artifact", f"is for the wandb and mlflow loggers, not {target}")
+            for key in _KDLAB_LOGGER_KEYS:
+                spec.pop(key, None)
+            if target.endswith(("CSVLogger", "TensorBoardLogger")):
+                spec["version"] = stage
+            elif tracker:
+                group = spec.get("group") or _job()[0] or str(cfg.run_name)
+                if target.endswith("WandbLogger"):
+                    config = OmegaConf.to_container(cfg, resolve=True)
+                    spec.update(name=_tracking_name(cfg, stage), group=group, job_type=stage, config=config)
+                else:
+                    if str(spec.get("tracking_uri") or "").startswith("file:"):
+                        # MLflow 3 keeps its file store in maintenance mode and refuses it unless asked for
+                        os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
+                    tags = {"kdlab.group": group, "kdlab.stage": stage, "kdlab.run_dir": str(cfg.paths.output_dir)}
+                    spec.update(run_name=_tracking_name(cfg, stage), tags={**(spec.get("tags") or {}), **tags})
+            # a plain dict, not recursive: the run config passed to W&B holds `_target_` nodes of its own
+            logger = instantiate({**spec, "_recursive_": False, "_convert_": "all"})
+            loggers.append(logger)
+            if target.endswith("MLFlowLogger"):  # the config as params (loss/temperature, ...) and as config.yaml
+                logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
+                logger.experiment.log_text(logger.run_id, OmegaConf.to_yaml(cfg, resolve=True), "config.yaml")
+    except BaseException:
+        _close_loggers(loggers, failed=True)
+        raise
     return loggers
 
 
-def _close_loggers(loggers: list[Any]) -> None:
+def _close_loggers(loggers: list[Any], failed: bool = False) -> None:
+    """Finalize every logger (MLflow run FINISHED or FAILED, TensorBoard files flushed) and end the W&B run.
+
+    Closing never raises: a logger that cannot be closed is reported in the log, and the stage's own
+    error (if any) is the one that propagates.
+    """
     for logger in loggers:
-        if type(logger).__name__ == "WandbLogger":
+        try:
+            logger.finalize("failed" if failed else "success")
+            if type(logger).__name__ == "WandbLogger":
+                import wandb
+
+                wandb.finish(exit_code=1 if failed else 0)
+        except Exception as err:  # noqa: BLE001 - closing must not hide the stage's result
+            log.warning("could not close logger %s: %s: %s", type(logger).__name__, type(err).__name__, err)
+
+
+def _log_exported_model(cfg: DictConfig, loggers: list[Any], stage: str, folder: Path) -> None:
+    """Log an exported model folder to the W&B / MLflow loggers whose config says `export_artifact: true`."""
+    specs = [logger_cfg for logger_cfg in (cfg.get("logger") or {}).values() if logger_cfg is not None]
+    for logger_cfg, logger in zip(specs, loggers):
+        if not logger_cfg.get("export_artifact"):
+            continue
+        kind = type(logger).__name__
+        if kind == "WandbLogger":
             import wandb
 
-            wandb.finish()
+            artifact = wandb.Artifact(name=_tracking_name(cfg, stage).replace("/", "-"), type="model")
+            artifact.add_dir(str(folder))
+            logger.experiment.log_artifact(artifact)
+        elif kind == "MLFlowLogger":
+            logger.experiment.log_artifacts(logger.run_id, str(folder), artifact_path="model")
 
 
 def make_trainer(cfg: DictConfig, stage: str, stage_dir: Path, epochs: int | None, monitor: str | None) -> pl.Trainer:
@@ -114,6 +189,7 @@ def fit_stage(
     monitor = str(cfg.method.monitor)
     trainer = make_trainer(cfg, stage, stage_dir, epochs=stage_cfg["epochs"], monitor=monitor)
     log.info("stage %s: training for %s epochs", stage, stage_cfg["epochs"])
+    failed = True
     try:
         trainer.fit(module, datamodule=datamodule)
         best = _best_checkpoint(trainer)
@@ -121,8 +197,10 @@ def fit_stage(
             log.info("stage %s: best checkpoint %s", stage, best)
             load_weights(module, best)
         metrics = _validate_and_test(trainer, module, datamodule)
-    finally:
-        _close_loggers(trainer.loggers)
-    module.export(stage_dir / "model")
+        module.export(stage_dir / "model")
+        _log_exported_model(cfg, trainer.loggers, stage, stage_dir / "model")
+        failed = False
+    finally:  # also when the stage raises: W&B finish, MLflow run FAILED, files flushed
+        _close_loggers(trainer.loggers, failed=failed)
     write_json(stage_dir / "metrics.json", metrics)
     return metrics

@@ -1,0 +1,140 @@
+"""Tracking (conf/logger/): TensorBoard, MLflow and offline W&B runs hold the metrics and the config, read back
+through each tool's own reader; the logger configs compose; a wrong export_artifact is one clear line."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import yaml
+from hydra import compose, initialize_config_dir
+
+from conftest import REPO, run_dirs
+from kdlab.app import conf_dir, register_resolvers
+
+SMALL = ["debug=fast", "data.train.size=200", "data.validation.size=50", "data.test.size=50"]
+
+
+def _needs(*modules):
+    missing = [m for m in modules if __import__("importlib").util.find_spec(m) is None]
+    return pytest.mark.skipif(bool(missing), reason=f"{missing} not installed (pip install 'kdlab[tracking]')")
+
+
+@pytest.mark.parametrize("choice, expected", [
+    ("csv", {"csv"}),
+    ("tensorboard", {"csv", "tensorboard"}),
+    ("mlflow", {"csv", "mlflow"}),
+    ("wandb", {"csv", "wandb"}),
+    ("many", {"csv", "tensorboard", "wandb", "mlflow"}),
+    ("[tensorboard,mlflow]", {"csv", "tensorboard", "mlflow"}),
+])
+def test_logger_choices_compose(choice, expected, tmp_path, monkeypatch):
+    monkeypatch.setenv("KDLAB_OUTPUT_DIR", str(tmp_path / "out"))
+    register_resolvers()
+    with initialize_config_dir(config_dir=conf_dir(), version_base="1.3"):
+        cfg = compose("train", overrides=[f"logger={choice}"])
+    assert set(cfg.logger) == expected
+    if "mlflow" in expected:  # a local file store shared by all runs, under the output folder
+        assert cfg.logger.mlflow.tracking_uri == f"file:{tmp_path / 'out'}/mlruns"
+        assert cfg.logger.mlflow.export_artifact is False
+    if "wandb" in expected:
+        assert cfg.logger.wandb.group is None and cfg.logger.wandb.export_artifact is False
+
+
+@pytest.fixture(scope="module")
+def tracked_run(tmp_path_factory):
+    """One small run with every tracker (logger=many, W&B offline) and the exported models logged as artifacts."""
+    tmp = tmp_path_factory.mktemp("tracked")
+    env = {**os.environ, "KDLAB_OUTPUT_DIR": str(tmp / "outputs"), "KDLAB_CACHE_DIR": str(tmp / "cache"),
+           "HF_HUB_OFFLINE": "1", "WANDB_MODE": "offline", "WANDB_SILENT": "true", "OMP_NUM_THREADS": "1",
+           # W&B stages artifact files and caches outside the run folder: keep them in the test's folder
+           "WANDB_DATA_DIR": str(tmp / "wandb-data"), "WANDB_CACHE_DIR": str(tmp / "wandb-cache"),
+           "WANDB_CONFIG_DIR": str(tmp / "wandb-config")}
+    args = [*SMALL, "logger=many", "logger.wandb.export_artifact=true", "logger.mlflow.export_artifact=true",
+            "logger.wandb.tags=[kdlab-test]", "loss.temperature=3.5"]
+    result = subprocess.run([sys.executable, "-m", "kdlab.train", *args], cwd=REPO, env=env,
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    (run,) = run_dirs(tmp)
+    return run, json.loads((run / "metrics.json").read_text()), tmp
+
+
+@_needs("tensorboard")
+def test_tensorboard_event_files_hold_the_metrics(tracked_run):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    run, metrics, _ = tracked_run
+    for stage in ("teacher", "student"):
+        folder = run / "tensorboard" / stage
+        assert list(folder.glob("events.out.tfevents.*"))
+        accumulator = EventAccumulator(str(folder)).Reload()  # every event file of the stage, in order
+        tags = set(accumulator.Tags()["scalars"])
+        assert {"train/loss", "val/acc", "test/acc", "test/f1"} <= tags
+        assert len(accumulator.Scalars("train/loss")) >= 4  # debug=fast: 4 steps, logged every step
+        assert accumulator.Scalars("test/acc")[-1].value == pytest.approx(metrics[f"{stage}/test/acc"], abs=1e-6)
+        if stage == "student":
+            assert {"train/loss_soft", "train/loss_hard"} <= tags
+
+
+@_needs("mlflow")
+def test_mlflow_runs_hold_metrics_config_and_exported_model(tracked_run, monkeypatch):
+    from mlflow.tracking import MlflowClient
+
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")  # MLflow 3 reads its file store only when asked to
+    run, metrics, tmp = tracked_run
+    client = MlflowClient(f"file:{tmp / 'outputs' / 'mlruns'}")
+    experiment = client.get_experiment_by_name("kdlab")
+    runs = {r.info.run_name: r for r in client.search_runs([experiment.experiment_id])}
+    assert set(runs) == {"hinton-reviews/teacher", "hinton-reviews/student"}
+    student = runs["hinton-reviews/student"]
+    assert student.info.status == "FINISHED"
+    assert student.data.tags["kdlab.stage"] == "student" and student.data.tags["kdlab.group"] == "hinton-reviews"
+    assert student.data.tags["kdlab.run_dir"] == str(run)
+    assert student.data.metrics["test/acc"] == pytest.approx(metrics["student/test/acc"], abs=1e-6)
+    assert len(client.get_metric_history(student.info.run_id, "train/loss")) >= 4
+    assert client.get_metric_history(student.info.run_id, "val/acc")
+    # the resolved config: flattened as params, and whole as the artifact config.yaml
+    assert float(student.data.params["loss/temperature"]) == 3.5
+    assert student.data.params["data/train/size"] == "200"
+    artifacts = {a.path for a in client.list_artifacts(student.info.run_id)}
+    assert {"config.yaml", "model"} <= artifacts
+    downloaded = client.download_artifacts(student.info.run_id, "config.yaml", str(tmp / "dl"))
+    assert yaml.safe_load(open(downloaded)) == yaml.safe_load((run / "config.yaml").read_text())
+    model_files = {a.path for a in client.list_artifacts(student.info.run_id, "model")}
+    assert "model/model.safetensors" in model_files and "model/config.json" in model_files
+
+
+def _wandb_inspect(folder, *flags):
+    """`wandb leet inspect`: W&B's own reader of an offline run's .wandb transaction log (no network)."""
+    out = subprocess.run([sys.executable, "-m", "wandb", "leet", "inspect", *flags, str(folder)],
+                         capture_output=True, text=True, timeout=120, env={**os.environ, "WANDB_MODE": "offline"})
+    assert out.returncode == 0, out.stderr[-2000:]
+    return out.stdout
+
+
+def test_wandb_offline_runs_hold_metrics_config_and_exported_model(tracked_run):
+    run, metrics, _ = tracked_run
+    offline = sorted((run / "wandb").glob("offline-run-*"))
+    assert len(offline) == 2  # one W&B run per stage
+    summaries = {folder: json.loads(_wandb_inspect(folder, "--summary", "--json")) for folder in offline}
+    assert sorted(s["name"] for s in summaries.values()) == ["hinton-reviews/student", "hinton-reviews/teacher"]
+    folder, student = next((f, s) for f, s in summaries.items() if s["name"] == "hinton-reviews/student")
+    assert student["state"] == "finished" and student["exit_code"] == 0 and student["tags"] == ["kdlab-test"]
+    assert student["project"] == "kdlab"
+    assert student["config"]["loss"]["temperature"] == 3.5 and student["config"]["data"]["train"]["size"] == 200
+    assert student["summary"]["test/acc"] == pytest.approx(metrics["student/test/acc"], abs=1e-6)
+    records = [json.loads(line) for line in _wandb_inspect(folder, "--json").splitlines() if line.strip()]
+    (header,) = [r["run"] for r in records if r["type"] == "run"]
+    assert header["run_group"] == "hinton-reviews" and header["job_type"] == "student"
+    assert sum("train/loss" in r["history"]["item"] for r in records if r["type"] == "history") >= 4
+    (artifact,) = [r["artifact"] for r in records if r["type"] == "artifact"]
+    assert artifact["type"] == "model" and artifact["name"] == "hinton-reviews-student"
+    assert {"model.safetensors", "config.json", "tokenizer.json"} <= {c["path"] for c in artifact["manifest"]["contents"]}
+
+
+def test_export_artifact_on_a_logger_without_artifacts_is_one_clear_line(cli):
+    result = cli(*SMALL, "+logger.csv.export_artifact=true")
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert result.stderr.strip().splitlines()[-1] == (
+        "kdlab: error: logger.csv.export_artifact: is for the wandb and mlflow loggers, not pytorch_lightning.loggers.CSVLogger")
