@@ -9,6 +9,7 @@ import logging
 import os
 import shutil
 import sys
+import traceback
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -53,25 +54,72 @@ def _is_fresh(run_dir: Path) -> bool:
     return run_dir.is_dir() and all(p.name in (".hydra", "train.log", "eval.log") for p in run_dir.iterdir())
 
 
+# a failed multirun job's record in its folder, read by the sweep summary (kdlab/sweep.py)
+ERROR_FILE = "error.json"
+
+
+def _hydra_job() -> tuple[Path | None, bool]:
+    """(this job's output folder, whether it is a multirun job); (None, False) outside Hydra."""
+    try:
+        from hydra.core.hydra_config import HydraConfig
+        from hydra.types import RunMode
+
+        hydra_cfg = HydraConfig.get()
+        return Path(hydra_cfg.runtime.output_dir), hydra_cfg.mode == RunMode.MULTIRUN
+    except Exception:  # not under Hydra
+        return None, False
+
+
+def _finish_wandb() -> None:
+    """End a W&B run left open by a failed job (marked failed), so the next job starts its own."""
+    wandb = sys.modules.get("wandb")  # never imported here: only a job that used W&B has a run to end
+    if wandb is not None and getattr(wandb, "run", None) is not None:
+        try:
+            wandb.finish(exit_code=1)
+        except Exception as err:  # noqa: BLE001 - the job's own error is the one reported
+            log.warning("could not finish the W&B run: %s", err)
+
+
+def _record_failure(job_dir: Path, err: BaseException) -> None:
+    """Write <job>/error.json: the error's type, message and traceback (the sweep summary shows it)."""
+    from kdlab.utils.run_folder import write_json
+
+    write_json(job_dir / ERROR_FILE, {
+        "type": type(err).__name__,
+        "message": str(err),
+        "kdlab_error": isinstance(err, KdlabError),
+        "traceback": "".join(traceback.format_exception(type(err), err, err.__traceback__)),
+    })
+
+
 def guarded(task: Callable[[DictConfig], Any], cfg: DictConfig) -> Any:
-    """Run a task; a KdlabError becomes one line on stderr and exit code 2, and an untouched run folder is removed."""
+    """Run a task and report its failure.
+
+    A single run: a KdlabError becomes one line on stderr and exit code 2 (an untouched run folder is
+    removed); any other error propagates with its traceback. A multirun job: any error is logged with its
+    traceback (<job>/train.log), recorded in <job>/error.json, an open W&B run is finished, and the job
+    returns None so that the sweep goes on; the sweep summary (kdlab/sweep.py) then reports it and sets the
+    multirun's exit status.
+    """
+    job_dir, multirun = _hydra_job()
+    if multirun and job_dir is not None:
+        (job_dir / ERROR_FILE).unlink(missing_ok=True)  # a stale record of an earlier attempt
     try:
         return task(cfg)
-    except KdlabError as err:
-        print(f"kdlab: error: {err}", file=sys.stderr)
-        multirun = False
-        try:
-            from hydra.core.hydra_config import HydraConfig
-            from hydra.types import RunMode
-
-            hydra_cfg = HydraConfig.get()
-            multirun = hydra_cfg.mode == RunMode.MULTIRUN
-            run_dir = Path(hydra_cfg.runtime.output_dir)
-            if _is_fresh(run_dir):
-                shutil.rmtree(run_dir, ignore_errors=True)
-        except Exception:  # not under Hydra: nothing to clean
-            pass
-        if multirun:  # one bad job of a sweep is reported and the sweep goes on
-            log.error("job failed: %s", err)
+    except Exception as err:
+        if multirun and job_dir is not None:
+            if isinstance(err, KdlabError):
+                print(f"kdlab: error: {err}", file=sys.stderr)
+                log.error("job failed: %s", err)
+            else:
+                log.exception("job failed: %s: %s", type(err).__name__, err)
+            _record_failure(job_dir, err)
+            _finish_wandb()
             return None
+        if not isinstance(err, KdlabError):
+            _finish_wandb()
+            raise
+        print(f"kdlab: error: {err}", file=sys.stderr)
+        if job_dir is not None and _is_fresh(job_dir):
+            shutil.rmtree(job_dir, ignore_errors=True)
         raise SystemExit(2) from None
