@@ -158,3 +158,16 @@ def test_two_jobs_through_submitit_local_write_their_metrics_and_the_summary(cli
     rows = _summary(folder)
     assert [(r["job"], r["status"], float(r["method.student.optimizer.lr"])) for r in rows] == [("0", "ok", 1e-3), ("1", "ok", 2e-3)]
     assert "sweep summary" in result.stdout
+
+
+@_needs("optuna", "sweep")
+def test_optunas_sqlite_storage_works_with_the_installed_sqlalchemy(tmp_path):
+    """hydra.sweeper.storage=sqlite:///... : optuna 2.10 (pinned by hydra-optuna-sweeper) fails on SQLAlchemy 2 / alembic >= 1.14."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    storage = f"sqlite:///{tmp_path / 'study.db'}"
+    study = optuna.create_study(storage=storage, study_name="kdlab", direction="maximize")
+    study.optimize(lambda trial: -(trial.suggest_float("x", -1.0, 1.0) - 0.25) ** 2, n_trials=3)
+    again = optuna.load_study(study_name="kdlab", storage=storage)  # a later sweep continues the same study
+    assert len(again.trials) == 3 and again.best_value == pytest.approx(study.best_value)
