@@ -11,7 +11,8 @@ the method (`kdlab.pipelines.run`) in this process. The run folder is the one `k
 use (`hydra.run.dir`: <paths.log_dir>/runs/<date>_<time>_<run_name>, made unique if it exists) or
 `output_dir`; it gets `.hydra/config.yaml` and `.hydra/overrides.yaml` like a CLI run, and the log
 in train.log. A sweep writes <paths.log_dir>/sweeps/<date>_<time>/<job>/ folders, laid out like a
-Hydra multirun's, so `kdlab-sweep-summary`, `kdlab-report` and `kdlab.plots` read both alike.
+Hydra multirun's (with error.json for a failed job and summary.csv), so `kdlab-sweep-summary`,
+`kdlab-report` and `kdlab.plots` read both alike.
 
 Errors are kdlab's: a bad override or value raises `ConfigError`, bad data `DataError` (one line
 naming the key or file), before any model is loaded where the check allows it.
@@ -169,8 +170,9 @@ def _as_hydra_job(cfg: DictConfig, log_file: Path) -> Iterator[None]:
         hydra_config.cfg = previous
 
 
-def _run_job(cfg: DictConfig, job: DictConfig, run_dir: Path, overrides: list[str]) -> Run:
-    """Run a checked job config in `run_dir`; a KdlabError leaves no run folder behind if nothing was written."""
+def _run_job(cfg: DictConfig, job: DictConfig, run_dir: Path, overrides: list[str], sweep_job: bool = False) -> Run:
+    """Run a checked job config in `run_dir`. A single run that stops on a KdlabError before writing anything
+    leaves no folder behind; a sweep job keeps its folder (the sweep summary lists it)."""
     from kdlab.pipelines import run
 
     _write_hydra_files(cfg, job, run_dir)
@@ -178,7 +180,7 @@ def _run_job(cfg: DictConfig, job: DictConfig, run_dir: Path, overrides: list[st
         with _as_hydra_job(cfg, run_dir / "train.log"):
             run(job)
     except KdlabError:
-        if _is_fresh(run_dir):
+        if not sweep_job and _is_fresh(run_dir):
             shutil.rmtree(run_dir, ignore_errors=True)
         raise
     return load_run(run_dir, overrides)
@@ -230,10 +232,14 @@ def sweep(params: Mapping[str, Sequence[Any]], *overrides: str, sweep_dir: str |
 
     Every job's config is composed and checked before the first job starts, so a bad value stops the
     sweep at once. Job folders: <sweep_dir>/<n>/ (default sweep_dir: hydra.sweep.dir, i.e.
-    <paths.log_dir>/sweeps/<date>_<time>), each with .hydra/overrides.yaml, like a `kdlab-train -m` sweep.
-    A job that fails raises its error; the jobs before it keep their folders.
+    <paths.log_dir>/sweeps/<date>_<time>), each with .hydra/overrides.yaml, like a `kdlab-train -m` sweep,
+    and <sweep_dir>/summary.csv (kdlab.sweep). As in a multirun, a job that fails is recorded in its
+    <job>/error.json and the sweep goes on; afterwards the first failure is raised (the log names the
+    summary), else the finished sweep is returned.
     """
+    from kdlab.app import _record_failure
     from kdlab.config import validate
+    from kdlab.sweep import SUMMARY_FILE, failure_report, summarise
 
     points = grid(params)
     configs = [compose(*overrides, *point) for point in points]
@@ -241,9 +247,18 @@ def sweep(params: Mapping[str, Sequence[Any]], *overrides: str, sweep_dir: str |
     jobs = [_job_config(cfg, root / str(num), num, root) for num, cfg in enumerate(configs)]
     for job in jobs:
         validate(job)
-    runs = []
+    runs, failures = [], []
     for num, (cfg, job) in enumerate(zip(configs, jobs)):
         job_overrides = [*overrides, *points[num]]
         log.info("sweep job %d: %s", num, " ".join(job_overrides))
-        runs.append(_run_job(cfg, job, root / str(num), job_overrides))
+        try:
+            runs.append(_run_job(cfg, job, root / str(num), job_overrides, sweep_job=True))
+        except Exception as err:  # recorded as kdlab-train -m records it; the next job runs
+            log.error("sweep job %d failed: %s: %s", num, type(err).__name__, err)
+            _record_failure(root / str(num), err)
+            failures.append(err)
+    report = failure_report(summarise(root, echo=False))
+    if failures:
+        log.error("%s; table: %s", report[0] if report else f"{len(failures)} sweep jobs failed", root / SUMMARY_FILE)
+        raise failures[0]
     return Sweep(path=root, jobs=runs)

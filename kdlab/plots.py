@@ -130,41 +130,37 @@ class RunFolder:
 
 @dataclass
 class Job:
-    """One job of a sweep folder: its overrides (key → value), status and metrics."""
+    """One job of a sweep folder: its overrides (key → value), status (ok, failed, incomplete), metrics, error."""
 
     path: Path
     overrides: dict[str, str]
     metrics: dict[str, float]
     optimized_metric: str | None
+    status: str
+    error: str = ""
 
     @property
     def ok(self) -> bool:
-        return bool(self.metrics)
+        return self.status == "ok"
 
 
 def is_sweep(path: str | Path) -> bool:
     """A sweep folder: no config.yaml of its own, job folders below it with .hydra/overrides.yaml."""
+    from kdlab.sweep import job_dirs
+
     path = Path(path)
-    return path.is_dir() and not (path / "config.yaml").exists() and any(path.glob("*/.hydra/overrides.yaml"))
+    return path.is_dir() and not (path / "config.yaml").exists() and bool(job_dirs(path))
 
 
 def read_sweep(path: str | Path) -> list[Job]:
-    """The jobs of a sweep folder in job-number order (a job without metrics.json has empty metrics)."""
+    """The jobs of a sweep folder in job-number order, as the sweep summary reads them (kdlab.sweep.job_row)."""
+    from kdlab.sweep import job_dirs, job_row
+
     path = Path(path)
     if not is_sweep(path):
         raise DataError(path, NOT_A_FOLDER)
-    jobs = []
-    for marker in path.glob("*/.hydra/overrides.yaml"):
-        folder = marker.parent.parent
-        overrides = {}
-        for item in OmegaConf.load(marker):
-            key, _, value = str(item).partition("=")
-            overrides[key.lstrip("+~")] = value
-        metrics_file, config_file = folder / "metrics.json", folder / "config.yaml"
-        metrics = json.loads(metrics_file.read_text(encoding="utf-8")) if metrics_file.is_file() else {}
-        optimized = OmegaConf.select(OmegaConf.load(config_file), "optimized_metric") if config_file.is_file() else None
-        jobs.append(Job(folder, overrides, metrics, optimized))
-    return sorted(jobs, key=lambda job: (not job.path.name.isdigit(), int(job.path.name) if job.path.name.isdigit() else 0, job.path.name))
+    rows = [job_row(job) for job in job_dirs(path)]
+    return [Job(row["path"], row["overrides"], row["metrics"], row["optimized_metric"], row["status"], row["error"]) for row in rows]
 
 
 def varying(jobs: list[Job]) -> list[str]:

@@ -116,9 +116,10 @@ def report_sweep(path: Path, out: Path, param: str | None = None, metric: str | 
     swept = [param] if param else plots.varying(jobs)
     metric = metric or next((job.optimized_metric for job in jobs if job.optimized_metric), None)
     finished = [job for job in jobs if job.ok]
+    counts = {status: sum(job.status == status for job in jobs) for status in dict.fromkeys(job.status for job in jobs)}
     out.mkdir(parents=True, exist_ok=True)
     lines = [f"# kdlab sweep report: {path.name}", "", f"- folder: `{path.resolve()}`",
-             f"- jobs: {len(jobs)}, {len(finished)} finished (with metrics.json)",
+             f"- jobs: {len(jobs)} ({', '.join(f'{n} {status}' for status, n in counts.items())})",
              f"- swept: {', '.join(swept) or 'nothing (every job has the same overrides)'}"]
     shared = {k: v for k, v in jobs[0].overrides.items() if k not in swept and all(j.overrides.get(k) == v for j in jobs)}
     if shared:
@@ -129,9 +130,11 @@ def report_sweep(path: Path, out: Path, param: str | None = None, metric: str | 
         if best is not None:
             lines.append(f"- highest: job {best.path.name} ({', '.join(f'{k}={best.overrides.get(k)}' for k in swept)}): "
                          f"**{best.metrics[metric]:.4f}**")
-    rows = [[job.path.name, *(job.overrides.get(k, "") for k in swept),
-             "finished" if job.ok else "no metrics.json", job.metrics.get(metric, "") if metric else ""] for job in jobs]
-    lines += ["", "## Jobs", "", *_table(["job", *swept, "status", metric or "metric"], rows), "", "## Plots", ""]
+    errors = any(job.error for job in jobs)
+    rows = [[job.path.name, *(job.overrides.get(k, "") for k in swept), job.status,
+             job.metrics.get(metric, "") if metric else "", *([job.error[:160]] if errors else [])] for job in jobs]
+    header = ["job", *swept, "status", metric or "metric", *(["error"] if errors else [])]
+    lines += ["", "## Jobs", "", *_table(header, rows), "", "## Plots", ""]
     for key in swept:
         try:
             fig = plots.plot_sweep(path, param=key, metric=metric)

@@ -111,6 +111,22 @@ def test_api_sweep_job_folders(tiny_sweep):
         assert "reusing" in (job.path / "train.log").read_text()  # the teacher of tiny_run, same config
 
 
+def test_api_sweep_goes_on_after_a_failed_job_records_it_then_raises(outputs, tiny_run):
+    sweep_dir = outputs / "sweeps" / "with_failure"
+    with pytest.raises(ValueError, match="invalid accelerator name"):  # Lightning's own error, raised after every job ran
+        api.sweep({"trainer.accelerator": ["nonsense", "cpu"]}, *TINY, sweep_dir=sweep_dir)
+    error = json.loads((sweep_dir / "0" / "error.json").read_text())
+    assert error["type"] == "ValueError" and not error["kdlab_error"]
+    assert (sweep_dir / "1" / "metrics.json").exists()  # the job after the failure ran
+    summary = read_csv(sweep_dir / "summary.csv")
+    assert [(row["job"], row["status"]) for row in summary] == [("0", "failed"), ("1", "ok")]
+    jobs = plots.read_sweep(sweep_dir)
+    assert [job.status for job in jobs] == ["failed", "ok"] and jobs[0].error.startswith("ValueError: You selected")
+    assert report_cli(str(sweep_dir)).returncode == 0
+    text = (sweep_dir / "report" / "report.md").read_text()
+    assert "- jobs: 2 (1 failed, 1 ok)" in text and "| 0 | nonsense | failed |  | ValueError: You selected" in text
+
+
 # --- plots: what is drawn is what was logged ------------------------------------------------------------
 
 def test_hinton_curves_are_the_logged_values(tiny_run):
@@ -223,7 +239,7 @@ def test_sweep_of_two_keys_one_line_per_value_of_the_other(tmp_path):
     assert [t.get_text() for t in by_opt.axes[0].get_xticklabels()] == ["adamw", "sgd"]
     assert report_cli(str(tmp_path)).returncode == 0
     text = (tmp_path / "report" / "report.md").read_text()
-    assert "- jobs: 5, 4 finished" in text and "| 4 | 2 | sgd | no metrics.json |  |" in text
+    assert "- jobs: 5 (4 ok, 1 incomplete)" in text and "| 4 | 2 | sgd | incomplete |  |" in text
     assert {p.name for p in (tmp_path / "report").glob("*.png")} == {"sweep_loss.temperature.png", "sweep_opt.png"}
 
 
@@ -254,13 +270,13 @@ def test_report_of_a_sweep(tiny_sweep):
     folder = tiny_sweep.path / "report"
     assert [p.name for p in folder.glob("*.png")] == ["sweep_loss.temperature.png"]
     text = (folder / "report.md").read_text()
-    assert "- swept: loss.temperature" in text and "- jobs: 2, 2 finished" in text
+    assert "- swept: loss.temperature" in text and "- jobs: 2 (2 ok)" in text
     assert "![student/val/acc vs loss.temperature](sweep_loss.temperature.png)" in text
     for job in tiny_sweep.jobs:
-        row = f"| {job.path.name} | {job.config.loss.temperature:g} | finished | {job.metrics['student/val/acc']:.4f} |"
+        row = f"| {job.path.name} | {job.config.loss.temperature:g} | ok | {job.metrics['student/val/acc']:.4f} |"
         assert row in text
     # the report folder is not taken for a job on the next report
-    assert report_cli(str(tiny_sweep.path)).returncode == 0 and "- jobs: 2," in (folder / "report.md").read_text()
+    assert report_cli(str(tiny_sweep.path)).returncode == 0 and "- jobs: 2 (2 ok)" in (folder / "report.md").read_text()
 
 
 def test_report_of_anything_else_is_one_line_and_exit_2(tmp_path):
