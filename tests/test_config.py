@@ -34,6 +34,13 @@ def fake_data_dir(tmp_path, monkeypatch):
         "stsb/sts-dev.csv": "".join(f"g\tf\t2012\t{i}\t{i}.0\tC{i}.\tD{i}.\n" for i in range(3)),
         "stsb/sts-test.csv": "".join(f"g\tf\t2012\t{i}\t{i}.5\tE{i}.\tF{i}.\n" for i in range(3)),
         "stsb-multi-mt/stsb-es-train.csv": "".join(f"A{i} es.,B{i} es.,1.0\n" for i in range(3)),
+        "glue/RTE/train.tsv": "index\tsentence1\tsentence2\tlabel\n0\tA.\tB.\tentailment\n1\tC.\tD.\tnot_entailment\n",
+        "glue/RTE/dev.tsv": "index\tsentence1\tsentence2\tlabel\n0\tE.\tF.\tentailment\n1\tG.\tH.\tnot_entailment\n",
+        "glue/MRPC/msr_paraphrase_train.txt": "\ufeffQuality\t#1 ID\t#2 ID\t#1 String\t#2 String\n"
+                                              + "".join(f"{i % 2}\t{i}\t{i + 9}\tA{i} .\tB{i} .\n" for i in range(4)),
+        "glue/MRPC/msr_paraphrase_test.txt": "\ufeffQuality\t#1 ID\t#2 ID\t#1 String\t#2 String\n1\t1\t2\tC .\tD .\n0\t3\t4\tE .\tF .\n",
+        "glue/CoLA/train.tsv": "gj04\t1\t\tGood .\ngj04\t0\t*\tGood bad .\n",
+        "glue/CoLA/dev.tsv": "gj04\t1\t\tFine .\ngj04\t0\t*\tFine fine bad .\n",
         "tatoeba-laser/tatoeba.deu-eng.deu": "Hallo\n",
         "tatoeba-laser/tatoeba.deu-eng.eng": "Hello\n",
     }
@@ -76,6 +83,11 @@ def test_every_experiment_composes_validates_and_instantiates(experiment, fake_d
     elif cfg.method.name == "bam":
         from kdlab.data.multitask import MultiTaskDataModule
 
+        with open_dict(cfg):
+            for task in cfg.data.tasks:
+                for split in ("train", "validation"):
+                    if task[split].get("holdout"):
+                        task[split].holdout.size = 1  # the fake files are tiny
         data = MultiTaskDataModule(cfg.data)
         assert len(data.names) >= 2 and all(m.records("train") for m in data.task_modules.values())
     elif cfg.method.name == "trans_encoder":
@@ -96,7 +108,7 @@ PARTNERS = {
     "experiment=multilingual_toy": {"method": ["multilingual"], "model": ["tiny_sentence", "minilm_sentence"], "data": ["parallel_toy", "parallel_real"]},
     "experiment=trans_encoder_toy": {"method": ["trans_encoder"], "model": ["trans_tiny", "trans_tiny_mutual", "trans_minilm"],
                                      "data": ["sts_toy", "stsb_pairs"]},
-    "experiment=bam_toy": {"method": ["bam"], "data": ["multitask_toy"]},
+    "experiment=bam_toy": {"method": ["bam"], "data": ["multitask_toy", "glue"]},
 }
 
 

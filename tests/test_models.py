@@ -187,3 +187,36 @@ def test_hidden_state_projections_are_trained_with_the_student(tiny_tokenizer):
     assert hidden.projections[0].weight.grad is not None and teacher.bert.pooler.dense.weight.grad is None
     names = [name for name, _ in module.trainable_named_parameters()]
     assert "hidden_loss.projections.0.weight" in names and not any(n.startswith("teacher") for n in names)
+
+
+def test_trained_vocabulary_is_the_same_in_every_process(tmp_path):
+    """Equal word counts (ties) must not be ordered by a per-process hash seed."""
+    import json
+    import subprocess
+    import sys
+
+    script = (
+        "import json, sys; from kdlab.models.backbone import train_wordpiece; "
+        "texts = ['cat dog bird fish', 'dog cat fish bird', 'Zebra yak, ox!'] * 3; "
+        "tok = train_wordpiece(texts, 45, sys.argv[1]); print(json.dumps(tok.get_vocab(), sort_keys=True))"
+    )
+    vocabularies = []
+    for seed in ("1", "2"):
+        env = {**__import__("os").environ, "PYTHONHASHSEED": seed}
+        out = subprocess.run([sys.executable, "-c", script, str(tmp_path / seed)], env=env, capture_output=True, text=True, check=True)
+        vocabularies.append(json.loads(out.stdout.strip().splitlines()[-1]))
+    assert vocabularies[0] == vocabularies[1] and len(vocabularies[0]) == 45  # of 50 candidates: a cut among tied words
+
+
+def test_words_outside_the_vocabulary_fall_back_to_characters(tmp_path):
+    from kdlab.models.backbone import SPECIAL_TOKENS, train_wordpiece, wordpiece_vocabulary
+
+    texts = ["the cat sat", "the cat ran", "the dog"]
+    vocab = wordpiece_vocabulary(texts, 100)
+    assert list(vocab)[: len(SPECIAL_TOKENS)] == list(SPECIAL_TOKENS)
+    assert {"the", "cat", "t", "##h", "##e"} <= set(vocab) and vocab["the"] < vocab["cat"] < vocab["dog"]  # by count, then text
+    tokenizer = train_wordpiece(texts, 100, tmp_path)
+    assert tokenizer.tokenize("The hat") == ["the", "h", "##a", "##t"]
+    assert tokenizer.tokenize("zoo") == ["[UNK]"]  # 'z' was never seen
+    small = wordpiece_vocabulary(texts, 20)
+    assert len(small) == 20 and "the" not in small  # characters first: the cut drops words, not the alphabet

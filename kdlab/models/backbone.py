@@ -19,6 +19,7 @@ import hashlib
 import os
 import shutil
 import tempfile
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -41,19 +42,53 @@ def _fingerprint_texts(texts: Sequence[str], extra: str) -> str:
     return digest.hexdigest()[:16]
 
 
+def wordpiece_vocabulary(texts: Sequence[str], vocab_size: int) -> dict[str, int]:
+    """A WordPiece vocabulary from `texts` that is the same in every process and on every machine.
+
+    The `tokenizers` trainer breaks ties between equally frequent merges in hash order, which differs per
+    process, so two runs trained different token sets. Here: the special tokens, then every character seen
+    (as `c` and as the continuation `##c`), then whole words; each group by frequency, ties by the text,
+    cut at `vocab_size`. Words outside the vocabulary fall back to their characters, so only characters
+    too rare to fit become [UNK].
+    """
+    from tokenizers import normalizers, pre_tokenizers
+
+    normalizer, splitter = normalizers.BertNormalizer(lowercase=True), pre_tokenizers.BertPreTokenizer()
+    words: Counter[str] = Counter()
+    for text in texts:
+        words.update(word for word, _ in splitter.pre_tokenize_str(normalizer.normalize_str(text)))
+    pieces: Counter[str] = Counter()  # every character seen, as a word start and as a continuation
+    for word, count in words.items():
+        for char in word:
+            pieces[char] += count
+            pieces["##" + char] += count
+
+    def ranked(counter: Counter[str]) -> list[str]:
+        return [token for token, _ in sorted(counter.items(), key=lambda item: (-item[1], item[0]))]
+
+    vocabulary = list(SPECIAL_TOKENS)
+    seen = set(vocabulary)
+    for token in ranked(pieces) + ranked(words):
+        if len(vocabulary) >= vocab_size:
+            break
+        if token not in seen:
+            vocabulary.append(token)
+            seen.add(token)
+    return {token: index for index, token in enumerate(vocabulary)}
+
+
 def train_wordpiece(texts: Sequence[str], vocab_size: int, cache_dir: str | Path) -> Any:
-    """A lower-casing BERT-style WordPiece tokenizer trained on `texts`, cached by their content."""
-    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+    """A lower-casing BERT-style WordPiece tokenizer over `texts` (`wordpiece_vocabulary`), cached by their content."""
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
     from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
-    folder = Path(cache_dir) / "tokenizers" / f"wordpiece-{_fingerprint_texts(texts, str(vocab_size))}"
+    folder = Path(cache_dir) / "tokenizers" / f"vocab-{_fingerprint_texts(texts, str(vocab_size))}"
     if (folder / "tokenizer.json").exists():
         return AutoTokenizer.from_pretrained(str(folder))
-    tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    tok = Tokenizer(models.WordPiece(wordpiece_vocabulary(texts, vocab_size), unk_token="[UNK]", max_input_chars_per_word=100))
     tok.normalizer = normalizers.BertNormalizer(lowercase=True)
     tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
     tok.decoder = decoders.WordPiece()
-    tok.train_from_iterator(texts, trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=list(SPECIAL_TOKENS)))
     cls_id, sep_id = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
     tok.post_processor = processors.TemplateProcessing(
         single="[CLS] $A [SEP]",
