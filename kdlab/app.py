@@ -20,6 +20,10 @@ from kdlab.errors import ConfigError, KdlabError
 
 log = logging.getLogger("kdlab")
 
+# conf/logger/mlflow.yaml's default store is a local folder (file:<outputs>/mlruns), which MLflow 3 keeps in
+# maintenance mode and refuses unless this is set: kdlab opts in for its processes (a value set by the user wins).
+os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
+
 
 def conf_dir() -> str:
     """conf/ inside an installed wheel (kdlab/conf), else the repository's top-level conf/."""

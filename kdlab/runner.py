@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -17,10 +16,6 @@ from kdlab.errors import ConfigError, DataError
 from kdlab.utils.run_folder import write_json
 
 log = logging.getLogger(__name__)
-
-
-# keys of conf/logger/* that kdlab reads itself and does not pass to the logger class
-_KDLAB_LOGGER_KEYS = ("export_artifact",)
 
 
 def _job() -> tuple[str | None, str | None]:
@@ -49,18 +44,15 @@ def _loggers(cfg: DictConfig, stage: str) -> list[Any]:
     CSV/TensorBoard: version = stage. W&B/MLflow: run name `_tracking_name`, group = the sweep's name in a
     multirun else run_name (unless the config names one), the resolved config as the run config.
     """
+    _exported_model_loggers(cfg)  # a wrong export_artifact.<name> stops the stage before any logger starts
     loggers: list[Any] = []
     try:
-        for name, logger_cfg in (cfg.get("logger") or {}).items():
+        for logger_cfg in (cfg.get("logger") or {}).values():
             if logger_cfg is None:
                 continue
             spec = OmegaConf.to_container(logger_cfg, resolve=True)
             target = str(spec.get("_target_", ""))
             tracker = target.endswith(("WandbLogger", "MLFlowLogger"))
-            if spec.get("export_artifact") and not tracker:
-                raise ConfigError(f"logger.{name}.export_artifact", f"is for the wandb and mlflow loggers, not {target}")
-            for key in _KDLAB_LOGGER_KEYS:
-                spec.pop(key, None)
             if target.endswith(("CSVLogger", "TensorBoardLogger")):
                 spec["version"] = stage
             elif tracker:
@@ -69,9 +61,6 @@ def _loggers(cfg: DictConfig, stage: str) -> list[Any]:
                     config = OmegaConf.to_container(cfg, resolve=True)
                     spec.update(name=_tracking_name(cfg, stage), group=group, job_type=stage, config=config)
                 else:
-                    if str(spec.get("tracking_uri") or "").startswith("file:"):
-                        # MLflow 3 keeps its file store in maintenance mode and refuses it unless asked for
-                        os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
                     tags = {"kdlab.group": group, "kdlab.stage": stage, "kdlab.run_dir": str(cfg.paths.output_dir)}
                     spec.update(run_name=_tracking_name(cfg, stage), tags={**(spec.get("tags") or {}), **tags})
             # a plain dict, not recursive: the run config passed to W&B holds `_target_` nodes of its own
@@ -103,20 +92,32 @@ def _close_loggers(loggers: list[Any], failed: bool = False) -> None:
             log.warning("could not close logger %s: %s: %s", type(logger).__name__, type(err).__name__, err)
 
 
+def _exported_model_loggers(cfg: DictConfig) -> list[str]:
+    """The names of the loggers that `export_artifact.<name>: true` asks to receive each stage's exported model."""
+    wanted = [str(name) for name, on in (cfg.get("export_artifact") or {}).items() if on]
+    for name in wanted:
+        node = (cfg.get("logger") or {}).get(name)
+        if node is None:
+            raise ConfigError(f"export_artifact.{name}", f"there is no logger.{name} (add it with logger=...)")
+        if not str(node.get("_target_", "")).endswith(("WandbLogger", "MLFlowLogger")):
+            raise ConfigError(f"export_artifact.{name}", f"is for the wandb and mlflow loggers, not {node.get('_target_')}")
+    return wanted
+
+
 def _log_exported_model(cfg: DictConfig, loggers: list[Any], stage: str, folder: Path) -> None:
-    """Log an exported model folder to the W&B / MLflow loggers whose config says `export_artifact: true`."""
-    specs = [logger_cfg for logger_cfg in (cfg.get("logger") or {}).values() if logger_cfg is not None]
-    for logger_cfg, logger in zip(specs, loggers):
-        if not logger_cfg.get("export_artifact"):
+    """Log an exported model folder to the W&B / MLflow loggers that `export_artifact.<name>` switches on."""
+    wanted = _exported_model_loggers(cfg)
+    names = [name for name, node in (cfg.get("logger") or {}).items() if node is not None]
+    for name, logger in zip(names, loggers):
+        if name not in wanted:
             continue
-        kind = type(logger).__name__
-        if kind == "WandbLogger":
+        if type(logger).__name__ == "WandbLogger":
             import wandb
 
             artifact = wandb.Artifact(name=_tracking_name(cfg, stage).replace("/", "-"), type="model")
             artifact.add_dir(str(folder))
             logger.experiment.log_artifact(artifact)
-        elif kind == "MLFlowLogger":
+        else:
             logger.experiment.log_artifacts(logger.run_id, str(folder), artifact_path="model")
 
 

@@ -1,5 +1,5 @@
 """Tracking (conf/logger/): TensorBoard, MLflow and offline W&B runs hold the metrics and the config, read back
-through each tool's own reader; the logger configs compose; a wrong export_artifact is one clear line."""
+through each tool's own reader; the logger configs compose and instantiate; a wrong export_artifact is one clear line."""
 
 import json
 import os
@@ -9,6 +9,8 @@ import sys
 import pytest
 import yaml
 from hydra import compose, initialize_config_dir
+from hydra.core.hydra_config import HydraConfig
+from hydra.utils import instantiate
 
 from conftest import REPO, run_dirs
 from kdlab.app import conf_dir, register_resolvers
@@ -29,17 +31,23 @@ def _needs(*modules):
     ("many", {"csv", "tensorboard", "wandb", "mlflow"}),
     ("[tensorboard,mlflow]", {"csv", "tensorboard", "mlflow"}),
 ])
-def test_logger_choices_compose(choice, expected, tmp_path, monkeypatch):
+def test_logger_choices_compose_and_instantiate(choice, expected, tmp_path, monkeypatch):
     monkeypatch.setenv("KDLAB_OUTPUT_DIR", str(tmp_path / "out"))
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.chdir(tmp_path)  # where a logger might write on construction
     register_resolvers()
     with initialize_config_dir(config_dir=conf_dir(), version_base="1.3"):
-        cfg = compose("train", overrides=[f"logger={choice}"])
+        cfg = compose("train", overrides=[f"logger={choice}"], return_hydra_config=True)
+    cfg.hydra.runtime.output_dir = str(tmp_path / "run")  # what Hydra sets for a run: ${paths.output_dir}
+    HydraConfig.instance().set_config(cfg)
     assert set(cfg.logger) == expected
     if "mlflow" in expected:  # a local file store shared by all runs, under the output folder
         assert cfg.logger.mlflow.tracking_uri == f"file:{tmp_path / 'out'}/mlruns"
-        assert cfg.logger.mlflow.export_artifact is False
+        assert cfg.export_artifact.mlflow is False
     if "wandb" in expected:
-        assert cfg.logger.wandb.group is None and cfg.logger.wandb.export_artifact is False
+        assert cfg.logger.wandb.group is None and cfg.export_artifact.wandb is False
+    for node in cfg.logger.values():  # every logger node instantiates as it is (kdlab's own switches sit outside)
+        assert type(instantiate(node)).__name__ == node._target_.rsplit(".", 1)[1]
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +59,7 @@ def tracked_run(tmp_path_factory):
            # W&B stages artifact files and caches outside the run folder: keep them in the test's folder
            "WANDB_DATA_DIR": str(tmp / "wandb-data"), "WANDB_CACHE_DIR": str(tmp / "wandb-cache"),
            "WANDB_CONFIG_DIR": str(tmp / "wandb-config")}
-    args = [*SMALL, "logger=many", "logger.wandb.export_artifact=true", "logger.mlflow.export_artifact=true",
+    args = [*SMALL, "logger=many", "export_artifact.wandb=true", "export_artifact.mlflow=true",
             "logger.wandb.tags=[kdlab-test]", "loss.temperature=3.5"]
     result = subprocess.run([sys.executable, "-m", "kdlab.train", *args], cwd=REPO, env=env,
                             capture_output=True, text=True, timeout=600)
@@ -133,8 +141,8 @@ def test_wandb_offline_runs_hold_metrics_config_and_exported_model(tracked_run):
     assert {"model.safetensors", "config.json", "tokenizer.json"} <= {c["path"] for c in artifact["manifest"]["contents"]}
 
 
-def test_export_artifact_on_a_logger_without_artifacts_is_one_clear_line(cli):
-    result = cli(*SMALL, "+logger.csv.export_artifact=true")
+def test_export_artifact_for_a_logger_without_artifacts_is_one_clear_line(cli):
+    result = cli(*SMALL, "+export_artifact.csv=true")
     assert result.returncode == 2, result.stderr[-2000:]
     assert result.stderr.strip().splitlines()[-1] == (
-        "kdlab: error: logger.csv.export_artifact: is for the wandb and mlflow loggers, not pytorch_lightning.loggers.CSVLogger")
+        "kdlab: error: export_artifact.csv: is for the wandb and mlflow loggers, not pytorch_lightning.loggers.CSVLogger")
