@@ -171,3 +171,36 @@ def test_optunas_sqlite_storage_works_with_the_installed_sqlalchemy(tmp_path):
     study.optimize(lambda trial: -(trial.suggest_float("x", -1.0, 1.0) - 0.25) ** 2, n_trials=3)
     again = optuna.load_study(study_name="kdlab", storage=storage)  # a later sweep continues the same study
     assert len(again.trials) == 3 and again.best_value == pytest.approx(study.best_value)
+
+
+def _launcher(name, *overrides):
+    """hydra.launcher as `hydra/launcher=<name>` composes it."""
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    from kdlab.app import conf_dir, register_resolvers
+
+    register_resolvers()
+    with initialize_config_dir(config_dir=conf_dir(), version_base="1.3"):
+        cfg = compose("train", overrides=[f"hydra/launcher={name}", *overrides], return_hydra_config=True)
+    return OmegaConf.to_container(cfg.hydra.launcher)
+
+
+@_needs("hydra_plugins.hydra_submitit_launcher", "cluster")
+def test_the_launcher_configs_give_submitit_valid_parameters(tmp_path):
+    """hydra/launcher=slurm|local compose, and every slurm key is one submitit's SLURM executor knows (no cluster here)."""
+    import submitit
+    from hydra_plugins.hydra_submitit_launcher.config import BaseQueueConf
+
+    launcher = _launcher("slurm", "hydra.launcher.partition=gpu")
+    assert launcher["_target_"].endswith("SlurmLauncher")
+    assert (launcher["partition"], launcher["gpus_per_node"], launcher["nodes"], launcher["tasks_per_node"]) == ("gpu", 1, 1, 1)
+    assert (launcher["timeout_min"], launcher["mem_gb"], launcher["signal_delay_s"], launcher["max_num_timeout"]) == (240, 64, 120, 3)
+    # the split the Hydra launcher makes before calling submitit: generic keys as they are, the rest slurm_<key>
+    generic = set(BaseQueueConf.__dataclass_fields__)
+    params = {k if k in generic else f"slurm_{k}": v for k, v in launcher.items()
+              if k not in ("_target_", "submitit_folder", "max_num_timeout")}
+    executor = submitit.AutoExecutor(folder=str(tmp_path / "submitit"), cluster="debug")
+    executor.update_parameters(**params)  # raises NameError for a key submitit's SLURM executor does not know
+    local = _launcher("local")
+    assert local["_target_"].endswith("LocalLauncher") and local["gpus_per_node"] == 0
