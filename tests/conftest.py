@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -47,6 +48,17 @@ def cli(tmp_path):
 
     run.tmp_path = tmp_path
     return run
+
+
+@contextlib.contextmanager
+def kdlab_folders(root: Path, **extra_env: str):
+    """Point KDLAB_OUTPUT_DIR / KDLAB_CACHE_DIR (and any `extra_env`) under `root` for a module's runs."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("KDLAB_OUTPUT_DIR", str(root / "outputs"))
+        patch.setenv("KDLAB_CACHE_DIR", str(root / "cache"))
+        for name, value in extra_env.items():
+            patch.setenv(name, value)
+        yield patch
 
 
 def run_dirs(tmp_path: Path) -> list[Path]:

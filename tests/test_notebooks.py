@@ -16,6 +16,8 @@ from nbclient import NotebookClient
 from nbformat.v4 import new_code_cell
 from omegaconf import OmegaConf
 
+from conftest import kdlab_folders
+
 REPO = Path(__file__).resolve().parents[1]
 NOTEBOOKS = REPO / "notebooks"
 # figures each notebook must show (image/png outputs); hinton_kd before sweeps: the sweep reuses its teacher
@@ -37,11 +39,7 @@ def test_every_notebook_is_listed_and_stored_without_outputs():
 def notebook_env(tmp_path_factory):
     """Outputs and caches of every notebook under one temporary folder (shared: later notebooks reuse teachers)."""
     root = tmp_path_factory.mktemp("notebooks")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("KDLAB_OUTPUT_DIR", str(root / "outputs"))
-        patch.setenv("KDLAB_CACHE_DIR", str(root / "cache"))
-        patch.setenv("HF_HUB_OFFLINE", "1")
-        patch.setenv("WANDB_MODE", "disabled")
+    with kdlab_folders(root, HF_HUB_OFFLINE="1", WANDB_MODE="disabled") as patch:
         patch.delenv("KDLAB_DATA_DIR", raising=False)  # the small default settings, never the real-data experiments
         yield root
 

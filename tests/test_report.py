@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
+from conftest import kdlab_folders
 from kdlab import api, plots
 from kdlab.errors import ConfigError, DataError
 
@@ -23,9 +24,7 @@ TINY = ["debug=fast", "data.train.size=256", "data.validation.size=64", "data.te
 @pytest.fixture(scope="module")
 def outputs(tmp_path_factory):
     root = tmp_path_factory.mktemp("report")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("KDLAB_OUTPUT_DIR", str(root / "outputs"))
-        patch.setenv("KDLAB_CACHE_DIR", str(root / "cache"))
+    with kdlab_folders(root):
         yield root / "outputs"
 
 
