@@ -14,6 +14,7 @@ role -> raw value plus ``_where`` ("file:line") so later checks can name the lin
 
 from __future__ import annotations
 
+import codecs
 import csv
 import json
 import random
@@ -44,11 +45,32 @@ def infer_format(path: Path, fmt: str | None) -> str:
 
 
 def open_text(path: Path, encoding: str):
+    """The file opened for reading text; DataError for a missing/unreadable file, ConfigError for an unknown encoding."""
     if not path.exists():
         raise DataError(path, "file not found (set KDLAB_DATA_DIR or paths.data_dir to the data root)")
     if path.is_dir():
         raise DataError(path, "is a folder, expected a data file")
-    return open(path, encoding=encoding, newline="")
+    try:
+        codecs.lookup(encoding)
+    except LookupError:
+        raise ConfigError("encoding", f"unknown text encoding {encoding!r} (for {path})") from None
+    try:
+        return open(path, encoding=encoding, newline="")
+    except OSError as err:
+        raise DataError(path, f"cannot read this file ({err.strerror or type(err).__name__})") from None
+
+
+def parse_json_line(path: Path, number: int, line: str) -> dict[str, Any]:
+    """One jsonl line as a JSON object; DataError naming the line for bad JSON or anything but an object."""
+    try:
+        obj = json.loads(line)
+    except json.JSONDecodeError as err:
+        raise DataError(path, f"invalid JSON ({err.msg})", line=number) from None
+    except (ValueError, RecursionError) as err:  # an integer too long to convert, nesting too deep
+        raise DataError(path, f"invalid JSON ({type(err).__name__}: {str(err).split(';')[0]})", line=number) from None
+    if not isinstance(obj, dict):
+        raise DataError(path, f"expected a JSON object, got {type(obj).__name__}", line=number)
+    return obj
 
 
 def _csv_reader(handle, fmt: str, quoting: str | None):
@@ -78,24 +100,22 @@ def iter_rows(path: Path, fmt: str, encoding: str, quoting: str | None, separato
                 yield from _separated_rows(handle, path, separator)
             elif fmt == "jsonl":
                 for number, line in enumerate(handle, start=1):
-                    if not line.strip():
-                        continue
-                    try:
-                        obj = json.loads(line)
-                    except json.JSONDecodeError as err:
-                        raise DataError(path, f"invalid JSON ({err.msg})", line=number) from None
-                    if not isinstance(obj, dict):
-                        raise DataError(path, f"expected a JSON object, got {type(obj).__name__}", line=number)
-                    yield number, obj
+                    if line.strip():
+                        yield number, parse_json_line(path, number, line)
             else:
                 reader = _csv_reader(handle, fmt, quoting)
+                start = 1  # a quoted field may span lines: a row is named by the line it starts on
                 try:
                     for row in reader:
-                        if not row or all(not field.strip() for field in row):
-                            continue
-                        yield reader.line_num, row
+                        if row and any(field.strip() for field in row):
+                            yield start, row
+                        start = reader.line_num + 1
                 except csv.Error as err:
-                    raise DataError(path, f"malformed {fmt} ({err})", line=reader.line_num) from None
+                    if "field larger than field limit" in str(err):
+                        message = f"a field is longer than {csv.field_size_limit()} characters (csv's limit; an unclosed quote?)"
+                    else:
+                        message = f"malformed {fmt} ({err})"
+                    raise DataError(path, message, line=start) from None
     except UnicodeDecodeError as err:
         line = first_undecodable_line(path, encoding)
         raise DataError(path, f"not valid {encoding} text ({err.reason})", line=line) from None

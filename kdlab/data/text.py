@@ -34,23 +34,40 @@ def parse_label(record: Record, task: str, labels: list[str], scale: float | Non
     if task == "classification":
         value = str(raw).strip()
         if value not in labels:
-            raise DataError(where, f"label {value!r} is not in the label set {labels} (data.labels)")
+            raise DataError(where, f"label {_short(value)} is not in the label set {labels} (data.labels)")
         return labels.index(value)
+    if isinstance(raw, bool):  # a JSON true/false is not a score (float(True) would be 1.0)
+        raise DataError(where, f"score {raw!r} is not a number")
     try:
         score = float(raw)
+    except OverflowError:  # a JSON integer too large for a float
+        score = math.inf
     except (TypeError, ValueError):
-        raise DataError(where, f"score {raw!r} is not a number") from None
+        raise DataError(where, f"score {_short(raw)} is not a number") from None
     if not math.isfinite(score):
-        raise DataError(where, f"score {raw!r} is not finite")
+        raise DataError(where, f"score {_short(raw)} is not finite")
     return score / scale if scale else score
 
 
+def _short(value: Any, limit: int = 60) -> str:
+    """repr(value), cut to `limit` characters, for error messages about huge fields."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
+
+
 def parse_text(record: Record, role: str) -> str:
-    """The text in a record's `role` column; DataError naming file:line when empty or missing."""
+    """The text in a record's `role` column; DataError naming file:line when empty, missing, not a string or not valid Unicode."""
     value = record.get(role)
     if value is None or not str(value).strip():
         raise DataError(record["_where"], f"empty {role}")
-    return str(value)
+    if isinstance(value, (bool, list, dict)):  # a jsonl value that is not text (numbers read as their digits)
+        raise DataError(record["_where"], f"{role} must be a string, got {type(value).__name__} {_short(value)}")
+    text = str(value)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as err:  # a JSON "\ud800": the tokenizer would fail on it with a TypeError
+        raise DataError(record["_where"], f"{role} is not valid Unicode ({err.reason} {text[err.start]!r} at character {err.start})") from None
+    return text
 
 
 class TextDataModule(pl.LightningDataModule):
