@@ -12,7 +12,9 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from kdlab.data.sampling import process_share
 from kdlab.errors import ConfigError, DataError
+from kdlab.utils.distributed import install_rank_launch
 from kdlab.utils.run_folder import write_json
 
 log = logging.getLogger(__name__)
@@ -137,12 +139,19 @@ def make_trainer(cfg: DictConfig, stage: str, stage_dir: Path, epochs: int | Non
     trainer_kwargs = OmegaConf.to_container(cfg.trainer, resolve=True)
     if epochs is not None:
         trainer_kwargs["max_epochs"] = int(epochs)
-    return pl.Trainer(
+    # kdlab's loaders split each global training batch across the processes themselves and evaluate whole
+    # splits in every process (kdlab/data/sampling.py): Lightning must not add a DistributedSampler
+    trainer_kwargs["use_distributed_sampler"] = False
+    install_rank_launch()
+    trainer = pl.Trainer(
         **trainer_kwargs,
         default_root_dir=str(stage_dir),
         logger=_loggers(cfg, stage) if monitor is not None else False,
         callbacks=callbacks,
     )
+    if trainer.world_size > 1 and cfg.get("data") is not None and cfg.data.get("batch_size") is not None:
+        process_share(int(cfg.data.batch_size), trainer.world_size)  # fail before any work, naming data.batch_size
+    return trainer
 
 
 def _best_checkpoint(trainer: pl.Trainer) -> str | None:
@@ -198,10 +207,12 @@ def fit_stage(
             log.info("stage %s: best checkpoint %s", stage, best)
             load_weights(module, best)
         metrics = _validate_and_test(trainer, module, datamodule)
-        module.export(stage_dir / "model")
-        _log_exported_model(cfg, trainer.loggers, stage, stage_dir / "model")
+        if trainer.is_global_zero:  # one export and one metrics.json, whatever the number of processes
+            module.export(stage_dir / "model")
+            _log_exported_model(cfg, trainer.loggers, stage, stage_dir / "model")
+            write_json(stage_dir / "metrics.json", metrics)
+        trainer.strategy.barrier("kdlab.export")  # the other ranks may read the export from here on
         failed = False
     finally:  # also when the stage raises: W&B finish, MLflow run FAILED, files flushed
         _close_loggers(trainer.loggers, failed=failed)
-    write_json(stage_dir / "metrics.json", metrics)
     return metrics

@@ -7,7 +7,10 @@ never read. An entry is one safetensors file ``<root>/<key>.safetensors`` (never
     outputs      [N, ...]   one row per distinct input, in order of first appearance
     content_ids  [N, 16]    uint8 digest of each input (sha256 of text and pair), checked on load
 
-written to a temporary name in the same folder and renamed, so a half-written entry is never read.
+written to a temporary name in the same folder and renamed, so a half-written entry is never read. A missing
+entry is computed under an exclusive lock (``<root>/.locks/<key>.lock``; lock files stay, since removing one
+that another process waits on would break the lock): when several processes need an entry at once (the
+ranks of a DDP run, parallel jobs of a sweep), one computes it and the others read it.
 """
 
 from __future__ import annotations
@@ -17,7 +20,8 @@ import json
 import logging
 import os
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +30,13 @@ from safetensors.torch import load_file, save_file
 
 from kdlab.errors import DataError
 
+try:
+    import fcntl
+except ImportError:  # Windows: no advisory locks; concurrent runs may compute an entry twice (writes stay atomic)
+    fcntl = None  # type: ignore[assignment]
+
 log = logging.getLogger(__name__)
+LOCKS = ".locks"
 Input = tuple[str, "str | None"]
 
 
@@ -125,10 +135,26 @@ class TeacherOutputCache:
     ) -> tuple[torch.Tensor, bool]:
         """(outputs for `inputs` in order, whether they came from the cache). `inputs` must be distinct."""
         cached = self.load(key, inputs)
-        if cached is not None:
-            log.info("teacher outputs: read %d rows from cache %s", len(inputs), self.path(key))
-            return cached, True
-        outputs = compute(inputs)
-        self.store(key, inputs, outputs)
-        log.info("teacher outputs: computed %d rows, cached as %s", len(inputs), self.path(key))
-        return outputs, False
+        if cached is None:
+            with self._lock(key):  # one process computes; the others wait here, then read its entry
+                cached = self.load(key, inputs)
+                if cached is None:
+                    outputs = compute(inputs)
+                    self.store(key, inputs, outputs)
+                    log.info("teacher outputs: computed %d rows, cached as %s", len(inputs), self.path(key))
+                    return outputs, False
+        log.info("teacher outputs: read %d rows from cache %s", len(inputs), self.path(key))
+        return cached, True
+
+    @contextmanager
+    def _lock(self, key: str) -> Iterator[None]:
+        """An exclusive lock on one entry across processes (DDP ranks, parallel sweep jobs on one file system)."""
+        (self.root / LOCKS).mkdir(parents=True, exist_ok=True)
+        with open(self.root / LOCKS / f"{key}.lock", "a+b") as handle:
+            if fcntl is not None:
+                fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                if fcntl is not None:
+                    fcntl.flock(handle, fcntl.LOCK_UN)

@@ -20,19 +20,18 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import pytorch_lightning as pl
 import torch
-from torch.utils.data import DataLoader, Sampler
+from torch.utils.data import DataLoader
 
 from kdlab.cache.teacher_outputs import content_id
 from kdlab.data.collate import PadCollator
-from kdlab.data.sampling import make_loader
+from kdlab.data.sampling import ShardedBatchSampler, make_loader, process_rank, process_share
 from kdlab.data.task_list import check_exponent, task_configs
 from kdlab.data.text import TextDataModule
-from kdlab.errors import ConfigError
 
 def sampling_probabilities(sizes: Sequence[int], exponent: float) -> list[float]:
     """p_t = |D_t|^a / sum_s |D_s|^a."""
@@ -41,24 +40,26 @@ def sampling_probabilities(sizes: Sequence[int], exponent: float) -> list[float]
     return [weight / sum(weights) for weight in weights]
 
 
-class TaskBatchSampler(Sampler[list[int]]):
-    """Batches of global example indices, each from one task drawn ∝ |D_t|^a; seeded per (seed, epoch)."""
+class TaskBatchSampler(ShardedBatchSampler):
+    """Batches of global example indices, each from one task drawn ∝ |D_t|^a; seeded per (seed, epoch).
 
-    def __init__(self, sizes: Sequence[int], batch_sizes: Sequence[int], exponent: float, seed: int = 0):
-        super().__init__()
+    With several processes each global batch is split across them (kdlab/data/sampling.py), so every
+    process trains on the same task at the same step.
+    """
+
+    def __init__(self, sizes: Sequence[int], batch_sizes: Sequence[int], exponent: float, seed: int = 0,
+                 rank: int = 0, world_size: int = 1, names: Sequence[str] | None = None):
+        super().__init__(rank, world_size)
         self.sizes = [int(size) for size in sizes]
         self.batch_sizes = [max(1, min(int(b), size)) for b, size in zip(batch_sizes, self.sizes)]
+        for t, batch in enumerate(self.batch_sizes):
+            process_share(batch, self.world_size, f"data.tasks.{names[t] if names else t}.batch_size")
         self.probabilities = sampling_probabilities(self.sizes, exponent)
         self.offsets = [sum(self.sizes[:t]) for t in range(len(self.sizes))]
         self.seed = int(seed)
-        self.epoch = 0
 
     def __len__(self) -> int:
         return sum(math.ceil(size / batch) for size, batch in zip(self.sizes, self.batch_sizes))
-
-    def set_epoch(self, epoch: int) -> None:
-        """Lightning calls this before each epoch; the epoch picks the draws."""
-        self.epoch = int(epoch)
 
     def _rng(self, epoch: int) -> random.Random:
         return random.Random(f"kdlab-multitask:{self.seed}:{epoch}")
@@ -92,10 +93,8 @@ class TaskBatchSampler(Sampler[list[int]]):
             batches.append([self.offsets[task] + i for i in taken])
         return batches
 
-    def __iter__(self) -> Iterator[list[int]]:
-        epoch = self.epoch
-        self.epoch += 1  # plain loops without set_epoch still see new draws each pass
-        yield from self.plan(epoch)
+    def global_batches(self, epoch: int) -> list[list[int]]:
+        return self.plan(epoch)
 
 
 class TaskCollator:
@@ -171,10 +170,11 @@ class MultiTaskDataModule(pl.LightningDataModule):
     @property
     def sampler(self) -> TaskBatchSampler:
         """The training batch sampler (sizes from the training splits)."""
-        if self._sampler is None:
+        rank, world_size = process_rank(self.trainer)
+        if self._sampler is None or (self._sampler.rank, self._sampler.world_size) != (rank, world_size):
             sizes = [len(self.task_modules[name].records("train")) for name in self.names]
             batch_sizes = [int(self.task_modules[name].cfg["batch_size"]) for name in self.names]
-            self._sampler = TaskBatchSampler(sizes, batch_sizes, self.exponent, self.seed)
+            self._sampler = TaskBatchSampler(sizes, batch_sizes, self.exponent, self.seed, rank, world_size, self.names)
         return self._sampler
 
     def probabilities(self) -> dict[str, float]:
@@ -191,8 +191,6 @@ class MultiTaskDataModule(pl.LightningDataModule):
         return TaskCollator(self.tokenizer.pad_token_id, [self.task_modules[n].task == "regression" for n in self.names])
 
     def train_dataloader(self) -> DataLoader:
-        if self.trainer is not None and self.trainer.world_size > 1:
-            raise ConfigError("data.tasks", "multi-task sampling is not supported with several processes yet; use one device")
         features = [f for name in self.names for f in self.features(name, "train")]
         return DataLoader(features, batch_sampler=self.sampler, collate_fn=self._collator(),
                           num_workers=int(self.cfg.get("num_workers") or 0))

@@ -163,9 +163,8 @@ class PairStageData(pl.LightningDataModule):
         lengths = None
         if shuffle and self.data.cfg.get("group_by_length"):
             lengths = [max(len(f[k]) for k in ("input_ids", "a", "b") if k in f) for f in features]
-        world_size = self.trainer.world_size if self.trainer is not None else 1
         return make_loader(features, batch_size, shuffle, self.data.collator(self.kind, self.tokenizer, training=shuffle),
-                           int(self.data.cfg.get("num_workers", 0)), lengths, world_size)
+                           int(self.data.cfg.get("num_workers", 0)), lengths, self.trainer)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader(self.data.training_features(self.kind, self.tokenizer, self.labels), self.batch_size, True)

@@ -160,7 +160,7 @@ class ParallelDataModule(pl.LightningDataModule):
         # each side is padded on its own, so group by both lengths (kdlab.data.sampling)
         lengths = [(len(f["source"]), len(f["target"])) for f in features] if shuffle and group else None
         return make_loader(features, size, shuffle, ParallelCollator(self.tokenizer.pad_token_id), int(self.cfg.get("num_workers", 0)),
-                           lengths, self.trainer.world_size if self.trainer is not None else 1)
+                           lengths, self.trainer)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", shuffle=True)

@@ -1,18 +1,30 @@
-"""Length-grouped batching: batches of similar lengths, so dynamic padding pads little.
+"""Training batches: one seeded order per epoch, cut into global batches, each split across the processes.
 
-Each epoch: shuffle all examples, cut them into mega-batches of `batch_size · mega_batches`
-examples, sort each mega-batch by length, slice it into batches, and shuffle the batch order. The
-randomness stays (every batch is drawn from a random mega-batch) while padding mostly disappears.
+Every training loader in kdlab draws its batches here, so one process and N data-parallel processes see the
+same data in the same order: the order of an epoch depends only on (seed, epoch) — the seed is
+`torch.initial_seed()` when the loader is built, i.e. the run's `seed` after `pl.seed_everything` — and is cut
+into global batches of `data.batch_size`; with N processes, process r trains on examples r, r+N, r+2N, ... of
+each global batch, so per-process batch = global ÷ N (a global batch size that does not divide is a
+ConfigError). DDP averages the N gradients, which for equal shares is the gradient of the global batch.
 
-Examples with two sides padded separately (a source and its translation) give a pair of lengths
-(first, second): a mega-batch is sorted by the first, cut into runs of `sub_batches` batches, and each
-run sorted by the second before slicing, so both sides of a batch have similar lengths. On 1,024
-en-de WMT pairs under MiniLM's tokenizer this pads 9.5 % fewer tokens (real/padded 0.906) than
-grouping by the longer side (0.817).
+Plain shuffle: the global batches are consecutive slices of a permutation.
+
+Length-grouped batching (`data.group_by_length`): batches of similar lengths, so dynamic padding pads
+little. Shuffle all examples, cut them into mega-batches of `batch_size · mega_batches` examples, sort each
+mega-batch by length, slice it into batches, and shuffle the batch order. The randomness stays (every batch
+is drawn from a random mega-batch) while padding mostly disappears. Examples with two sides padded
+separately (a source and its translation) give a pair of lengths (first, second): a mega-batch is sorted by
+the first, cut into runs of `sub_batches` batches, and each run sorted by the second before slicing, so both
+sides of a batch have similar lengths. On 1,024 en-de WMT pairs under MiniLM's tokenizer this pads 9.5 %
+fewer tokens (real/padded 0.906) than grouping by the longer side (0.817).
+
+Lightning calls `set_epoch` on a loader's `batch_sampler.sampler` before each epoch; a sampler here is its
+own `sampler`. Iterated without Lightning, each pass moves to the next epoch by itself.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -22,21 +34,94 @@ from torch.utils.data import DataLoader, Sampler
 from kdlab.errors import ConfigError
 
 
-class LengthGroupedBatchSampler(Sampler[list[int]]):
-    """Yields lists of example indices; a new grouping every epoch (torch's global RNG, so seeded runs repeat)."""
+def epoch_generator(seed: int, epoch: int, salt: str = "") -> torch.Generator:
+    """A torch RNG that depends only on (seed, epoch, salt): the same in every process."""
+    digest = hashlib.sha256(f"kdlab:{salt}:{seed}:{epoch}".encode()).digest()
+    return torch.Generator().manual_seed(int.from_bytes(digest[:8], "little") & (2**63 - 1))
+
+
+def process_share(batch_size: int, world_size: int, key: str = "data.batch_size") -> int:
+    """The per-process batch size for a global batch; ConfigError naming `key` when it does not divide."""
+    if world_size > 1 and batch_size % world_size:
+        raise ConfigError(key, f"the global batch of {batch_size} does not divide across {world_size} processes "
+                               f"(per-process batch = global ÷ processes); use a multiple of {world_size}")
+    return batch_size // world_size
+
+
+class ShardedBatchSampler(Sampler[list[int]]):
+    """Yields this process's share (batch[rank::world_size]) of each global batch of an epoch.
+
+    Subclasses define `global_batches(epoch)`. With several processes, a global batch smaller than the
+    number of processes (only ever the last, partial one) is left out, so no process gets an empty batch.
+    """
+
+    def __init__(self, rank: int = 0, world_size: int = 1):
+        super().__init__()
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank {rank} is outside 0..{world_size - 1}")
+        self.rank, self.world_size = int(rank), int(world_size)
+        self.epoch = 0
+        self.sampler = self  # where Lightning looks for set_epoch (DataLoader.batch_sampler.sampler)
+
+    def global_batches(self, epoch: int) -> list[list[int]]:
+        raise NotImplementedError
+
+    def set_epoch(self, epoch: int) -> None:
+        """Lightning calls this before each epoch; the epoch picks the order."""
+        self.epoch = int(epoch)
+
+    def _shares(self, epoch: int) -> list[list[int]]:
+        batches = self.global_batches(epoch)
+        if self.world_size == 1:
+            return batches
+        return [batch[self.rank :: self.world_size] for batch in batches if len(batch) >= self.world_size]
+
+    def __len__(self) -> int:
+        return len(self._shares(self.epoch))
+
+    def __iter__(self) -> Iterator[list[int]]:
+        epoch = self.epoch
+        self.epoch += 1  # plain loops without set_epoch still see a new order each pass
+        yield from self._shares(epoch)
+
+
+class ShuffledBatchSampler(ShardedBatchSampler):
+    """Global batches of `batch_size` from a seeded permutation per epoch (the last one may be smaller)."""
+
+    def __init__(self, size: int, batch_size: int, seed: int | None = None, rank: int = 0, world_size: int = 1):
+        super().__init__(rank, world_size)
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.size, self.batch_size = int(size), int(batch_size)
+        process_share(self.batch_size, self.world_size)
+        self.seed = torch.initial_seed() if seed is None else int(seed)
+
+    def global_batches(self, epoch: int) -> list[list[int]]:
+        order = torch.randperm(self.size, generator=epoch_generator(self.seed, epoch)).tolist()
+        return [order[i : i + self.batch_size] for i in range(0, self.size, self.batch_size)]
+
+    def __len__(self) -> int:
+        full, rest = divmod(self.size, self.batch_size)
+        return full + (1 if rest >= self.world_size else 0) if self.world_size > 1 else full + (1 if rest else 0)
+
+
+class LengthGroupedBatchSampler(ShardedBatchSampler):
+    """Global batches of similar lengths (module docstring), a new grouping every epoch."""
 
     def __init__(
         self, lengths: Sequence[int] | Sequence[tuple[int, int]], batch_size: int, mega_batches: int = 50, drop_last: bool = False,
-        sub_batches: int = 4,
+        sub_batches: int = 4, seed: int | None = None, rank: int = 0, world_size: int = 1,
     ):
-        super().__init__()
+        super().__init__(rank, world_size)
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.lengths = list(lengths)
         self.batch_size = batch_size
+        process_share(batch_size, self.world_size)
         self.mega = max(1, mega_batches) * batch_size
         self.run = max(1, sub_batches) * batch_size
         self.drop_last = drop_last
+        self.seed = torch.initial_seed() if seed is None else int(seed)
 
     def _sorted(self, chunk: list[int]) -> list[int]:
         """A mega-batch in batch order: by length, or for (first, second) lengths by first then, per run of batches, by second."""
@@ -46,30 +131,46 @@ class LengthGroupedBatchSampler(Sampler[list[int]]):
         runs = [sorted(chunk[s : s + self.run], key=lambda i: self.lengths[i][1], reverse=True) for s in range(0, len(chunk), self.run)]
         return [i for run in runs for i in run]
 
-    def __len__(self) -> int:
-        full, rest = divmod(len(self.lengths), self.batch_size)
-        return full if self.drop_last or rest == 0 else full + 1
-
-    def __iter__(self) -> Iterator[list[int]]:
-        order = torch.randperm(len(self.lengths)).tolist()
+    def global_batches(self, epoch: int) -> list[list[int]]:
+        generator = epoch_generator(self.seed, epoch)
+        order = torch.randperm(len(self.lengths), generator=generator).tolist()
         batches: list[list[int]] = []
         for start in range(0, len(order), self.mega):
             chunk = self._sorted(order[start : start + self.mega])
             batches += [chunk[i : i + self.batch_size] for i in range(0, len(chunk), self.batch_size)]
         if self.drop_last:
             batches = [b for b in batches if len(b) == self.batch_size]
-        for position in torch.randperm(len(batches)).tolist():
-            yield batches[position]
+        return [batches[position] for position in torch.randperm(len(batches), generator=generator).tolist()]
+
+    def __len__(self) -> int:
+        full, rest = divmod(len(self.lengths), self.batch_size)
+        if self.drop_last or rest == 0:
+            return full
+        return full + (1 if self.world_size == 1 or rest >= self.world_size else 0)
+
+
+def process_rank(trainer: Any) -> tuple[int, int]:
+    """(this process's global rank, number of processes) of a Trainer, (0, 1) without one."""
+    if trainer is None:
+        return 0, 1
+    return int(trainer.global_rank), int(trainer.world_size)
 
 
 def make_loader(
     features: Sequence[Any], batch_size: int, shuffle: bool, collate_fn: Any, num_workers: int = 0,
-    group_lengths: Sequence[int] | Sequence[tuple[int, int]] | None = None, world_size: int = 1,
+    group_lengths: Sequence[int] | Sequence[tuple[int, int]] | None = None, trainer: Any = None,
 ) -> DataLoader:
-    """The DataLoader every DataModule uses: shuffled or not, length-grouped when `group_lengths` is given."""
-    if shuffle and group_lengths is not None:
-        if world_size > 1:
-            raise ConfigError("data.group_by_length", "is not supported with several processes yet; set data.group_by_length=false")
-        sampler = LengthGroupedBatchSampler(group_lengths, batch_size)
-        return DataLoader(features, batch_sampler=sampler, num_workers=num_workers, collate_fn=collate_fn)
-    return DataLoader(features, batch_size=batch_size, shuffle=shuffle, num_workers=num_workers, collate_fn=collate_fn)
+    """The DataLoader every DataModule uses.
+
+    Training (`shuffle`): this process's share of seeded global batches, length-grouped when `group_lengths`
+    is given. Evaluation: every example in order, in every process (kdlab's evaluators then see the whole
+    split, so their figures do not depend on the number of processes).
+    """
+    if not shuffle:
+        return DataLoader(features, batch_size=batch_size, shuffle=False, num_workers=num_workers, collate_fn=collate_fn)
+    rank, world_size = process_rank(trainer)
+    if group_lengths is not None:
+        sampler: ShardedBatchSampler = LengthGroupedBatchSampler(group_lengths, batch_size, rank=rank, world_size=world_size)
+    else:
+        sampler = ShuffledBatchSampler(len(features), batch_size, rank=rank, world_size=world_size)
+    return DataLoader(features, batch_sampler=sampler, num_workers=num_workers, collate_fn=collate_fn)

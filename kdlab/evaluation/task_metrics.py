@@ -2,6 +2,9 @@
 
 Classification: ``acc`` (accuracy), ``f1`` (binary F1 of class 1 for two classes, macro F1 otherwise),
 ``mcc`` (Matthews correlation). Regression: ``pearson`` and ``spearman`` (×100 is not applied here).
+
+Every process evaluates the whole split (kdlab/data/sampling.py), so the metrics are not synchronised across
+processes (`sync_on_compute=False`): each rank's figure is already the single-process figure.
 """
 
 from __future__ import annotations
@@ -14,6 +17,9 @@ from torchmetrics import regression as R
 
 from kdlab.evaluation.names import CLASSIFICATION_METRICS, REGRESSION_METRICS
 
+# each process holds the whole split's predictions: no cross-process reduction
+LOCAL = {"sync_on_compute": False}
+
 
 def build_metrics(task: str, num_labels: int, names: Sequence[str], prefix: str) -> torchmetrics.MetricCollection:
     """A MetricCollection named `<prefix><name>` for the task's metrics."""
@@ -23,13 +29,13 @@ def build_metrics(task: str, num_labels: int, names: Sequence[str], prefix: str)
         if name not in allowed:
             raise ValueError(f"metric {name!r} is not available for {task}; choose from {list(allowed)}")
         if name == "acc":
-            metrics[name] = C.MulticlassAccuracy(num_labels, average="micro")
+            metrics[name] = C.MulticlassAccuracy(num_labels, average="micro", **LOCAL)
         elif name == "f1":
-            metrics[name] = C.BinaryF1Score() if num_labels == 2 else C.MulticlassF1Score(num_labels, average="macro")
+            metrics[name] = C.BinaryF1Score(**LOCAL) if num_labels == 2 else C.MulticlassF1Score(num_labels, average="macro", **LOCAL)
         elif name == "mcc":
-            metrics[name] = C.MulticlassMatthewsCorrCoef(num_labels)
+            metrics[name] = C.MulticlassMatthewsCorrCoef(num_labels, **LOCAL)
         elif name == "pearson":
-            metrics[name] = R.PearsonCorrCoef()
+            metrics[name] = R.PearsonCorrCoef(**LOCAL)
         elif name == "spearman":
-            metrics[name] = R.SpearmanCorrCoef()
+            metrics[name] = R.SpearmanCorrCoef(**LOCAL)
     return torchmetrics.MetricCollection(metrics, prefix=prefix)

@@ -26,6 +26,7 @@ from kdlab.methods.hinton import HintonKD
 from kdlab.models.backbone import build_model, load_tokenizer, load_trained, save_atomically, train_wordpiece
 from kdlab.pipelines.common import cached_teacher_outputs, container
 from kdlab.runner import evaluate, fit_stage
+from kdlab.utils.distributed import is_global_zero
 from kdlab.utils.run_folder import write_json
 
 log = logging.getLogger(__name__)
@@ -127,7 +128,8 @@ def obtain_teacher(
         shutil.copytree(run_dir / stage / "model", Path(tmp) / "model")
         write_json(Path(tmp) / "metrics.json", metrics)
 
-    save_atomically(stored, store)
+    if is_global_zero():  # one stored copy; the other ranks go on with the model in memory
+        save_atomically(stored, store)
     return module.model, tokenizer, metrics, f"trained in this run, stored as {stored}"
 
 

@@ -39,6 +39,7 @@ from kdlab.models.cross_encoder import build_cross_encoder, check_pair_tokenizer
 from kdlab.models.sentence_encoder import SentenceEncoder, copy_encoder, load_sentence_encoder, random_encoder
 from kdlab.pipelines.common import container
 from kdlab.runner import evaluate, fit_stage
+from kdlab.utils.distributed import is_global_zero
 from kdlab.utils.run_folder import write_json, write_text
 
 log = logging.getLogger(__name__)
@@ -297,7 +298,8 @@ def select_best(run_dir: Path, results: dict[str, float], kind: str, names: list
         return {}
     score, cycle, name = max(candidates, key=lambda item: (item[0] == item[0], item[0]))  # NaN (collapsed) ranks last
     source = run_dir / f"cycle{cycle}" / name / "model"
-    save_atomically(run_dir / "best" / kind, lambda tmp: shutil.copytree(source, tmp, dirs_exist_ok=True))
+    if is_global_zero():
+        save_atomically(run_dir / "best" / kind, lambda tmp: shutil.copytree(source, tmp, dirs_exist_ok=True))
     log.info("best %s: %s of cycle %d (dev Spearman %.2f) -> %s", kind, name, cycle, score, run_dir / "best" / kind)
     prefix = f"{name}_cycle{cycle}/"
     best = {f"{kind}/{k[len(prefix):]}": v for k, v in results.items() if k.startswith(prefix)}

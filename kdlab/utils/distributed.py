@@ -1,0 +1,76 @@
+"""Several processes (DDP, `hardware=ddp_cpu|multi_gpu|multi_node`): who writes, and how the other ranks start.
+
+Lightning's `ddp` strategy starts ranks 1..N-1 by running the same command line again (under SLURM, srun
+starts every rank): every rank runs the whole pipeline, and the trainers meet in each `fit`/`validate`.
+Work whose result must exist once — run-folder files, exports, stored teachers — is done by global rank 0
+(`is_global_zero`); the teacher-output cache is built by whichever process takes its lock first
+(kdlab/cache/teacher_outputs.py), the others read it.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+
+# Hydra flags that take their value as the next argument (the rest are flags alone or flag=value)
+_VALUE_FLAGS = {"--config-path", "-cp", "--config-name", "-cn", "--config-dir", "-cd", "--experimental-rerun"}
+
+
+def is_global_zero() -> bool:
+    """True in the process of global rank 0 (and in a single process): the one that writes run files."""
+    from pytorch_lightning.utilities.rank_zero import rank_zero_only
+
+    return getattr(rank_zero_only, "rank", 0) == 0
+
+
+def job_command(argv: Sequence[str], task_overrides: Sequence[str]) -> list[str]:
+    """The arguments that re-run one multirun job as a single run: Hydra flags kept, -m and sweep lists replaced
+    by the job's own overrides."""
+    kept: list[str] = []
+    take_next = False
+    for token in argv:
+        if take_next:
+            kept.append(token)
+            take_next = False
+        elif token in ("-m", "--multirun"):
+            continue
+        elif token.startswith("-"):
+            kept.append(token)
+            take_next = token in _VALUE_FLAGS
+    return kept + list(task_overrides)
+
+
+def _hydra_rank_command(local_rank: int) -> tuple[list[str], str]:
+    """Lightning's command for rank `local_rank` under Hydra, fixed for multirun jobs.
+
+    Lightning re-runs `sys.argv` with `hydra.run.dir=<run dir>`; in a multirun that argv is the whole sweep,
+    so rank 1 would start every job of the sweep again into a new folder. For a multirun job the other
+    ranks get the job's own overrides and its output folder instead.
+    """
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+    from hydra.utils import get_original_cwd, to_absolute_path
+
+    import __main__
+
+    hydra_cfg = HydraConfig.get()
+    if __main__.__spec__ is None:
+        command = [sys.executable, to_absolute_path(sys.argv[0])]
+    else:
+        command = [sys.executable, "-m", __main__.__spec__.name]
+    if hydra_cfg.mode == RunMode.MULTIRUN:
+        command += job_command(sys.argv[1:], hydra_cfg.overrides.task)
+        run_dir = hydra_cfg.runtime.output_dir
+    else:
+        command += sys.argv[1:]
+        run_dir = hydra_cfg.run.dir
+    command += [f'hydra.run.dir="{run_dir}"', f"hydra.job.name=train_ddp_process_{local_rank}", "hydra.output_subdir=null"]
+    return command, get_original_cwd()
+
+
+def install_rank_launch() -> None:
+    """Make Lightning's DDP launcher start the other ranks with `_hydra_rank_command` (idempotent)."""
+    from pytorch_lightning.strategies.launchers import subprocess_script
+
+    if getattr(subprocess_script._hydra_subprocess_cmd, "__name__", "") != _hydra_rank_command.__name__:
+        subprocess_script._hydra_subprocess_cmd = _hydra_rank_command
