@@ -16,7 +16,10 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import logging
 import os
+import pickle
+import re
 import shutil
 import tempfile
 from collections import Counter
@@ -29,6 +32,7 @@ from torch import nn
 
 from kdlab.errors import ConfigError, DataError
 
+log = logging.getLogger(__name__)
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 INPUT_NAMES = ["input_ids", "token_type_ids", "attention_mask"]
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt")
@@ -188,6 +192,28 @@ def config_from_spec(spec: Mapping[str, Any], tokenizer: Any, **extra: Any) -> A
     return AutoConfig.for_model(model_type, **arch, **extra)
 
 
+def remote_code(spec: Mapping[str, Any], name: str) -> dict[str, bool]:
+    """`from_pretrained` keywords for a spec's own `trust_remote_code` (off unless the spec turns it on).
+
+    When on, the model's own Python files run: a WARNING naming the model goes to the run's log (<run>/train.log)
+    and the key is in the run's resolved config (<run>/config.yaml). Never on for any other model of the run.
+    """
+    trusted = spec.get("trust_remote_code", False)
+    if not isinstance(trusted, bool):
+        raise ConfigError("model.trust_remote_code", f"must be true or false, got {trusted!r} (for {name})")
+    if not trusted:
+        return {}
+    log.warning("trust_remote_code: true for %s: the Python code shipped with this model runs", name)
+    return {"trust_remote_code": True}
+
+
+def _remote_code_hint(err: BaseException) -> str:
+    """What to do when transformers refused a model's own code."""
+    if "trust_remote_code" not in str(err):
+        return ""
+    return "; it ships its own code, which kdlab runs only if this model's trust_remote_code is true in its model config"
+
+
 def build_model(
     spec: Mapping[str, Any], task: str, labels: Sequence[str], tokenizer: Any, teacher: nn.Module | None = None
 ) -> nn.Module:
@@ -200,10 +226,11 @@ def build_model(
             raise ConfigError("model.student.from_teacher_layers", "needs a teacher (method hinton)")
         return keep_layers(teacher, list(spec["from_teacher_layers"]))
     if spec.get("name_or_path"):
+        name = str(spec["name_or_path"])
         try:
-            model = AutoModelForSequenceClassification.from_pretrained(str(spec["name_or_path"]), **head)
-        except OSError as err:
-            raise ConfigError("model.name_or_path", f"cannot load {spec['name_or_path']!r} ({str(err).splitlines()[0]})") from None
+            model = AutoModelForSequenceClassification.from_pretrained(name, **head, **remote_code(spec, name))
+        except (OSError, ValueError) as err:  # ValueError: the folder ships its own code and trust_remote_code is off
+            raise ConfigError("model.name_or_path", f"cannot load {name!r} ({_first_line(err)}){_remote_code_hint(err)}") from None
         return pretrained_layers(model, spec)
     return AutoModelForSequenceClassification.from_config(config_from_spec(spec, tokenizer, **head))
 
@@ -218,6 +245,33 @@ def checkpoint_payload(model: nn.Module, tokenizer: Any) -> dict[str, Any]:
     return {"model_config": model.config.to_dict(), "tokenizer_files": files}
 
 
+def _first_line(err: BaseException) -> str:
+    """An exception's first non-empty line without terminal colour codes."""
+    lines = [line for line in re.sub(r"\x1b\[[0-9;]*m", "", str(err)).splitlines() if line.strip()]
+    return lines[0].strip() if lines else type(err).__name__
+
+
+def load_checkpoint_file(path: str | Path, key: str) -> dict[str, Any]:
+    """A checkpoint unpickled weights-only (tensors and plain values; a pickled callable is refused, never called).
+
+    A user hands checkpoints in (`key` names where), so a file that would import or call anything while being
+    unpickled is refused with one line naming the file and what it asked for; nothing in it runs.
+    """
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        wanted = re.search(r"Unsupported global: GLOBAL (\S+)", str(err))
+        if wanted:
+            raise DataError(path, f"not a loadable kdlab checkpoint, given as {key}: refused, unpickling it would call {wanted.group(1)} "
+                                  "(kdlab loads checkpoints weights-only, tensors and plain values, so no code in a file runs)") from None
+        raise DataError(path, f"not a loadable kdlab checkpoint, given as {key} (corrupt or not a torch file: {_first_line(err)})") from None
+    except Exception as err:  # a truncated zip, a folder-like file, ...: one line, never a deep traceback
+        raise DataError(path, f"not a loadable kdlab checkpoint, given as {key} ({type(err).__name__}: {_first_line(err)})") from None
+    if not isinstance(checkpoint, dict):
+        raise DataError(path, f"not a kdlab checkpoint, given as {key} (it holds a {type(checkpoint).__name__}, not a dict)")
+    return checkpoint
+
+
 def load_trained(path: str | Path, key: str = "model.teacher.trained") -> tuple[nn.Module, Any]:
     """A fine-tuned model and its tokenizer from a HF folder or a kdlab ``.ckpt`` (loaded weights-only)."""
     from transformers import AutoConfig, AutoModelForSequenceClassification
@@ -228,20 +282,24 @@ def load_trained(path: str | Path, key: str = "model.teacher.trained") -> tuple[
     if path.is_dir():
         if not (path / "config.json").exists():
             raise ConfigError(key, f"{path} has no config.json (expected a Hugging Face model folder)")
-        return AutoModelForSequenceClassification.from_pretrained(str(path)), load_tokenizer(str(path))
+        try:
+            model = AutoModelForSequenceClassification.from_pretrained(str(path))
+        except (OSError, ValueError) as err:  # ValueError: the folder ships its own code (never run for a trained model)
+            raise ConfigError(key, f"cannot load {path} ({_first_line(err)}){_remote_code_hint(err)}") from None
+        return model, load_tokenizer(str(path))
+    checkpoint = load_checkpoint_file(path, key)
+    payload = checkpoint.get("kdlab")
+    if not isinstance(payload, dict) or not isinstance(checkpoint.get("state_dict"), dict):
+        raise DataError(path, f"checkpoint has no 'kdlab' and 'state_dict' entries (was it written by kdlab?), given as {key}")
     try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # unpickling refused or corrupt file: one line, never a deep traceback
-        raise DataError(path, f"not a loadable kdlab checkpoint ({type(err).__name__}: {str(err).splitlines()[0]})") from None
-    payload = checkpoint.get("kdlab") if isinstance(checkpoint, dict) else None
-    if not payload:
-        raise DataError(path, "checkpoint has no 'kdlab' entry (was it written by kdlab?)")
-    config_dict = dict(payload["model_config"])
-    config = AutoConfig.for_model(config_dict.pop("model_type"), **config_dict)
-    model = AutoModelForSequenceClassification.from_config(config)
-    prefix = "model."
-    state = {k[len(prefix):]: v for k, v in checkpoint["state_dict"].items() if k.startswith(prefix)}
-    model.load_state_dict(state)
+        config_dict = dict(payload["model_config"])
+        config = AutoConfig.for_model(config_dict.pop("model_type"), **config_dict)
+        model = AutoModelForSequenceClassification.from_config(config)
+        prefix = "model."
+        state = {k[len(prefix):]: v for k, v in checkpoint["state_dict"].items() if k.startswith(prefix)}
+        model.load_state_dict(state)
+    except (KeyError, TypeError, ValueError, RuntimeError) as err:  # a damaged payload: one line, not a deep traceback
+        raise DataError(path, f"checkpoint does not hold a model kdlab can rebuild, given as {key} ({type(err).__name__}: {_first_line(err)})") from None
     with tempfile.TemporaryDirectory() as tmp:
         for name, text in payload["tokenizer_files"].items():
             Path(tmp, name).write_text(text, encoding="utf-8")
