@@ -23,3 +23,11 @@ class DataError(KdlabError):
         self.line = line
         where = f"{path}:{line}" if line is not None else f"{path}"
         super().__init__(f"{where}: {message}")
+
+
+class TrainingError(KdlabError):
+    """Training cannot go on (a non-finite loss); the message names the step and the loss terms."""
+
+    def __init__(self, step: int, message: str):
+        self.step = step
+        super().__init__(message)

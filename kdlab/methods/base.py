@@ -11,6 +11,7 @@ import pytorch_lightning as pl
 import torch
 
 from kdlab.data.collate import model_inputs
+from kdlab.errors import TrainingError
 from kdlab.evaluation.task_metrics import build_metrics
 from kdlab.losses import hard_loss
 from kdlab.models.backbone import checkpoint_payload, export_model
@@ -20,6 +21,12 @@ from kdlab.optim import build_optimizer
 def task_predictions(logits: torch.Tensor, task: str) -> torch.Tensor:
     """What a task metric compares with the labels: the score (regression) or the arg-max class."""
     return logits.view(-1).float() if task == "regression" else logits.argmax(dim=-1)
+
+
+def _loss_value(value: torch.Tensor) -> str:
+    """A loss term for a one-line message: 4 significant digits, `nan`/`inf` as such."""
+    value = value.detach().float()
+    return f"{value.item():.4g}" if value.numel() == 1 else f"{value.mean().item():.4g}(mean)"
 
 
 class KDModule(pl.LightningModule):
@@ -46,10 +53,26 @@ class KDModule(pl.LightningModule):
 
     def training_step(self, batch: Mapping[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         terms = self.compute_loss(batch)
+        self._stop_on_non_finite_loss(terms, batch_idx)
         if self._logs_this_step():
             size = len(next(iter(batch.values())))
             self.log_dict({f"train/{name}": value.detach() for name, value in terms.items()}, batch_size=size)
         return terms["loss"]
+
+    def _stop_on_non_finite_loss(self, terms: Mapping[str, torch.Tensor], batch_idx: int) -> None:
+        """Raise TrainingError before a NaN/inf loss is back-propagated: never train on with it.
+
+        Every process decides together (one boolean all-reduce under DDP), so all ranks stop at the same step
+        instead of one waiting for the others' gradients. The checkpoints already written stay as they were.
+        """
+        local = bool(torch.isfinite(terms["loss"].detach()).all())
+        trainer = self._trainer
+        if local if trainer is None else trainer.strategy.reduce_boolean_decision(local, all=True):
+            return
+        shown = " ".join(f"{name}={_loss_value(value)}" for name, value in terms.items())
+        where = " (in another process)" if local else ""
+        raise TrainingError(self.global_step, f"train loss is not finite at step {self.global_step}{where}: {shown} "
+                                              f"(epoch {self.current_epoch}, batch {batch_idx}); training stopped")
 
     def _logs_this_step(self) -> bool:
         """Whether Lightning writes step logs now (every `log_every_n_steps`); train terms are logged on
