@@ -19,7 +19,7 @@ import re
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from kdlab.data.loading import check_columns, load_records
@@ -29,7 +29,7 @@ from kdlab.data.text import TextDataModule
 from kdlab.errors import ConfigError, DataError, KdlabError
 
 FUZZ = settings(
-    max_examples=60,
+    max_examples=100,
     deadline=None,
     derandomize=True,
     database=None,
@@ -40,11 +40,15 @@ HUGE = "<huge>"  # expanded after generation: a 200 000-character field (cheaper
 # errors about a whole file (or a pair of files), which have no single line to name
 WHOLE_FILE = ("empty file", "zipped files must be row-aligned", "file not found")
 
+plain = st.sampled_from(["good", "bad movie", "it is fine", "café", "日本語", "x" * 40])  # texts every loader takes
 words = st.sampled_from(["good", "bad movie", "it is \"great\"", "café", "日本語", "a,b", "x" * 40, HUGE, "\x00", "\u2028"])
 scores = st.sampled_from(["0.5", "3", "-1", "nan", "NaN", "inf", "-Infinity", "1e400", "abc", "", " ", "0x1A", "1_0", "4,5"])
 labels = st.sampled_from(["neg", "pos", " pos ", "neutral", "", "1", "NEG"])
 cells = st.one_of(words, scores, labels, st.text(max_size=12))
 garbage = st.sampled_from([b"\xff\xfe", b"\xc3", b"\x80abc", b"caf\xe9", b"\xef\xbb\xbf", b"\xed\xa0\x80"])
+GOOD_LABELS = {"classification": st.sampled_from(["neg", "pos", " pos"]), "regression": st.sampled_from(["0.5", "3", "-1", "4.25"])}
+# most lines are good, so that whole files load often enough for the checks on what loaded to bite
+ROW_KINDS = ["good"] * 14 + ["short", "long", "blank", "garbage", "random"]
 
 
 def expand(cell: str) -> str:
@@ -52,11 +56,12 @@ def expand(cell: str) -> str:
 
 
 @st.composite
-def delimited_file(draw, sep: str, header: list[str] | None) -> bytes:
-    """A tsv/csv file: an optional (maybe broken) header, then rows of random width, blank lines and garbage bytes."""
+def delimited_file(draw, sep: str, header: list[str] | None, good: st.SearchStrategy[list[str]]) -> bytes:
+    """A tsv/csv file: an optional (maybe broken) header, then mostly `good` rows among rows of the wrong width,
+    random cells, blank lines and invalid UTF-8."""
     lines: list[bytes] = []
     if header is not None:
-        broken = draw(st.sampled_from(["ok", "ok", "ok", "missing", "renamed", "extra"]))
+        broken = draw(st.sampled_from(["ok"] * 8 + ["missing", "renamed", "extra"]))
         head = list(header)
         if broken == "missing":
             head = head[:-1]
@@ -67,18 +72,23 @@ def delimited_file(draw, sep: str, header: list[str] | None) -> bytes:
         lines.append(sep.join(head).encode())
     width = len(header) if header else 3
     for _ in range(draw(st.integers(0, 6))):
-        kind = draw(st.sampled_from(["row", "row", "row", "short", "long", "blank", "garbage"]))
+        kind = draw(st.sampled_from(ROW_KINDS))
         if kind == "blank":
             lines.append(draw(st.sampled_from([b"", b"   ", sep.encode(), b"\t "])))
             continue
-        n = {"row": width, "short": max(0, width - 1), "long": width + 1}.get(kind, width)
-        row = sep.join(expand(draw(cells)) for _ in range(n)).encode("utf-8", "surrogatepass")
-        if kind == "garbage":
-            row = draw(garbage) + row
-        lines.append(row)
+        if kind == "good":
+            row = draw(good)
+        else:
+            row = [expand(draw(cells)) for _ in range({"short": max(0, width - 1), "long": width + 1}.get(kind, width))]
+        line = sep.join(row).encode("utf-8", "surrogatepass")
+        lines.append(draw(garbage) + line if kind == "garbage" else line)
     newline = draw(st.sampled_from([b"\n", b"\r\n"]))
     body = newline.join(lines) + (newline if lines and draw(st.booleans()) else b"")
     return (b"\xef\xbb\xbf" if draw(st.booleans()) else b"") + body
+
+
+def good_rows(*columns: st.SearchStrategy[str]) -> st.SearchStrategy[list[str]]:
+    return st.tuples(*columns).map(list)
 
 
 json_values = st.one_of(
@@ -92,15 +102,21 @@ bad_json_lines = st.sampled_from([
 
 
 @st.composite
-def jsonl_file(draw) -> bytes:
+def jsonl_file(draw, task: str) -> bytes:
+    """Mostly good objects among objects with values of every JSON type, bad JSON, blank lines and invalid UTF-8."""
     lines: list[bytes] = []
     for _ in range(draw(st.integers(0, 6))):
-        kind = draw(st.sampled_from(["object", "object", "object", "bad", "blank", "garbage"]))
-        if kind == "object":
+        kind = draw(st.sampled_from(ROW_KINDS))
+        if kind == "good":
+            obj = {"text": draw(plain), "label": draw(GOOD_LABELS[task])}
+            if task == "regression" and draw(st.booleans()):
+                obj["label"] = float(obj["label"])
+            lines.append(json.dumps(obj, ensure_ascii=draw(st.booleans())).encode())
+        elif kind == "random":
             obj = {key: expand(v) if isinstance(v, str) else v
                    for key, v in draw(st.fixed_dictionaries({}, optional={"text": json_values, "label": json_values, "other": json_values})).items()}
             lines.append(json.dumps(obj).encode())
-        elif kind == "bad":
+        elif kind in ("short", "long"):
             lines.append(draw(bad_json_lines).encode())
         elif kind == "blank":
             lines.append(b"  ")
@@ -172,7 +188,9 @@ def load_text_file(path: Path, raw: bytes, task: str) -> list[dict] | None:
         records = TextDataModule(cfg).records("train")
     except (DataError, ConfigError) as err:
         check_error(err, path)
+        event(f"refused: {type(err).__name__}")  # --hypothesis-show-statistics shows how often each outcome came up
         return None
+    event("loaded")
     lines = file_lines(raw)
     for record in records:
         check_record(record, lines, path, ("text",))
@@ -188,7 +206,7 @@ def load_text_file(path: Path, raw: bytes, task: str) -> list[dict] | None:
 def test_tsv_and_csv_either_load_correctly_or_name_file_and_line(folder, data, task):
     fmt = data.draw(st.sampled_from(["tsv", "csv"]))
     path = folder / f"train.{fmt}"
-    raw = data.draw(delimited_file("\t" if fmt == "tsv" else ",", ["text", "label", "id"]))
+    raw = data.draw(delimited_file("\t" if fmt == "tsv" else ",", ["text", "label", "id"], good_rows(plain, GOOD_LABELS[task], plain)))
     records = load_text_file(path, raw, task)
     if records is not None and fmt == "tsv":
         assert len(records) == data_lines(file_lines(raw), "\t", header=True)  # no row silently dropped
@@ -198,8 +216,9 @@ def test_tsv_and_csv_either_load_correctly_or_name_file_and_line(folder, data, t
 @given(data=st.data())
 def test_jsonl_either_loads_correctly_or_names_file_and_line(folder, data):
     path = folder / "train.jsonl"
-    raw = data.draw(jsonl_file())
-    records = load_text_file(path, raw, data.draw(st.sampled_from(["classification", "regression"])))
+    task = data.draw(st.sampled_from(["classification", "regression"]))
+    raw = data.draw(jsonl_file(task))
+    records = load_text_file(path, raw, task)
     if records is not None:
         lines = file_lines(raw)
         for record in records:
@@ -212,17 +231,19 @@ def test_jsonl_either_loads_correctly_or_names_file_and_line(folder, data):
 def test_separated_pair_files_either_load_or_name_file_and_line(folder, data):
     """Trans-Encoder's `sentence||sentence` files (no header) and its labelled tsv dev pairs."""
     path = folder / "pairs.txt"
-    raw = data.draw(delimited_file("||", None))
+    raw = data.draw(delimited_file("||", None, good_rows(plain, plain)))
     path.write_bytes(raw)
     dev = folder / "dev.tsv"
-    dev.write_bytes(data.draw(delimited_file("\t", ["s1", "s2", "score"])))
+    dev.write_bytes(data.draw(delimited_file("\t", ["s1", "s2", "score"], good_rows(plain, plain, GOOD_LABELS["regression"]))))
     pair_data = PairData({"train": {"path": str(path), "separator": "||", "columns": {"text": 0, "text_pair": 1}}, "validation": {"path": str(dev)},
                           "columns": {"text": "s1", "text_pair": "s2", "label": "score"}, "max_length": 16})
     try:
         pairs = pair_data.pairs()
     except (DataError, ConfigError) as err:
         check_error(err, path)
+        event(f"refused: {type(err).__name__}")
     else:
+        event("loaded")
         lines = file_lines(raw)
         assert lines is not None and pairs
         assert all(isinstance(s, str) and s.strip() for pair in pairs for s in pair)
@@ -240,12 +261,12 @@ def test_parallel_sources_either_load_or_name_file_and_line(folder, data):
     """Multilingual pairs: one tsv with source/target columns, or two line-aligned files zipped (mismatched lengths too)."""
     if data.draw(st.booleans()):
         path = folder / "parallel.tsv"
-        path.write_bytes(data.draw(delimited_file("\t", ["en", "de"])))
+        path.write_bytes(data.draw(delimited_file("\t", ["en", "de"], good_rows(plain, plain))))
         source, paths = {"path": str(path), "columns": {"source": "en", "target": "de"}, "lang": "en-de"}, (path,)
     else:
         first, second = folder / "side.en.txt", folder / "side.de.txt"
-        first.write_bytes(data.draw(delimited_file("\t", None)))
-        second.write_bytes(data.draw(delimited_file("\t", None)))
+        first.write_bytes(data.draw(delimited_file("\t", None, good_rows(plain))))
+        second.write_bytes(data.draw(delimited_file("\t", None, good_rows(plain, plain))))
         source = {"zip": [{"path": str(first), "header": False, "column": 0}, {"path": str(second), "header": False, "column": 1}],
                   "lang": "en-de"}
         paths = (first, second)
@@ -254,7 +275,9 @@ def test_parallel_sources_either_load_or_name_file_and_line(folder, data):
         pairs = read_pairs(source, "data.sources[0]")
     except (DataError, ConfigError) as err:
         check_error(err, *paths)
+        event(f"refused: {type(err).__name__}")
         return
+    event("loaded")
     for pair in pairs:
         assert pair["lang"] == "en-de"
         for side in ("source", "target"):
@@ -293,6 +316,7 @@ NASTY = [  # (file name, content, task, the error expected): the faults the fuzz
     ("deep.jsonl", b"[" * 5000 + b"]" * 5000 + b"\n", "classification", r"deep\.jsonl:1: invalid JSON \(RecursionError: maximum recursion depth"),
     ("bool.jsonl", b'{"text": "a", "label": true}\n', "regression", r"bool\.jsonl:1: score True is not a number"),
     ("list.jsonl", b'{"text": ["a", "b"], "label": "pos"}\n', "classification", r"list\.jsonl:1: text must be a string, got list \['a', 'b'\]"),
+    ("nantext.jsonl", b'{"text": NaN, "label": "pos"}\n', "classification", r"nantext\.jsonl:1: text must be a string, got float nan"),
     ("array.jsonl", b'{"text": "a", "label": "pos"}\n["a", "pos"]\n', "classification", r"array\.jsonl:2: expected a JSON object, got list"),
     ("huge.tsv", b"text\tlabel\nfine\tpos\n" + b"y" * 200_000 + b"\tpos\n", "classification",
      r"huge\.tsv:3: a field is longer than 131072 characters"),

@@ -60,9 +60,9 @@ def parse_text(record: Record, role: str) -> str:
     value = record.get(role)
     if value is None or not str(value).strip():
         raise DataError(record["_where"], f"empty {role}")
-    if isinstance(value, (bool, list, dict)):  # a jsonl value that is not text (numbers read as their digits)
+    if not isinstance(value, str):  # a jsonl number, NaN, list, ... is not a sentence
         raise DataError(record["_where"], f"{role} must be a string, got {type(value).__name__} {_short(value)}")
-    text = str(value)
+    text = value
     try:
         text.encode("utf-8")
     except UnicodeEncodeError as err:  # a JSON "\ud800": the tokenizer would fail on it with a TypeError
