@@ -62,6 +62,9 @@ def glue_mean(values: Sequence[float]) -> float:
 class BAM(KDModule):
     """A multi-task student trained on annealed teacher/gold targets (or gold labels only), evaluated per task."""
 
+    # a batch comes from one task: the other heads get no gradient in that step (DDP must be told)
+    unused_parameters = True
+
     def __init__(
         self,
         model: MultiTaskModel,

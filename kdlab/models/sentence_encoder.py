@@ -50,6 +50,11 @@ class SentenceEncoder(nn.Module):
         if projection is not None and projection.in_features != int(backbone.config.hidden_size):
             raise ValueError(f"projection takes {projection.in_features}-d inputs, the encoder's width is {backbone.config.hidden_size}")
         self.backbone = backbone
+        # the sentence embedding pools the token states: a backbone's own pooler (BERT's) is never used, so it
+        # is frozen (kept in exports) — DDP refuses trainable parameters that get no gradient
+        pooler = getattr(backbone, "pooler", None)
+        if isinstance(pooler, nn.Module):
+            pooler.requires_grad_(False)
         self.pooling = pooling
         self.normalize = bool(normalize)
         self.projection = projection
@@ -208,7 +213,7 @@ def copy_encoder(teacher: SentenceEncoder, layers: Sequence[int] | None) -> Sent
     """A trainable copy of a teacher encoder, optionally keeping only the given layers."""
     backbone = keep_layers(teacher.backbone, list(layers)) if layers else copy.deepcopy(teacher.backbone)
     projection = copy.deepcopy(teacher.projection)
-    copied = SentenceEncoder(backbone.train(), teacher.pooling, teacher.normalize, projection)
-    for parameter in copied.parameters():
-        parameter.requires_grad_(True)
-    return copied
+    for part in (backbone, projection):
+        if part is not None:
+            part.requires_grad_(True)  # a frozen teacher's copy learns (SentenceEncoder then freezes the unused pooler)
+    return SentenceEncoder(backbone.train(), teacher.pooling, teacher.normalize, projection)

@@ -9,8 +9,14 @@ Work whose result must exist once — run-folder files, exports, stored teachers
 
 from __future__ import annotations
 
+import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+
+# what Lightning's launcher sets in the process that starts the other ranks (LOCAL_RANK also tells the next
+# Trainer that the ranks exist already)
+_LAUNCH_ENV = ("MASTER_ADDR", "MASTER_PORT", "NODE_RANK", "LOCAL_RANK", "WORLD_SIZE")
 
 # Hydra flags that take their value as the next argument (the rest are flags alone or flag=value)
 _VALUE_FLAGS = {"--config-path", "-cp", "--config-name", "-cn", "--config-dir", "-cd", "--experimental-rerun"}
@@ -74,3 +80,28 @@ def install_rank_launch() -> None:
 
     if getattr(subprocess_script._hydra_subprocess_cmd, "__name__", "") != _hydra_rank_command.__name__:
         subprocess_script._hydra_subprocess_cmd = _hydra_rank_command
+
+
+@contextmanager
+def ranks_end_with_the_run() -> Iterator[None]:
+    """Ranks this process starts for a run end with it: the next run (multirun job) starts its own.
+
+    Hydra's basic launcher runs the jobs of a multirun one after another in one process. Lightning starts the
+    other ranks once per process (it then finds LOCAL_RANK set and the process group up), so without this
+    the second job would wait for ranks that finished with the first. A failing rank ends the job's other
+    processes too (Lightning's process observer), and with them the sweep.
+    """
+    before = {name: os.environ.get(name) for name in _LAUNCH_ENV}
+    try:
+        yield
+    finally:
+        if before["LOCAL_RANK"] is None and os.environ.get("LOCAL_RANK") is not None:  # this run started ranks
+            import torch.distributed as dist
+
+            if dist.is_available() and dist.is_initialized():
+                dist.destroy_process_group()
+            for name, value in before.items():
+                if value is None:
+                    os.environ.pop(name, None)
+                else:
+                    os.environ[name] = value

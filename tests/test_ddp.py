@@ -1,0 +1,157 @@
+"""Several processes (hardware=ddp_cpu: DDP over 2 gloo CPU processes) train and evaluate like one.
+
+The sampler tests check the rule every training loader follows (kdlab/data/sampling.py): one seeded order
+per epoch, global batches of data.batch_size, process r takes batch[r::N]. The CLI tests run the same short
+hinton and multilingual jobs on 1 and on 2 processes (dropout off, so no random masks differ) and compare
+every final metric; a multirun with DDP must run each job once.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+
+from conftest import run_dirs
+from kdlab.data.multitask import TaskBatchSampler
+from kdlab.data.sampling import LengthGroupedBatchSampler, ShuffledBatchSampler
+from kdlab.errors import ConfigError
+from kdlab.utils.distributed import job_command
+
+
+def merged(shares: list[list[list[int]]]) -> list[list[int]]:
+    """Per step, the union of what every process trained on, rank 0's part first."""
+    return [[i for share in step for i in share] for step in zip(*shares)]
+
+
+def as_sets(batches: list[list[int]]) -> list[set[int]]:
+    return [set(batch) for batch in batches]
+
+
+@pytest.mark.parametrize("make", [
+    lambda rank, world: ShuffledBatchSampler(101, 16, seed=5, rank=rank, world_size=world),
+    lambda rank, world: LengthGroupedBatchSampler([(i * 7) % 50 + 1 for i in range(101)], 16, mega_batches=3, seed=5, rank=rank, world_size=world),
+    lambda rank, world: TaskBatchSampler([40, 25, 36], [8, 4, 16], 0.75, seed=5, rank=rank, world_size=world),
+], ids=["shuffled", "length-grouped", "multi-task"])
+def test_processes_share_each_global_batch_of_the_single_process_order(make):
+    single = make(0, 1)
+    for epoch in (0, 3):
+        single.set_epoch(epoch)
+        whole = list(single)
+        for world in (2, 4):
+            samplers = [make(rank, world) for rank in range(world)]
+            for sampler in samplers:
+                sampler.set_epoch(epoch)
+            shares = [list(sampler) for sampler in samplers]
+            assert all(len(share) == len(sampler) for share, sampler in zip(shares, samplers))
+            # every step: the processes' parts are disjoint, equal-sized where the batch allows, and together
+            # the single process's batch (a last batch smaller than the process count is left out)
+            kept = [batch for batch in whole if len(batch) >= world]
+            assert as_sets(merged(shares)) == as_sets(kept)
+            for step in zip(*shares):
+                assert max(map(len, step)) - min(map(len, step)) <= 1
+                assert sum(map(len, step)) == len({i for part in step for i in part})
+
+
+def test_the_order_depends_only_on_seed_and_epoch():
+    a, b = ShuffledBatchSampler(50, 8, seed=1), ShuffledBatchSampler(50, 8, seed=1)
+    torch.manual_seed(123)  # the global RNG plays no part
+    first = list(a)
+    assert first == list(b)
+    assert list(a) != first  # the next pass is the next epoch
+    a.set_epoch(0)
+    assert list(a) == first
+    assert list(ShuffledBatchSampler(50, 8, seed=2)) != first
+    torch.manual_seed(7)
+    assert ShuffledBatchSampler(50, 8).seed == 7  # default: the run's seed (pl.seed_everything → torch.initial_seed)
+
+
+def test_a_global_batch_that_does_not_divide_names_the_key():
+    with pytest.raises(ConfigError, match=r"data\.batch_size: the global batch of 15 does not divide across 2 processes"):
+        ShuffledBatchSampler(100, 15, rank=0, world_size=2)
+    with pytest.raises(ConfigError, match=r"data\.tasks\.b\.batch_size"):
+        TaskBatchSampler([40, 25], [8, 5], 0.75, rank=1, world_size=2, names=["a", "b"])
+
+
+def test_other_ranks_of_a_multirun_job_rerun_that_job_only():
+    argv = ["-m", "--config-dir", "/my/conf", "loss.temperature=1,2", "hardware=ddp_cpu", "-cn=train"]
+    assert job_command(argv, ["loss.temperature=2", "hardware=ddp_cpu"]) == [
+        "--config-dir", "/my/conf", "-cn=train", "loss.temperature=2", "hardware=ddp_cpu"]
+
+
+NO_DROPOUT = [f"model.{role}.config.{key}=0" for role in ("teacher", "student")
+              for key in ("hidden_dropout_prob", "attention_probs_dropout_prob")]
+HINTON = [
+    "data.train.size=640", "data.validation.size=100", "data.test.size=100", "data.batch_size=16",
+    "method.teacher.epochs=3", "method.student.epochs=2", "model.teacher.config.num_hidden_layers=2",
+    "model.teacher.config.hidden_size=64", "model.teacher.config.intermediate_size=128", "trainer.enable_progress_bar=false",
+    *NO_DROPOUT,
+]
+MULTILINGUAL = [
+    "experiment=multilingual_toy", "data.sources.0.size=480", "data.sources.1.size=480", "data.dev.0.size=100",
+    "data.dev.1.size=100", "method.student.epochs=2", "trainer.enable_progress_bar=false",
+    "model.teacher.config.hidden_dropout_prob=0", "model.teacher.config.attention_probs_dropout_prob=0",
+]
+
+
+def one_and_two_processes(cli, args: list[str]) -> tuple[dict, dict, object]:
+    single = cli(*args, f"hydra.run.dir={cli.tmp_path / 'single'}", env={"KDLAB_CACHE_DIR": str(cli.tmp_path / "cache1")})
+    assert single.returncode == 0, single.stderr[-3000:]
+    ddp_dir = cli.tmp_path / "ddp"
+    ddp = cli(*args, "hardware=ddp_cpu", f"hydra.run.dir={ddp_dir}", env={"KDLAB_CACHE_DIR": str(cli.tmp_path / "cache2")})
+    assert ddp.returncode == 0, ddp.stderr[-3000:]
+    assert "Starting with 2 processes" in (ddp_dir / "train.log").read_text() + ddp.stdout + ddp.stderr
+    one = json.loads((cli.tmp_path / "single" / "metrics.json").read_text())
+    two = json.loads((ddp_dir / "metrics.json").read_text())
+    return one, two, ddp_dir
+
+
+def assert_same_metrics(one: dict, two: dict) -> None:
+    assert one.keys() == two.keys()
+    for key in one:
+        assert math.isclose(one[key], two[key], rel_tol=0, abs_tol=1e-3), (key, one[key], two[key])
+
+
+def test_hinton_on_two_processes_ends_with_the_single_process_metrics_and_one_cache_entry(cli):
+    one, two, ddp_dir = one_and_two_processes(cli, HINTON)
+    assert one["teacher/val/acc"] > 0.6  # the models learn, so equal figures are not two copies of chance
+    assert_same_metrics(one, two)
+    logs = {path.name: path.read_text() for path in ddp_dir.glob("*.log")}
+    assert set(logs) == {"train.log", "train_ddp_process_1.log"}
+    assert logs["train.log"].count("teacher outputs: computed") == 1  # rank 0 built the cache entry ...
+    assert "teacher outputs: read" in logs["train_ddp_process_1.log"]  # ... rank 1 waited and read it
+    assert "teacher outputs: computed" not in logs["train_ddp_process_1.log"]
+    assert (ddp_dir / "student" / "model" / "model.safetensors").exists()
+    assert len(list((cli.tmp_path / "cache2" / "teacher_outputs").glob("*.safetensors"))) == 1
+
+
+def test_multilingual_on_two_processes_ends_with_the_single_process_metrics(cli):
+    one, two, _ = one_and_two_processes(cli, MULTILINGUAL)
+    assert one["student/val/translation_acc"] > one["student_init/val/translation_acc"] + 5
+    assert_same_metrics(one, two)
+
+
+def test_a_ddp_multirun_runs_each_job_once(cli):
+    result = cli("-m", "loss.temperature=1,4", "hardware=ddp_cpu", "debug=fast", "data.train.size=200",
+                 "data.validation.size=50", "data.test.size=50", "data.batch_size=16")
+    assert result.returncode == 0, result.stderr[-3000:]
+    sweeps = sorted((cli.tmp_path / "outputs").rglob("multirun.yaml"))
+    assert len(sweeps) == 1  # rank 1 did not start a second sweep
+    folder = sweeps[0].parent
+    jobs = sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+    assert jobs == ["0", "1"]
+    for job in jobs:
+        assert json.loads((folder / job / "metrics.json").read_text())["student/val/acc"] >= 0
+        assert (folder / job / "train_ddp_process_1.log").exists()
+    assert not run_dirs(cli.tmp_path)  # no single-run folder either
+
+
+def test_a_batch_that_does_not_divide_across_processes_stops_before_training(cli):
+    result = cli("hardware=ddp_cpu", "debug=fast", "data.batch_size=15")
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1] == (
+        "kdlab: error: data.batch_size: the global batch of 15 does not divide across 2 processes "
+        "(per-process batch = global ÷ processes); use a multiple of 2")
+    assert not run_dirs(cli.tmp_path)
