@@ -58,6 +58,23 @@ def _is_fresh(run_dir: Path) -> bool:
     return run_dir.is_dir() and all(p.name in (".hydra", "train.log", "eval.log") for p in run_dir.iterdir())
 
 
+def refuse_finished_run_dir(argv: list[str]) -> None:
+    """Exit 2 when `hydra.run.dir=` names a folder holding a finished run and `resume` is not given.
+
+    Checked on the command line, before Hydra starts: Hydra would otherwise rewrite the folder's .hydra/
+    record of the finished run before kdlab's own check (kdlab/resume.py) could refuse.
+    """
+    if any(arg in ("-m", "--multirun") for arg in argv) or any(arg.startswith(("resume=", "+resume=")) for arg in argv):
+        return
+    for arg in argv:
+        if arg.startswith("hydra.run.dir="):
+            folder = Path(os.path.expanduser(arg.split("=", 1)[1].strip("\"'")))
+            if (folder / "metrics.json").is_file():
+                print(f"kdlab: error: hydra.run.dir: {folder} holds a finished run; nothing was changed. Choose another "
+                      "folder, or add resume=auto to return its results", file=sys.stderr)
+                raise SystemExit(2)
+
+
 # a failed multirun job's record in its folder, read by the sweep summary (kdlab/sweep.py)
 ERROR_FILE = "error.json"
 

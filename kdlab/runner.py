@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Mapping
 from pathlib import Path
@@ -14,6 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from kdlab.data.sampling import process_share
 from kdlab.errors import ConfigError, DataError
+from kdlab.resume import AtomicCheckpointIO, RNGStates, finished_checkpoint, last_checkpoint
 from kdlab.utils.distributed import install_rank_launch
 from kdlab.utils.run_folder import write_json
 
@@ -123,8 +125,14 @@ def _log_exported_model(cfg: DictConfig, loggers: list[Any], stage: str, folder:
             logger.experiment.log_artifacts(logger.run_id, str(folder), artifact_path="model")
 
 
-def make_trainer(cfg: DictConfig, stage: str, stage_dir: Path, epochs: int | None, monitor: str | None) -> pl.Trainer:
-    """A Trainer for a stage: `cfg.trainer` keys, checkpoints in <stage_dir>/checkpoints when training."""
+def make_trainer(
+    cfg: DictConfig, stage: str, stage_dir: Path, epochs: int | None, monitor: str | None, unused_parameters: bool = False,
+) -> pl.Trainer:
+    """A Trainer for a stage: `cfg.trainer` keys, checkpoints in <stage_dir>/checkpoints when training.
+
+    `unused_parameters`: the module leaves some trainable parameters without a gradient in a step (BAM: the
+    other tasks' heads), so DDP must look for them.
+    """
     callbacks = []
     if monitor is not None:
         for cb_name, cb_cfg in (cfg.get("callbacks") or {}).items():
@@ -139,15 +147,20 @@ def make_trainer(cfg: DictConfig, stage: str, stage_dir: Path, epochs: int | Non
     trainer_kwargs = OmegaConf.to_container(cfg.trainer, resolve=True)
     if epochs is not None:
         trainer_kwargs["max_epochs"] = int(epochs)
+    if unused_parameters and trainer_kwargs.get("strategy") == "ddp":
+        trainer_kwargs["strategy"] = "ddp_find_unused_parameters_true"
     # kdlab's loaders split each global training batch across the processes themselves and evaluate whole
     # splits in every process (kdlab/data/sampling.py): Lightning must not add a DistributedSampler
     trainer_kwargs["use_distributed_sampler"] = False
     install_rank_launch()
+    if monitor is not None:
+        callbacks.append(RNGStates())  # a resumed stage draws the random numbers the uninterrupted one would
     trainer = pl.Trainer(
         **trainer_kwargs,
         default_root_dir=str(stage_dir),
         logger=_loggers(cfg, stage) if monitor is not None else False,
         callbacks=callbacks,
+        plugins=[AtomicCheckpointIO()],
     )
     if trainer.world_size > 1 and cfg.get("data") is not None and cfg.data.get("batch_size") is not None:
         process_share(int(cfg.data.batch_size), trainer.world_size)  # fail before any work, naming data.batch_size
@@ -197,11 +210,24 @@ def fit_stage(
     """Train a module, reload its best checkpoint, evaluate on val and test, export it; returns its metrics."""
     stage_dir = run_dir / stage
     monitor = str(cfg.method.monitor)
-    trainer = make_trainer(cfg, stage, stage_dir, epochs=stage_cfg["epochs"], monitor=monitor)
-    log.info("stage %s: training for %s epochs", stage, stage_cfg["epochs"])
+    resume_from = None
+    if cfg.get("resume"):  # kdlab/resume.py: a finished stage is loaded back, a stopped one continues
+        finished = finished_checkpoint(stage_dir)
+        if finished is not None:
+            log.info("stage %s: finished in an earlier attempt; loading %s", stage, finished)
+            load_weights(module, str(finished))
+            return json.loads((stage_dir / "metrics.json").read_text(encoding="utf-8"))
+        resume_from = last_checkpoint(stage_dir)
+    trainer = make_trainer(cfg, stage, stage_dir, epochs=stage_cfg["epochs"], monitor=monitor,
+                           unused_parameters=bool(getattr(module, "unused_parameters", False)))
+    if resume_from is not None:
+        log.info("stage %s: continuing from %s", stage, resume_from)
+    else:
+        log.info("stage %s: training for %s epochs", stage, stage_cfg["epochs"])
     failed = True
     try:
-        trainer.fit(module, datamodule=datamodule)
+        trainer.fit(module, datamodule=datamodule, ckpt_path=str(resume_from) if resume_from is not None else None,
+                    weights_only=True)  # a checkpoint is data: nothing in it may run code when it loads
         best = _best_checkpoint(trainer)
         if best:
             log.info("stage %s: best checkpoint %s", stage, best)

@@ -8,10 +8,12 @@
 
 from __future__ import annotations
 
+import sys
+
 import hydra
 from omegaconf import DictConfig
 
-from kdlab.app import conf_dir, guarded, register_resolvers
+from kdlab.app import conf_dir, guarded, refuse_finished_run_dir, register_resolvers
 
 register_resolvers()
 
@@ -27,8 +29,14 @@ def train(cfg: DictConfig) -> float | None:
 
 
 @hydra.main(version_base="1.3", config_path=conf_dir(), config_name="train")
-def main(cfg: DictConfig) -> float | None:
+def _hydra_main(cfg: DictConfig) -> float | None:
     return guarded(train, cfg)
+
+
+def main() -> float | None:
+    """`kdlab-train`: refuse a finished run folder before Hydra writes into it, then compose and run."""
+    refuse_finished_run_dir(sys.argv[1:])
+    return _hydra_main()
 
 
 if __name__ == "__main__":

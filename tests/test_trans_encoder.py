@@ -236,7 +236,10 @@ def test_a_killed_run_restarts_from_its_last_finished_step(cli, tmp_path):
     stamp = cross_ckpt.stat().st_mtime_ns
     labels_before = (run / "cycle1" / "pseudo_labels_cross.tsv").read_text()
 
-    out = cli(*args, f"hydra.run.dir={run}")
+    refused = cli(*args, f"hydra.run.dir={run}")  # without resume=auto an unfinished run folder is left alone
+    assert refused.returncode == 2 and "holds an unfinished run; add resume=auto" in refused.stderr
+
+    out = cli(*args, f"hydra.run.dir={run}", "resume=auto")
     assert out.returncode == 0, out.stderr[-3000:]
     assert "resuming" in out.stderr + out.stdout
     assert json.loads(progress_file.read_text())["done"][-1] == "cycle1/bi_train"
@@ -244,9 +247,9 @@ def test_a_killed_run_restarts_from_its_last_finished_step(cli, tmp_path):
     assert (run / "cycle1" / "pseudo_labels_cross.tsv").read_text() == labels_before
     assert "bi_cycle1/val/spearman" in json.loads((run / "metrics.json").read_text())
 
-    changed = cli(*args, "method.bi.optimizer.lr=1e-3", f"hydra.run.dir={run}")
+    changed = cli(*args, "method.bi.optimizer.lr=1e-3", f"hydra.run.dir={run}", "resume=auto")
     assert changed.returncode == 2
-    assert "kdlab: error: hydra.run.dir:" in changed.stderr and "different config" in changed.stderr
+    assert "kdlab: error: resume:" in changed.stderr and "another config" in changed.stderr
 
 
 def test_config_faults_are_one_line_errors(cli):

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable
 from pathlib import Path
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from kdlab.pipelines.common import print_table
-from kdlab.utils.distributed import is_global_zero
+from kdlab.resume import is_finished, resume_folder, start_folder
+from kdlab.utils.distributed import is_global_zero, ranks_end_with_the_run
 from kdlab.utils.run_folder import write_json, write_run_info
 
 log = logging.getLogger(__name__)
@@ -34,13 +36,30 @@ def _pipeline(name: str) -> Callable[[DictConfig, Path], dict[str, float]]:
 
 
 def run(cfg: DictConfig) -> float | None:
-    """Run the configured method, write metrics.json, print the results table, return the optimised metric."""
+    """Run the configured method (or continue it: `resume`, kdlab/resume.py), write metrics.json, print the
+    results table, return the optimised metric."""
     run_dir = Path(cfg.paths.output_dir)
+    folder = resume_folder(cfg, run_dir)  # a ConfigError here changes nothing on disk
+    if folder is not None and folder != run_dir:
+        log.info("resume: continuing %s (this attempt's log stays in %s)", folder, run_dir)
+        with open_dict(cfg):
+            cfg.paths.output_dir = str(folder)
+        run_dir = folder
+    if folder is not None and is_finished(folder):
+        log.info("resume: %s finished earlier; its results are returned, nothing is run again", folder)
+        results = json.loads((folder / "metrics.json").read_text(encoding="utf-8"))
+    else:
+        if is_global_zero():
+            if folder is None:
+                write_run_info(run_dir, OmegaConf.to_yaml(cfg, resolve=True))
+                start_folder(cfg, run_dir)
+            else:
+                log.info("resume: continuing %s", run_dir)
+        with ranks_end_with_the_run():
+            results = _pipeline(cfg.method.name)(cfg, run_dir)
+        if is_global_zero():  # every rank has the same results (kdlab/utils/distributed.py); rank 0 writes them
+            write_json(run_dir / "metrics.json", results)
     if is_global_zero():
-        write_run_info(run_dir, OmegaConf.to_yaml(cfg, resolve=True))
-    results = _pipeline(cfg.method.name)(cfg, run_dir)
-    if is_global_zero():  # every rank has the same results (kdlab/utils/distributed.py); rank 0 writes them
-        write_json(run_dir / "metrics.json", results)
         print_table(results, list(cfg.method.report_metrics))
         log.info("run folder: %s", run_dir)
     metric = cfg.get("optimized_metric")

@@ -18,7 +18,6 @@ outputs, so it continues from the first unfinished step.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import shutil
@@ -38,6 +37,7 @@ from kdlab.models.bi_encoder import pair_cosines
 from kdlab.models.cross_encoder import build_cross_encoder, check_pair_tokenizer, cross_encoder_from, cross_scores
 from kdlab.models.sentence_encoder import SentenceEncoder, copy_encoder, load_sentence_encoder, random_encoder
 from kdlab.pipelines.common import container
+from kdlab.resume import config_hash
 from kdlab.runner import evaluate, fit_stage
 from kdlab.utils.distributed import is_global_zero
 from kdlab.utils.run_folder import write_json, write_text
@@ -74,13 +74,6 @@ class Progress:
         self.state["results"].update(results or {})
         self.state["done"].append(step)
         write_json(self.path, self.state)
-
-
-def config_hash(cfg: DictConfig) -> str:
-    """What decides a run's outputs: method, models, data, seed and trainer settings (not paths or logging)."""
-    parts = {key: container(cfg.get(key)) for key in ("method", "model", "data", "seed")}
-    parts["trainer"] = {k: v for k, v in container(cfg.trainer).items() if k not in ("enable_progress_bar", "enable_model_summary")}
-    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 def _tokenizer(cfg: DictConfig, spec: dict[str, Any], data: PairData) -> Any:
