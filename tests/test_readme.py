@@ -77,7 +77,7 @@ GRID = "kdlab-train -m loss.temperature=1,2,4 loss.alpha=0.5,0.9"
 # README command → {placeholder: (the README command whose run or sweep folder fills it, path inside that folder)}
 FILL = {
     "kdlab-train model.teacher.trained=PATH": {"PATH": ("kdlab-train", "teacher/model")},
-    "kdlab-train experiment=trans_encoder_toy hydra.run.dir=outputs/runs/<run>":
+    "kdlab-train experiment=trans_encoder_toy hydra.run.dir=outputs/runs/<run> resume=auto":
         {"outputs/runs/<run>": ("kdlab-train experiment=trans_encoder_toy", "")},
     "kdlab-eval model_path=outputs/runs/<run>/student/model data=multitask_toy":
         {"outputs/runs/<run>": ("kdlab-train experiment=bam_toy", "")},
