@@ -15,6 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from kdlab.data.loading import check_columns
+from kdlab.data.processes import process_share
 from kdlab.data.task_list import check_exponent, task_configs
 from kdlab.errors import ConfigError
 from kdlab.evaluation.names import CLASSIFICATION_METRICS, REGRESSION_METRICS
@@ -342,8 +343,24 @@ def validate_bam(cfg: DictConfig) -> None:
             raise ConfigError("optimized_metric", f"must be <student|teacher>/<val|test>/glue_mean or .../<task>/<metric> of data.tasks, got {metric!r}")
 
 
+def validate_processes(cfg: DictConfig) -> None:
+    """With a known number of DDP processes (devices given as a count), every global batch size must divide by it."""
+    trainer = cfg.get("trainer") or {}
+    devices, nodes = trainer.get("devices"), trainer.get("num_nodes") or 1
+    if "ddp" not in str(trainer.get("strategy")) or not isinstance(devices, int) or devices < 1 or not isinstance(nodes, int):
+        return  # one process, or a count known only at run time (devices: -1 / "auto"): checked when the Trainer exists
+    world = devices * nodes
+    data = cfg.get("data") or {}
+    if data.get("batch_size") is not None:
+        process_share(int(data.batch_size), world)
+    for index, task in enumerate(data.get("tasks") or []):
+        if task.get("batch_size") is not None:
+            process_share(int(task.batch_size), world, f"data.tasks.{task.get('name', index)}.batch_size")
+
+
 def validate(cfg: DictConfig) -> None:
     """Raise ConfigError for the first problem found in a composed training config."""
+    validate_processes(cfg)
     method = _require(cfg, "method.name")
     if method not in METHODS:
         raise ConfigError("method.name", f"must be one of {list(METHODS)}, got {method!r}")

@@ -13,7 +13,7 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from kdlab.data.sampling import process_share
+from kdlab.data.processes import process_share
 from kdlab.errors import ConfigError, DataError
 from kdlab.resume import AtomicCheckpointIO, RNGStates, finished_checkpoint, last_checkpoint
 from kdlab.utils.distributed import install_rank_launch

@@ -94,3 +94,42 @@ def test_an_entry_that_does_not_match_its_inputs_is_refused(tmp_path):
     (tmp_path / "bad.safetensors").write_bytes(b"not a safetensors file")
     with pytest.raises(DataError, match="unreadable teacher-output cache entry"):
         cache.load("bad", [("a", None)])
+
+
+CONCURRENT_USER = """
+import sys, time, torch
+from pathlib import Path
+from kdlab.cache.teacher_outputs import TeacherOutputCache
+root, log, start = Path(sys.argv[1]), Path(sys.argv[2]), float(sys.argv[3])
+inputs = [(f"sentence {i}", None) for i in range(50)]
+def compute(items):
+    with open(log, "a") as handle:
+        handle.write("computed\\n")
+    time.sleep(1.0)  # long enough that the other process asks while this one computes
+    return torch.arange(len(items) * 3, dtype=torch.float32).view(len(items), 3)
+while time.time() < start:
+    time.sleep(0.005)
+outputs, hit = TeacherOutputCache(root).get_or_compute("k" * 32, inputs, compute)
+print(hit, float(outputs.sum()))
+"""
+
+
+def test_two_processes_needing_one_entry_compute_it_once_and_read_the_same(tmp_path):
+    import subprocess
+    import sys
+    import time
+
+    from conftest import REPO
+
+    log = tmp_path / "calls.log"
+    start = time.time() + 3  # both processes ask for the entry at the same moment
+    procs = [subprocess.Popen([sys.executable, "-c", CONCURRENT_USER, str(tmp_path / "cache"), str(log), str(start)],
+                              cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    outs = [proc.communicate(timeout=120) for proc in procs]
+    assert all(proc.returncode == 0 for proc in procs), [err[-2000:] for _, err in outs]
+    assert log.read_text() == "computed\n"  # one computation ...
+    hits = sorted(out.split()[0] for out, _ in outs)
+    assert hits == ["False", "True"]  # ... the other process read its entry
+    expected = float(torch.arange(150, dtype=torch.float32).sum())
+    assert [float(out.split()[1]) for out, _ in outs] == [expected, expected]
+    assert TeacherOutputCache(tmp_path / "cache").load("k" * 32, [(f"sentence {i}", None) for i in range(50)]) is not None

@@ -120,9 +120,9 @@ def test_hinton_on_two_processes_ends_with_the_single_process_metrics_and_one_ca
     assert_same_metrics(one, two)
     logs = {path.name: path.read_text() for path in ddp_dir.glob("*.log")}
     assert set(logs) == {"train.log", "train_ddp_process_1.log"}
-    assert logs["train.log"].count("teacher outputs: computed") == 1  # rank 0 built the cache entry ...
-    assert "teacher outputs: read" in logs["train_ddp_process_1.log"]  # ... rank 1 waited and read it
-    assert "teacher outputs: computed" not in logs["train_ddp_process_1.log"]
+    # one process built the cache entry (whichever took its lock first), the other waited and read it
+    assert sorted(log.count("teacher outputs: computed") for log in logs.values()) == [0, 1]
+    assert sorted(log.count("teacher outputs: read") for log in logs.values()) == [0, 1]
     assert (ddp_dir / "student" / "model" / "model.safetensors").exists()
     assert len(list((cli.tmp_path / "cache2" / "teacher_outputs").glob("*.safetensors"))) == 1
 

@@ -29,7 +29,8 @@ from torch.utils.data import DataLoader
 
 from kdlab.cache.teacher_outputs import content_id
 from kdlab.data.collate import PadCollator
-from kdlab.data.sampling import ShardedBatchSampler, make_loader, process_rank, process_share
+from kdlab.data.processes import process_rank, process_share
+from kdlab.data.sampling import ShardedBatchSampler, make_loader
 from kdlab.data.task_list import check_exponent, task_configs
 from kdlab.data.text import TextDataModule
 

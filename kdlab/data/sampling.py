@@ -31,21 +31,13 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, Sampler
 
-from kdlab.errors import ConfigError
+from kdlab.data.processes import process_rank, process_share
 
 
 def epoch_generator(seed: int, epoch: int, salt: str = "") -> torch.Generator:
     """A torch RNG that depends only on (seed, epoch, salt): the same in every process."""
     digest = hashlib.sha256(f"kdlab:{salt}:{seed}:{epoch}".encode()).digest()
     return torch.Generator().manual_seed(int.from_bytes(digest[:8], "little") & (2**63 - 1))
-
-
-def process_share(batch_size: int, world_size: int, key: str = "data.batch_size") -> int:
-    """The per-process batch size for a global batch; ConfigError naming `key` when it does not divide."""
-    if world_size > 1 and batch_size % world_size:
-        raise ConfigError(key, f"the global batch of {batch_size} does not divide across {world_size} processes "
-                               f"(per-process batch = global ÷ processes); use a multiple of {world_size}")
-    return batch_size // world_size
 
 
 class ShardedBatchSampler(Sampler[list[int]]):
@@ -147,13 +139,6 @@ class LengthGroupedBatchSampler(ShardedBatchSampler):
         if self.drop_last or rest == 0:
             return full
         return full + (1 if self.world_size == 1 or rest >= self.world_size else 0)
-
-
-def process_rank(trainer: Any) -> tuple[int, int]:
-    """(this process's global rank, number of processes) of a Trainer, (0, 1) without one."""
-    if trainer is None:
-        return 0, 1
-    return int(trainer.global_rank), int(trainer.world_size)
 
 
 def make_loader(
