@@ -173,6 +173,9 @@ def _as_hydra_job(cfg: DictConfig, log_file: Path) -> Iterator[None]:
 def _run_job(cfg: DictConfig, job: DictConfig, run_dir: Path, overrides: list[str], sweep_job: bool = False) -> Run:
     """Run a checked job config in `run_dir`. A single run that stops on a KdlabError before writing anything
     leaves no folder behind; a sweep job keeps its folder (the sweep summary lists it)."""
+    if "ddp" in str(OmegaConf.select(job, "trainer.strategy")):
+        raise ConfigError("trainer.strategy", "DDP starts its other processes by running the command line again: "
+                                              "run several-process configs (hardware=ddp_cpu|multi_gpu|multi_node) with kdlab-train")
     from kdlab.pipelines import run
 
     _write_hydra_files(cfg, job, run_dir)
@@ -211,6 +214,9 @@ def train(*overrides: str, output_dir: str | Path | None = None) -> Run:
 
     cfg = compose(*overrides)
     run_dir = Path(output_dir) if output_dir is not None else _unique(Path(_select(cfg, "hydra.run.dir")))
+    if (run_dir / "metrics.json").is_file() and not any(o.startswith(("resume=", "+resume=")) for o in overrides):
+        raise ConfigError("output_dir", f"{run_dir} holds a finished run; nothing was changed. Choose another folder, "
+                                        "or add the override resume=auto to return its results")
     job = _job_config(cfg, run_dir)
     validate(job)
     return _run_job(cfg, job, run_dir, list(overrides))

@@ -307,7 +307,8 @@ class Workspace:
         if cmd.text in FILL:  # before `before`: filling may run the command that makes the folder
             overrides = [self.fill(cmd, o) for o in overrides]
         before = self.folders()
-        if cmd.multirun or cmd.uses("hydra") or cmd.uses("hparams_search="):
+        # DDP starts its other ranks by running the command line again: only from a real kdlab-train command
+        if cmd.multirun or cmd.uses("hydra") or cmd.uses("hparams_search=") or cmd.uses("hardware=ddp"):
             args = [sys.executable, "-m", "kdlab.train", *(["-m"] if cmd.multirun else []), *overrides]
             result = self.run(args, cmd, timeout=1800)
             assert result.returncode == 0, f"README line {cmd.line}: {cmd.text}\n{result.stderr[-3000:]}"
