@@ -274,9 +274,9 @@ def validate_layerwise_decay(cfg: DictConfig, key: str) -> None:
         raise ConfigError(f"{key}.layerwise_decay", f"must be in (0, 1] (1.0 = off), got {beta:g}")
 
 
-def validate_stages(cfg: DictConfig) -> None:
-    """Each training stage (method.teacher / method.student) has epochs >= 1 and lr > 0."""
-    for stage in ("teacher", "student"):
+def validate_stages(cfg: DictConfig, stages: tuple[str, ...] = ("teacher", "student")) -> None:
+    """Each training stage the method has (method.teacher / method.student) has epochs >= 1 and lr > 0."""
+    for stage in stages:
         node = cfg.method.get(stage)
         if node is None:
             continue
@@ -386,7 +386,7 @@ def validate(cfg: DictConfig) -> None:
         implementation = OmegaConf.select(cfg, "method.student.optimizer.implementation")
         if implementation not in IMPLEMENTATIONS:
             raise ConfigError("method.student.optimizer.implementation", f"must be one of {list(IMPLEMENTATIONS)}, got {implementation!r}")
-        validate_stages(cfg)
+        validate_stages(cfg, ("student",))  # the teacher is used as it is (debug=fast's method.teacher.epochs is ignored)
         return
     if method == "hinton":
         validate_loss(cfg)

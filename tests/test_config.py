@@ -130,6 +130,16 @@ def test_hardware_configs_set_the_trainer(fake_data_dir, tmp_path):
     assert (gpu.accelerator, gpu.precision) == ("gpu", "bf16-mixed")
     multi = composed(["hardware=multi_gpu"], tmp_path).trainer
     assert (multi.strategy, multi.devices) == ("ddp", -1)
+    ddp_cpu = composed(["hardware=ddp_cpu"], tmp_path).trainer
+    assert (ddp_cpu.accelerator, ddp_cpu.strategy, ddp_cpu.devices) == ("cpu", "ddp", 2)
+    nodes = composed(["hardware=multi_node"], tmp_path).trainer
+    assert (nodes.strategy, nodes.devices, nodes.num_nodes) == ("ddp", 4, 2)
+
+
+@pytest.mark.parametrize("experiment", ["multilingual_toy", "trans_encoder_toy", "bam_toy", None])
+def test_debug_fast_validates_for_every_toy_experiment(experiment, tmp_path):
+    """debug=fast sets method.teacher.epochs; methods without a teacher stage (multilingual) ignore it."""
+    validate(composed(["debug=fast", *([f"experiment={experiment}"] if experiment else [])], tmp_path))
 
 
 def cli_error(cli, *args, env=None):
