@@ -155,3 +155,10 @@ def test_a_batch_that_does_not_divide_across_processes_stops_before_training(cli
         "kdlab: error: data.batch_size: the global batch of 15 does not divide across 2 processes "
         "(per-process batch = global ÷ processes); use a multiple of 2")
     assert not run_dirs(cli.tmp_path)
+
+
+def test_trans_encoder_refuses_several_processes_before_any_work(cli):
+    result = cli("experiment=trans_encoder_toy", "hardware=ddp_cpu")
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1].startswith("kdlab: error: trainer.strategy: Trans-Encoder runs on one process only")
+    assert not run_dirs(cli.tmp_path)
