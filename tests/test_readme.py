@@ -416,7 +416,11 @@ def _recipe(target: str) -> list[str]:
     """The last command `make -n <target>` prints (the target's own recipe; install steps come before it)."""
     if shutil.which("make") is None:
         pytest.skip("make is not installed")
-    result = subprocess.run(["make", "-n", target], cwd=REPO, capture_output=True, text=True, timeout=60)
+    # under `make test` (CI) this runs inside make: without its MAKELEVEL/MAKEFLAGS and with --no-print-directory
+    # the sub-make prints no "make[1]: Leaving directory" line after the recipe
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKELEVEL", "MAKEFLAGS", "MFLAGS", "MAKEOVERRIDES")}
+    result = subprocess.run(["make", "--no-print-directory", "-n", target], cwd=REPO, env=env, capture_output=True,
+                            text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     words = shlex.split(result.stdout.strip().splitlines()[-1])
     return [w.removeprefix(".venv/bin/") for w in words]
