@@ -85,7 +85,7 @@ NO_DROPOUT = [f"model.{role}.config.{key}=0" for role in ("teacher", "student")
               for key in ("hidden_dropout_prob", "attention_probs_dropout_prob")]
 HINTON = [
     "data.train.size=640", "data.validation.size=100", "data.test.size=100", "data.batch_size=16",
-    "method.teacher.epochs=3", "method.student.epochs=2", "model.teacher.config.num_hidden_layers=2",
+    "method.teacher.epochs=3", "method.teacher.optimizer.lr=1e-3", "method.student.epochs=2", "model.teacher.config.num_hidden_layers=2",
     "model.teacher.config.hidden_size=64", "model.teacher.config.intermediate_size=128", "trainer.enable_progress_bar=false",
     *NO_DROPOUT,
 ]

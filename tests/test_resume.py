@@ -19,7 +19,7 @@ from conftest import REPO, run_dirs
 
 RUN = [
     "data.train.size=1200", "data.validation.size=100", "data.test.size=100", "data.batch_size=16",
-    "method.teacher.epochs=2", "method.student.epochs=3", "model.teacher.config.num_hidden_layers=2",
+    "method.teacher.epochs=2", "method.teacher.optimizer.lr=1e-3", "method.student.epochs=3", "model.teacher.config.num_hidden_layers=2",
     "model.teacher.config.hidden_size=64", "model.teacher.config.intermediate_size=128",
     "trainer.enable_progress_bar=false",  # dropout stays on: the restored RNG state must give the same masks
 ]
