@@ -352,7 +352,7 @@ def validate_processes(cfg: DictConfig) -> None:
     trainer = cfg.get("trainer") or {}
     devices, nodes = trainer.get("devices"), trainer.get("num_nodes") or 1
     if "ddp" not in str(trainer.get("strategy")) or not isinstance(devices, int) or devices < 1 or not isinstance(nodes, int):
-        return  # one process, or a count known only at run time (devices: -1 / "auto"): checked when the Trainer exists
+        return  # one process, or a count known only at run time (devices: -1 / "auto"): the training samplers check it
     world = devices * nodes
     data = cfg.get("data") or {}
     if data.get("batch_size") is not None:

@@ -13,7 +13,6 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from kdlab.data.processes import process_share
 from kdlab.errors import ConfigError, DataError
 from kdlab.resume import AtomicCheckpointIO, RNGStates, finished_checkpoint, last_checkpoint
 from kdlab.utils.distributed import install_rank_launch
@@ -155,16 +154,13 @@ def make_trainer(
     install_rank_launch()
     if monitor is not None:
         callbacks.append(RNGStates())  # a resumed stage draws the random numbers the uninterrupted one would
-    trainer = pl.Trainer(
+    return pl.Trainer(
         **trainer_kwargs,
         default_root_dir=str(stage_dir),
         logger=_loggers(cfg, stage) if monitor is not None else False,
         callbacks=callbacks,
         plugins=[AtomicCheckpointIO()],
     )
-    if trainer.world_size > 1 and cfg.get("data") is not None and cfg.data.get("batch_size") is not None:
-        process_share(int(cfg.data.batch_size), trainer.world_size)  # fail before any work, naming data.batch_size
-    return trainer
 
 
 def _best_checkpoint(trainer: pl.Trainer) -> str | None:

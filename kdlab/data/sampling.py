@@ -92,10 +92,6 @@ class ShuffledBatchSampler(ShardedBatchSampler):
         order = torch.randperm(self.size, generator=epoch_generator(self.seed, epoch)).tolist()
         return [order[i : i + self.batch_size] for i in range(0, self.size, self.batch_size)]
 
-    def __len__(self) -> int:
-        full, rest = divmod(self.size, self.batch_size)
-        return full + (1 if rest >= self.world_size else 0) if self.world_size > 1 else full + (1 if rest else 0)
-
 
 class LengthGroupedBatchSampler(ShardedBatchSampler):
     """Global batches of similar lengths (module docstring), a new grouping every epoch."""
@@ -133,12 +129,6 @@ class LengthGroupedBatchSampler(ShardedBatchSampler):
         if self.drop_last:
             batches = [b for b in batches if len(b) == self.batch_size]
         return [batches[position] for position in torch.randperm(len(batches), generator=generator).tolist()]
-
-    def __len__(self) -> int:
-        full, rest = divmod(len(self.lengths), self.batch_size)
-        if self.drop_last or rest == 0:
-            return full
-        return full + (1 if self.world_size == 1 or rest >= self.world_size else 0)
 
 
 def make_loader(
