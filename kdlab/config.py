@@ -140,10 +140,6 @@ def validate_parallel_data(cfg: DictConfig) -> None:
 
 def validate_trans_encoder(cfg: DictConfig) -> None:
     """Trans-Encoder: the pair data (columns, scores for dev/test, pair source), the model lists, each stage's settings."""
-    trainer = cfg.get("trainer") or {}
-    if "ddp" in str(trainer.get("strategy")) and (trainer.get("devices") != 1 or (trainer.get("num_nodes") or 1) != 1):
-        raise ConfigError("trainer.strategy", "Trans-Encoder runs on one process only for now (its pseudo-labelling steps "
-                                              "between stages write and read shared files); use hardware=cpu or hardware=gpu")
     columns = OmegaConf.to_container(_require(cfg, "data.columns"), resolve=True)
     for role in ("text", "text_pair"):
         if columns.get(role) is None:

@@ -2,8 +2,10 @@
 
 The sampler tests check the rule every training loader follows (kdlab/data/sampling.py): one seeded order
 per epoch, global batches of data.batch_size, process r takes batch[r::N]. The CLI tests run the same short
-hinton and multilingual jobs on 1 and on 2 processes (dropout off, so no random masks differ) and compare
-every final metric; a multirun with DDP must run each job once.
+hinton, multilingual and Trans-Encoder jobs on 1 and on 2 processes (dropout off, so no random masks differ)
+and compare every final metric; a multirun with DDP must run each job once. The collectives kdlab adds
+(pseudo-labels computed in shares, SimCSE's negatives gathered with gradients) are checked against the
+one-process values in two real processes.
 """
 
 from __future__ import annotations
@@ -157,8 +159,71 @@ def test_a_batch_that_does_not_divide_across_processes_stops_before_training(cli
     assert not run_dirs(cli.tmp_path)
 
 
-def test_trans_encoder_refuses_several_processes_before_any_work(cli):
-    result = cli("experiment=trans_encoder_toy", "hardware=ddp_cpu")
-    assert result.returncode == 2
-    assert result.stderr.strip().splitlines()[-1].startswith("kdlab: error: trainer.strategy: Trans-Encoder runs on one process only")
-    assert not run_dirs(cli.tmp_path)
+TRANS_ENCODER = [
+    "experiment=trans_encoder_toy", "trainer.enable_progress_bar=false", "method.cycles=1", "data.train.size=160",
+    "data.validation.size=80", "data.test.size=80", "method.simcse.epochs=1", "method.cross.epochs=1", "method.bi.epochs=1",
+    "method.bi.batch_size=32",
+    *[f"model.{kind}.0.config.{key}=0" for kind in ("bi_encoders", "cross_encoders")
+      for key in ("hidden_dropout_prob", "attention_probs_dropout_prob")],
+]
+
+
+def test_trans_encoder_on_two_processes_labels_in_shares_and_ends_with_the_single_process_metrics(cli):
+    one, two, ddp_dir = one_and_two_processes(cli, TRANS_ENCODER)
+    assert_same_metrics(one, two)
+    for kind in ("bi", "cross"):  # the gathered pseudo-labels are the single process's, and not all alike
+        single = (cli.tmp_path / "single" / "cycle1" / f"pseudo_labels_{kind}.tsv").read_text().splitlines()
+        shared = (ddp_dir / "cycle1" / f"pseudo_labels_{kind}.tsv").read_text().splitlines()
+        assert len(shared) == len(single) == 161
+        labels = [(float(a.split("\t")[2]), float(b.split("\t")[2])) for a, b in zip(single[1:], shared[1:])]
+        assert max(abs(a - b) for a, b in labels) < 1e-6
+        assert torch.tensor([a for a, _ in labels]).std() > 1e-5
+    progress = json.loads((ddp_dir / "progress.json").read_text())
+    assert progress["done"] == ["start", "cycle1/bi_labels", "cycle1/cross_train", "cycle1/cross_labels", "cycle1/bi_train"]
+    assert (ddp_dir / "best" / "bi" / "config.json").exists() and (ddp_dir / "train_ddp_process_1.log").exists()
+
+
+def _collectives_worker(rank: int, world: int, init_file: str) -> None:
+    """One process of test_collectives_…: checks computed_in_shares and gathered_rows against one process's values."""
+    import torch.distributed as dist
+
+    from kdlab.losses import simcse_loss
+    from kdlab.utils.distributed import computed_in_shares, gathered_rows
+
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
+    items = [f"sentence {i}" for i in range(7)]  # 7 items: shares of 4 and 3
+    seen: list[str] = []
+
+    def lengths(share):
+        seen.extend(share)
+        return torch.tensor([[len(text), i] for i, text in enumerate(share)], dtype=torch.float)
+
+    gathered = computed_in_shares(lengths, items)
+    assert seen == items[rank::world]  # this process did its share only
+    assert gathered[:, 0].tolist() == [float(len(text)) for text in items]
+
+    torch.manual_seed(0)  # the global batch, the same in every process
+    first, second = torch.randn(6, 8, dtype=torch.float64), torch.randn(6, 8, dtype=torch.float64)
+    whole_first, whole_second = first.clone().requires_grad_(), second.clone().requires_grad_()
+    whole = simcse_loss(whole_first, whole_second, 0.05)
+    whole.backward()
+    mine = list(range(6))[rank::world]
+    own_first, own_second = first[mine].clone().requires_grad_(), second[mine].clone().requires_grad_()
+    columns, offset = gathered_rows(own_second)
+    assert offset == 3 * rank and torch.equal(columns.detach(), torch.cat([second[r::world] for r in range(world)]))
+    loss = simcse_loss(own_first, columns, 0.05, offset)
+    loss.backward()
+    losses = [torch.zeros((), dtype=torch.float64) for _ in range(world)]
+    dist.all_gather(losses, loss.detach())
+    # DDP averages gradients over processes: the mean of the processes' losses and their averaged gradients are
+    # the single process's loss and gradients
+    assert torch.allclose(torch.stack(losses).mean(), whole.detach(), atol=1e-12)
+    assert torch.allclose(own_first.grad / world, whole_first.grad[mine], atol=1e-12)
+    assert torch.allclose(own_second.grad / world, whole_second.grad[mine], atol=1e-12)
+    dist.destroy_process_group()
+
+
+def test_collectives_give_every_process_the_single_process_values(tmp_path):
+    import torch.multiprocessing as mp
+
+    mp.spawn(_collectives_worker, args=(2, str(tmp_path / "init")), nprocs=2, join=True)

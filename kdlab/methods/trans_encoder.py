@@ -25,6 +25,7 @@ from kdlab.evaluation.sts import spearman
 from kdlab.losses import pseudo_label_loss, simcse_loss
 from kdlab.methods.base import KDModule
 from kdlab.models.sentence_encoder import SentenceEncoder
+from kdlab.utils.distributed import gathered_rows
 
 
 class PairScoringStage(KDModule):
@@ -102,6 +103,7 @@ class SimCSEStage(BiEncoderStage):
         self.temperature = float(temperature)
 
     def compute_loss(self, batch: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The loss over the global batch: under DDP the negatives are every process's second views."""
         first = self.model(batch["input_ids"], batch["attention_mask"])
-        second = self.model(batch["input_ids"], batch["attention_mask"])
-        return {"loss": simcse_loss(first, second, self.temperature)}
+        second, offset = gathered_rows(self.model(batch["input_ids"], batch["attention_mask"]))
+        return {"loss": simcse_loss(first, second, self.temperature, offset)}

@@ -12,8 +12,13 @@ With N bi- and N cross-encoders (`model.bi_encoders`, `model.cross_encoders`) th
 variant. Run folder: trans_encoder.json (pair source, losses, cycle settings), start/bi*/ (B₀),
 cycle<c>/pseudo_labels_{bi,cross}.tsv, cycle<c>/{bi,cross}*/ (checkpoints, model, metrics.json),
 best/{bi,cross}/, and progress.json: the finished steps. Started again on the same folder
-(`hydra.run.dir=<run>`) with the same config, a run skips every finished step and reloads its
+(`hydra.run.dir=<run> resume=auto`) with the same config, a run skips every finished step and reloads its
 outputs, so it continues from the first unfinished step.
+
+On several processes (`hardware=ddp_cpu|multi_gpu|…`) every rank runs this pipeline: the training and
+evaluation stages are DDP stages; pseudo-labels are computed in shares (rank r scores pairs[r::N]) and
+gathered, so every rank trains on the same labels; rank 0 writes the run's files (start/, the label TSVs,
+progress.json, best/) and the others wait at a barrier before reading them.
 """
 
 from __future__ import annotations
@@ -39,7 +44,7 @@ from kdlab.models.sentence_encoder import SentenceEncoder, copy_encoder, load_se
 from kdlab.pipelines.common import container
 from kdlab.resume import config_hash
 from kdlab.runner import evaluate, fit_stage
-from kdlab.utils.distributed import is_global_zero
+from kdlab.utils.distributed import computed_in_shares, is_global_zero, wait_for_all
 from kdlab.utils.run_folder import write_json, write_text
 
 log = logging.getLogger(__name__)
@@ -71,9 +76,12 @@ class Progress:
         return self.state["results"]
 
     def finish(self, step: str, results: dict[str, float] | None = None) -> None:
+        """Record a finished step; rank 0 writes the file, and every rank waits until it (and the step's files) exist."""
         self.state["results"].update(results or {})
         self.state["done"].append(step)
-        write_json(self.path, self.state)
+        if is_global_zero():
+            write_json(self.path, self.state)
+        wait_for_all()
 
 
 def _tokenizer(cfg: DictConfig, spec: dict[str, Any], data: PairData) -> Any:
@@ -209,13 +217,16 @@ class TransEncoderRun:
         return models
 
     # --- labelling --------------------------------------------------------------------------------
-    def label(self, step: str, path: Path, names: list[str], score: Callable[[int], torch.Tensor]) -> torch.Tensor:
-        """Mean of the models' scores per pair, written to `path` (or read back when `step` is finished)."""
+    def label(self, step: str, path: Path, names: list[str],
+              score: Callable[[int, list[tuple[str, str]]], torch.Tensor]) -> torch.Tensor:
+        """Mean of the models' scores `score(model index, pairs)` per pair, the pairs shared out across processes;
+        written to `path` (or read back when `step` is finished)."""
         if self.progress.done(step):
             return read_labels(path, self.pairs)
-        per_model = [score(i) for i in range(len(names))]
+        per_model = [computed_in_shares(lambda pairs, i=i: score(i, pairs), self.pairs) for i in range(len(names))]
         labels = torch.stack(per_model).mean(dim=0)
-        write_labels(path, self.pairs, labels, per_model, names)
+        if is_global_zero():
+            write_labels(path, self.pairs, labels, per_model, names)
         log.info("%s: %d pseudo-labels, mean %.3f, std %.3f -> %s", step, len(labels), labels.mean(), labels.std(), path)
         self.progress.finish(step)
         return labels
@@ -225,13 +236,14 @@ def run_trans_encoder(cfg: DictConfig, run_dir: Path) -> dict[str, float]:
     """Start bi-encoder(s) → C cycles of bi→cross and cross→bi distillation → the best encoders of each type."""
     run = TransEncoderRun(cfg, run_dir)
     method, progress = cfg.method, run.progress
-    write_json(run_dir / "trans_encoder.json", {
-        "pairs": run.data.info,
-        "losses": {"bi_to_cross": str(method.cross.loss), "cross_to_bi": str(method.bi.loss)},
-        "reinit": {"cross": bool(method.cross.reinit), "bi": bool(method.bi.reinit)},
-        "cycles": int(method.cycles), "bi_encoders": run.bi_names, "cross_encoders": run.cross_names,
-        "simcse_warmup": bool(method.simcse.enabled),
-    })
+    if is_global_zero():
+        write_json(run_dir / "trans_encoder.json", {
+            "pairs": run.data.info,
+            "losses": {"bi_to_cross": str(method.cross.loss), "cross_to_bi": str(method.bi.loss)},
+            "reinit": {"cross": bool(method.cross.reinit), "bi": bool(method.bi.reinit)},
+            "cycles": int(method.cycles), "bi_encoders": run.bi_names, "cross_encoders": run.cross_names,
+            "simcse_warmup": bool(method.simcse.enabled),
+        })
     log.info("trans_encoder: %d pairs (%s), losses bi->cross %s, cross->bi %s", len(run.pairs), run.data.info["pair_source"],
              method.cross.loss, method.bi.loss)
 
@@ -242,7 +254,8 @@ def run_trans_encoder(cfg: DictConfig, run_dir: Path) -> dict[str, float]:
             model, tokenizer = run.raw_bi_encoder(index)
             if method.simcse.enabled:
                 run.simcse(f"simcse/{name}", model, tokenizer)
-            model.save_sentence_transformers(run_dir / "start" / name, tokenizer, run.max_length)
+            if is_global_zero():
+                model.save_sentence_transformers(run_dir / "start" / name, tokenizer, run.max_length)
             results.update({f"{name}_start/{k}": v for k, v in run.evaluate_bi(f"start/{name}_eval", model, tokenizer).items()})
         progress.finish("start", results)
     starts = [run.load_bi(run_dir / "start" / name) for name in run.bi_names]
@@ -255,8 +268,8 @@ def run_trans_encoder(cfg: DictConfig, run_dir: Path) -> dict[str, float]:
         folder.mkdir(parents=True, exist_ok=True)
         tag = f"cycle{cycle}"
 
-        def bi_score(i: int, bis=bis) -> torch.Tensor:
-            return pair_cosines(bis[i][0], bis[i][1], run.pairs, run.max_length, run.label_batch).clamp(0.0, 1.0)
+        def bi_score(i: int, pairs: list[tuple[str, str]], bis=bis) -> torch.Tensor:
+            return pair_cosines(bis[i][0], bis[i][1], pairs, run.max_length, run.label_batch).clamp(0.0, 1.0)
 
         bi_labels = run.label(f"{tag}/bi_labels", folder / "pseudo_labels_bi.tsv", run.bi_names, bi_score)
 
@@ -266,8 +279,8 @@ def run_trans_encoder(cfg: DictConfig, run_dir: Path) -> dict[str, float]:
 
         crosses = run.train_models(f"{tag}/cross_train", run.cross_names, run.load_cross, train_cross)
 
-        def cross_score(i: int) -> torch.Tensor:
-            return cross_scores(crosses[i], run.cross_tokenizers[i], run.pairs, run.data.pair_max_length, run.label_batch)
+        def cross_score(i: int, pairs: list[tuple[str, str]]) -> torch.Tensor:
+            return cross_scores(crosses[i], run.cross_tokenizers[i], pairs, run.data.pair_max_length, run.label_batch)
 
         cross_labels = run.label(f"{tag}/cross_labels", folder / "pseudo_labels_cross.tsv", run.cross_names, cross_score)
 

@@ -11,8 +11,11 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from typing import Any, TypeVar
+
+Item = TypeVar("Item")
 
 # what Lightning's launcher sets in the process that starts the other ranks (LOCAL_RANK also tells the next
 # Trainer that the ranks exist already)
@@ -27,6 +30,64 @@ def is_global_zero() -> bool:
     from pytorch_lightning.utilities.rank_zero import rank_zero_only
 
     return getattr(rank_zero_only, "rank", 0) == 0
+
+
+def _process_group() -> Any:
+    """torch.distributed when a process group with several processes is up, else None."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        return dist
+    return None
+
+
+def wait_for_all() -> None:
+    """A barrier of every process (nothing in a single process): what rank 0 wrote before it, all can read after."""
+    dist = _process_group()
+    if dist is not None:
+        dist.barrier()
+
+
+def computed_in_shares(compute: Callable[[Sequence[Item]], Any], items: Sequence[Item]) -> Any:
+    """`compute(items)` (a tensor with one row per item) with the work split across processes: process r computes
+    items[r::N], the shares are gathered, and every process gets the rows of all items in item order."""
+    import torch
+
+    dist = _process_group()
+    world = dist.get_world_size() if dist is not None else 1
+    if world == 1 or len(items) < world:
+        return compute(items)
+    rank = dist.get_rank()
+    share = compute(items[rank::world])
+    device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else torch.device("cpu")
+    longest = -(-len(items) // world)
+    padded = share.new_zeros((longest, *share.shape[1:]), device=device)
+    padded[: len(share)] = share.to(device)
+    shares = [torch.empty_like(padded) for _ in range(world)]
+    dist.all_gather(shares, padded)
+    rows = share.new_empty((len(items), *share.shape[1:]))
+    for source, gathered in enumerate(shares):
+        rows[source::world] = gathered[: len(range(source, len(items), world))].to(rows.device)
+    return rows
+
+
+def gathered_rows(tensor: Any) -> tuple[Any, int]:
+    """Every process's rows of `tensor` concatenated in rank order, gradients flowing back to each process's own
+    rows, and the row where this process's rows start: a loss over the global batch (in-batch negatives) sees the
+    same rows as in one process. In a single process: the tensor itself and 0."""
+    import torch
+
+    dist = _process_group()
+    if dist is None:
+        return tensor, 0
+    from torch.distributed.nn.functional import all_gather
+
+    counts = [torch.zeros(1, dtype=torch.long, device=tensor.device) for _ in range(dist.get_world_size())]
+    dist.all_gather(counts, torch.tensor([len(tensor)], device=tensor.device))
+    sizes = [int(count) for count in counts]
+    padded = torch.cat([tensor, tensor.new_zeros((max(sizes) - len(tensor), *tensor.shape[1:]))])
+    parts = all_gather(padded)
+    return torch.cat([part[:size] for part, size in zip(parts, sizes)]), sum(sizes[: dist.get_rank()])
 
 
 def job_command(argv: Sequence[str], task_overrides: Sequence[str]) -> list[str]:
