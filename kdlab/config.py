@@ -19,6 +19,7 @@ from kdlab.data.processes import process_share
 from kdlab.data.task_list import check_exponent, task_configs
 from kdlab.errors import ConfigError
 from kdlab.evaluation.names import CLASSIFICATION_METRICS, REGRESSION_METRICS
+from kdlab.models.spec import POOLING_MODES
 
 METHODS = ("finetune", "hinton", "multilingual", "trans_encoder", "bam")
 SPLITS = ("train", "validation", "test")
@@ -220,11 +221,16 @@ def validate_teacher_layers(cfg: DictConfig) -> None:
         raise ConfigError("model.student.from_teacher_layers", f"needs layer indices in [0, {depth - 1}] for this teacher, got {layers}")
 
 
-def _folder_num_labels(path: Path) -> int | None:
+def _folder_config(path: Path) -> dict[str, Any] | None:
+    """A local model folder's config.json, or None when `path` is not such a folder (a hub name, a .ckpt)."""
     config = path / "config.json"
-    if not config.exists():
+    return json.loads(config.read_text(encoding="utf-8")) if config.is_file() else None
+
+
+def _folder_num_labels(path: Path) -> int | None:
+    data = _folder_config(path)
+    if data is None:
         return None
-    data = json.loads(config.read_text(encoding="utf-8"))
     if "id2label" in data:
         return len(data["id2label"])
     return data.get("num_labels")
@@ -343,6 +349,35 @@ def validate_bam(cfg: DictConfig) -> None:
             raise ConfigError("optimized_metric", f"must be <student|teacher>/<val|test>/glue_mean or .../<task>/<metric> of data.tasks, got {metric!r}")
 
 
+def model_specs(cfg: DictConfig) -> dict[str, Any]:
+    """Every model spec of the run by its key: model.teacher, model.student, model.bi_encoders[0], ..."""
+    model = cfg.get("model") or {}
+    specs = {f"model.{role}": model.get(role) for role in ("teacher", "student") if model.get(role) is not None}
+    for group in ("bi_encoders", "cross_encoders"):
+        specs.update({f"model.{group}[{index}]": spec for index, spec in enumerate(model.get(group) or [])})
+    return specs
+
+
+def validate_model_specs(cfg: DictConfig) -> None:
+    """Keys every model spec may have: `trust_remote_code` true or false (and true for a local folder that ships its
+    own code), `pooling` null or a known mode."""
+    for key, spec in model_specs(cfg).items():
+        trusted = spec.get("trust_remote_code", False)
+        if not isinstance(trusted, bool):
+            raise ConfigError(f"{key}.trust_remote_code", f"must be true or false, got {trusted!r}")
+        try:
+            folder = spec.get("name_or_path")
+        except OmegaConfBaseException:
+            folder = None  # e.g. ${minilm_path:} without the extra: loading the model says so
+        described = _folder_config(Path(str(folder))) if folder else None
+        if not trusted and described is not None and described.get("auto_map"):
+            raise ConfigError(f"{key}.name_or_path", f"{folder} ships its own Python code (auto_map in its config.json), "
+                                                     f"which kdlab runs only if {key}.trust_remote_code is true")
+        pooling = spec.get("pooling")
+        if pooling is not None and pooling not in POOLING_MODES:
+            raise ConfigError(f"{key}.pooling", f"must be one of {list(POOLING_MODES)} or null, got {pooling!r}")
+
+
 def validate_processes(cfg: DictConfig) -> None:
     """With a known number of DDP processes (devices given as a count), every global batch size must divide by it."""
     trainer = cfg.get("trainer") or {}
@@ -361,6 +396,7 @@ def validate_processes(cfg: DictConfig) -> None:
 def validate(cfg: DictConfig) -> None:
     """Raise ConfigError for the first problem found in a composed training config."""
     validate_processes(cfg)
+    validate_model_specs(cfg)
     method = _require(cfg, "method.name")
     if method not in METHODS:
         raise ConfigError("method.name", f"must be one of {list(METHODS)}, got {method!r}")

@@ -214,6 +214,15 @@ def _remote_code_hint(err: BaseException) -> str:
     return "; it ships its own code, which kdlab runs only if this model's trust_remote_code is true in its model config"
 
 
+def load_pretrained(auto_class: Any, spec: Mapping[str, Any], key: str, **kwargs: Any) -> nn.Module:
+    """`auto_class.from_pretrained(spec.name_or_path)` under the spec's own trust_remote_code; a failure is one ConfigError naming `key`."""
+    name = str(spec["name_or_path"])
+    try:
+        return auto_class.from_pretrained(name, **kwargs, **remote_code(spec, name))
+    except (OSError, ValueError) as err:  # ValueError: the folder ships its own code and trust_remote_code is off
+        raise ConfigError(key, f"cannot load {name!r} ({_first_line(err)}){_remote_code_hint(err)}") from None
+
+
 def build_model(
     spec: Mapping[str, Any], task: str, labels: Sequence[str], tokenizer: Any, teacher: nn.Module | None = None
 ) -> nn.Module:
@@ -226,12 +235,7 @@ def build_model(
             raise ConfigError("model.student.from_teacher_layers", "needs a teacher (method hinton)")
         return keep_layers(teacher, list(spec["from_teacher_layers"]))
     if spec.get("name_or_path"):
-        name = str(spec["name_or_path"])
-        try:
-            model = AutoModelForSequenceClassification.from_pretrained(name, **head, **remote_code(spec, name))
-        except (OSError, ValueError) as err:  # ValueError: the folder ships its own code and trust_remote_code is off
-            raise ConfigError("model.name_or_path", f"cannot load {name!r} ({_first_line(err)}){_remote_code_hint(err)}") from None
-        return pretrained_layers(model, spec)
+        return pretrained_layers(load_pretrained(AutoModelForSequenceClassification, spec, "model.name_or_path", **head), spec)
     return AutoModelForSequenceClassification.from_config(config_from_spec(spec, tokenizer, **head))
 
 

@@ -26,7 +26,7 @@ from torch import nn
 from kdlab.data.collate import model_inputs
 from kdlab.data.task_list import task_names
 from kdlab.errors import ConfigError, DataError
-from kdlab.models.backbone import config_from_spec, load_tokenizer, pretrained_layers, save_atomically
+from kdlab.models.backbone import config_from_spec, load_pretrained, load_tokenizer, pretrained_layers, save_atomically
 
 HEADS_CONFIG, HEADS_WEIGHTS = "heads.json", "heads.safetensors"
 FORMAT = "kdlab-multitask-heads"
@@ -95,17 +95,15 @@ class MultiTaskModel(nn.Module):
         return {"format": FORMAT, "version": 1, "pooling": self.pooling, "dropout": self.dropout_p, "tasks": tasks}
 
 
-def build_multitask_model(spec: Mapping[str, Any], tasks: Sequence[Mapping[str, Any]], tokenizer: Any) -> MultiTaskModel:
-    """A multi-task model whose encoder is pretrained (`name_or_path`) or random-init (`config`), with fresh heads."""
+def build_multitask_model(
+    spec: Mapping[str, Any], tasks: Sequence[Mapping[str, Any]], tokenizer: Any, key: str = "model.student"
+) -> MultiTaskModel:
+    """A multi-task model whose encoder is pretrained (`name_or_path`, under its `trust_remote_code`) or random-init (`config`), with fresh heads."""
     from transformers import AutoModel
 
     head_specs(tasks)  # bad task lists fail before any model is built
     if spec.get("name_or_path"):
-        try:
-            encoder = AutoModel.from_pretrained(str(spec["name_or_path"]))
-        except OSError as err:
-            raise ConfigError("model.name_or_path", f"cannot load {spec['name_or_path']!r} ({str(err).splitlines()[0]})") from None
-        encoder = pretrained_layers(encoder, spec)
+        encoder = pretrained_layers(load_pretrained(AutoModel, spec, f"{key}.name_or_path"), spec)
     elif spec.get("config"):
         encoder = AutoModel.from_config(config_from_spec(spec, tokenizer))
     else:

@@ -24,9 +24,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from kdlab.errors import ConfigError
-from kdlab.models.backbone import config_from_spec, keep_layers, load_tokenizer, save_atomically
+from kdlab.models.backbone import config_from_spec, keep_layers, load_pretrained, load_tokenizer, save_atomically
+from kdlab.models.spec import POOLING_MODES
 
-POOLING_MODES = ("mean", "cls", "max")
 IDENTITY = "torch.nn.modules.linear.Identity"
 
 
@@ -182,8 +182,8 @@ def load_dense(folder: Path) -> nn.Linear:
 
 
 def load_sentence_encoder(spec: Mapping[str, Any], key: str) -> tuple[SentenceEncoder, Any]:
-    """An encoder and its tokenizer from a spec {name_or_path, pooling, normalize}; null pooling/normalize
-    take the sentence-transformers folder's own settings (else mean pooling, no normalisation)."""
+    """An encoder and its tokenizer from a spec {name_or_path, pooling, normalize, trust_remote_code}; null
+    pooling/normalize take the sentence-transformers folder's own settings (else mean pooling, no normalisation)."""
     from transformers import AutoModel
 
     path = spec.get("name_or_path")
@@ -193,10 +193,7 @@ def load_sentence_encoder(spec: Mapping[str, Any], key: str) -> tuple[SentenceEn
     pooling = spec.get("pooling") or declared.get("pooling") or "mean"
     normalize = spec.get("normalize")
     normalize = declared.get("normalize", False) if normalize is None else bool(normalize)
-    try:
-        backbone = AutoModel.from_pretrained(str(path))
-    except OSError as err:
-        raise ConfigError(f"{key}.name_or_path", f"cannot load {path!r} ({str(err).splitlines()[0]})") from None
+    backbone = load_pretrained(AutoModel, spec, f"{key}.name_or_path")
     projection = load_dense(declared["dense"]) if declared.get("dense") else None
     return SentenceEncoder(backbone, pooling, normalize, projection), load_tokenizer(str(spec.get("tokenizer") or path))
 

@@ -7,6 +7,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+# how a sentence encoder pools its token states (kdlab.models.sentence_encoder.pool)
+POOLING_MODES = ("mean", "cls", "max")
+
 
 def tokenizer_identity(spec: Mapping[str, Any], teacher_identity: str | None = None) -> str:
     """What a spec's tokenizer is, computed from config and tokenizer files only (no model loading)."""
