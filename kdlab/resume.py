@@ -7,16 +7,20 @@ else the newest unfinished run under `<paths.log_dir>/runs` with the same config
 
 A finished run (metrics.json) is not run again: its results are returned (a re-launched multirun skips
 the jobs that finished). In an unfinished run every stage that finished is loaded back from its best
-checkpoint, and the stage that was stopped continues from its `checkpoints/last.ckpt` (written at the
-end of every epoch): model, optimizer, scheduler, step, epoch, best-checkpoint tracking (Lightning), and
-the RNG states (`RNGStates`); the data order depends only on (seed, epoch) (kdlab/data/sampling.py).
+checkpoint, and the stage that was stopped continues from its `checkpoints/last.ckpt` (written at every validation:
+each epoch's end, and within epochs with `trainer.val_check_interval` < 1): model, optimizer, scheduler,
+step, epoch, best-checkpoint tracking (Lightning), the RNG states (`RNGStates`) and the position in the
+epoch (kdlab.data.sampling.TrainPosition; the data order depends only on (seed, epoch)). The stage's CSV
+log keeps the rows written before the checkpoint (`KeptCSVRows`).
 Checkpoints are written atomically (`AtomicCheckpointIO`), so a kill while writing leaves the previous
 one valid. Without `resume`, a run never writes into a folder that holds a finished run.
 """
 
 from __future__ import annotations
 
+import csv
 import hashlib
+import io
 import json
 import logging
 import os
@@ -33,6 +37,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from kdlab.errors import ConfigError
 from kdlab.utils.distributed import is_global_zero
+from kdlab.utils.run_folder import write_text
 
 log = logging.getLogger(__name__)
 
@@ -145,6 +150,40 @@ def _tuples_to_lists(value: Any) -> Any:
 
 def _lists_to_tuples(value: Any) -> Any:
     return tuple(_lists_to_tuples(v) for v in value) if isinstance(value, list) else value
+
+
+class KeptCSVRows:
+    """The rows of a resumed stage's CSV logs (`logs/<stage>/metrics.csv`) from before its checkpoint.
+
+    Lightning's CSV writer deletes an existing metrics.csv when the resumed stage starts logging; `restore()`
+    puts the rows logged before the checkpoint's step back in front of the new ones (written atomically).
+    """
+
+    def __init__(self, loggers: list[Any], checkpoint: Path):
+        step = int(torch.load(checkpoint, map_location="cpu", weights_only=True, mmap=True)["global_step"])
+        self.rows: dict[Path, list[dict[str, str]]] = {}
+        for logger in loggers:
+            if type(logger).__name__ == "CSVLogger":
+                path = Path(logger.log_dir) / "metrics.csv"
+                if path.is_file():
+                    self.rows[path] = [row for row in _csv_rows(path) if row.get("step") and int(row["step"]) < step]
+
+    def restore(self) -> None:
+        """Write each metrics.csv as the kept rows followed by what the resumed stage logged."""
+        for path, before in self.rows.items():
+            after = _csv_rows(path) if path.is_file() else []
+            rows = before + after
+            columns = sorted({key for row in rows for key in row})
+            out = io.StringIO()
+            writer = csv.DictWriter(out, fieldnames=columns, lineterminator="\n")
+            writer.writeheader()
+            writer.writerows(rows)
+            write_text(path, out.getvalue())
+
+
+def _csv_rows(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="", encoding="utf-8") as handle:
+        return list(csv.DictReader(handle))
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):

@@ -14,7 +14,8 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from kdlab.errors import ConfigError, DataError
-from kdlab.resume import AtomicCheckpointIO, RNGStates, finished_checkpoint, last_checkpoint
+from kdlab.data.sampling import TrainPosition
+from kdlab.resume import AtomicCheckpointIO, KeptCSVRows, RNGStates, finished_checkpoint, last_checkpoint
 from kdlab.utils.distributed import install_rank_launch
 from kdlab.utils.run_folder import write_json
 
@@ -154,6 +155,7 @@ def make_trainer(
     install_rank_launch()
     if monitor is not None:
         callbacks.append(RNGStates())  # a resumed stage draws the random numbers the uninterrupted one would
+        callbacks.append(TrainPosition())  # ... and continues its epoch where the checkpoint was written
     return pl.Trainer(
         **trainer_kwargs,
         default_root_dir=str(stage_dir),
@@ -216,8 +218,10 @@ def fit_stage(
         resume_from = last_checkpoint(stage_dir)
     trainer = make_trainer(cfg, stage, stage_dir, epochs=stage_cfg["epochs"], monitor=monitor,
                            unused_parameters=bool(getattr(module, "unused_parameters", False)))
+    kept = None
     if resume_from is not None:
         log.info("stage %s: continuing from %s", stage, resume_from)
+        kept = KeptCSVRows(trainer.loggers, resume_from) if trainer.is_global_zero else None
     else:
         log.info("stage %s: training for %s epochs", stage, stage_cfg["epochs"])
     failed = True
@@ -237,4 +241,6 @@ def fit_stage(
         failed = False
     finally:  # also when the stage raises: W&B finish, MLflow run FAILED, files flushed
         _close_loggers(trainer.loggers, failed=failed)
+        if kept is not None:
+            kept.restore()
     return metrics

@@ -87,6 +87,43 @@ def test_a_run_killed_mid_epoch_continues_and_ends_as_if_never_stopped(tmp_path)
     assert expected["student/val/acc"] > 0.6  # it learnt: equal figures are not two copies of chance
 
 
+def test_a_run_killed_after_a_mid_epoch_checkpoint_trains_the_rest_of_that_epoch_only(tmp_path):
+    # validation (and last.ckpt) twice per epoch: 75 batches per epoch, a checkpoint after batch 37 of each
+    args = [*RUN, "trainer.val_check_interval=0.5"]
+    whole = finish(args, tmp_path / "a")
+    assert whole.returncode == 0, whole.stderr[-3000:]
+    (uninterrupted,) = run_dirs(tmp_path / "a")
+
+    process = start(args, tmp_path / "b")
+    found: list[Path] = []
+    seen = {"stamp": None}
+
+    def student_mid_epoch_saved() -> bool:
+        found[:] = run_dirs(tmp_path / "b")
+        path = found[-1] / "student" / "checkpoints" / "last.ckpt" if found else None
+        if path is None or not path.exists() or path.stat().st_mtime_ns == seen["stamp"]:
+            return False
+        seen["stamp"] = path.stat().st_mtime_ns
+        return torch.load(path, map_location="cpu", weights_only=True)["global_step"] % 75 != 0
+
+    kill_when(process, student_mid_epoch_saved)
+    (killed,) = found
+    checkpoint = torch.load(killed / "student" / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    assert checkpoint["callbacks"]["TrainPosition"] == {"epoch": 0, "batches": 37}
+
+    resumed = finish([*args, "resume=auto"], tmp_path / "b")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "not resumable" not in resumed.stderr  # Lightning's warning for loaders that restart the epoch
+    expected = json.loads((uninterrupted / "metrics.json").read_text())
+    got = json.loads((killed / "metrics.json").read_text())
+    assert expected.keys() == got.keys()
+    for key in expected:
+        assert abs(expected[key] - got[key]) <= 1e-6, (key, expected[key], got[key])
+    steps = lambda run: [row["step"] for row in csv.DictReader((run / "logs" / "student" / "metrics.csv").open())  # noqa: E731
+                         if row.get("train/loss")]
+    assert steps(killed) == steps(uninterrupted)  # the same optimizer steps, and the log kept its rows from before the kill
+
+
 def test_a_finished_run_folder_is_never_overwritten_and_resume_returns_its_results(cli, tmp_path):
     folder = tmp_path / "run"
     first = cli("debug=fast", f"hydra.run.dir={folder}")

@@ -30,7 +30,7 @@ from torch.utils.data import DataLoader
 from kdlab.cache.teacher_outputs import content_id
 from kdlab.data.collate import PadCollator
 from kdlab.data.processes import process_rank, process_share
-from kdlab.data.sampling import ShardedBatchSampler, make_loader
+from kdlab.data.sampling import ResumableLoader, ShardedBatchSampler, make_loader
 from kdlab.data.task_list import check_exponent, task_configs
 from kdlab.data.text import TextDataModule
 
@@ -193,8 +193,8 @@ class MultiTaskDataModule(pl.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         features = [f for name in self.names for f in self.features(name, "train")]
-        return DataLoader(features, batch_sampler=self.sampler, collate_fn=self._collator(),
-                          num_workers=int(self.cfg.get("num_workers") or 0))
+        return ResumableLoader(features, batch_sampler=self.sampler, collate_fn=self._collator(),
+                               num_workers=int(self.cfg.get("num_workers") or 0), trainer=self.trainer)
 
     def _eval_loaders(self, split: str) -> list[DataLoader]:
         collate = self._collator()

@@ -20,6 +20,13 @@ fewer tokens (real/padded 0.906) than grouping by the longer side (0.817).
 
 Lightning calls `set_epoch` on a loader's `batch_sampler.sampler` before each epoch; a sampler here is its
 own `sampler`. Iterated without Lightning, each pass moves to the next epoch by itself.
+
+Resume: the `TrainPosition` callback writes where training is — (epoch, batches trained in it) — into each
+checkpoint, and the `ResumableLoader` of a resumed run starts there: a run resumed from a checkpoint written
+mid-epoch (`trainer.val_check_interval` < 1, `every_n_train_steps`) trains the rest of that epoch's batches, as
+the uninterrupted run did, instead of the whole epoch again. (Lightning's own loader-state mechanism restores a
+loader only if it is built after the training state is restored; kdlab's optimizers ask for the number of
+steps, which builds it before.)
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ import hashlib
 from collections.abc import Iterator, Sequence
 from typing import Any
 
+import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Sampler
 
@@ -54,6 +62,7 @@ class ShardedBatchSampler(Sampler[list[int]]):
         self.rank, self.world_size = int(rank), int(world_size)
         self.epoch = 0
         self.sampler = self  # where Lightning looks for set_epoch (DataLoader.batch_sampler.sampler)
+        self._skip = 0  # batches of the next pass already trained (a run resumed mid-epoch)
 
     def global_batches(self, epoch: int) -> list[list[int]]:
         raise NotImplementedError
@@ -71,10 +80,81 @@ class ShardedBatchSampler(Sampler[list[int]]):
     def __len__(self) -> int:
         return len(self._shares(self.epoch))
 
+    def resume_at(self, epoch: int, batches: int) -> bool:
+        """Make the next pass continue `epoch` after its first `batches` batches (the next epoch when that was all of
+        it); True when that is mid-epoch."""
+        self.set_epoch(epoch)
+        if batches >= len(self):
+            self.set_epoch(epoch + 1)
+            batches = 0
+        self._skip = int(batches)
+        return self._skip > 0
+
     def __iter__(self) -> Iterator[list[int]]:
-        epoch = self.epoch
+        epoch, skip = self.epoch, self._skip
         self.epoch += 1  # plain loops without set_epoch still see a new order each pass
-        yield from self._shares(epoch)
+        self._skip = 0
+        yield from self._shares(epoch)[skip:]
+
+
+class TrainPosition(pl.Callback):
+    """Saves (epoch, batches trained in it) with each checkpoint; a resumed run's ResumableLoader continues there."""
+
+    def __init__(self) -> None:
+        self.trainer: Any = None
+        self.pending: tuple[int, int] | None = None
+
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        self.trainer = trainer
+
+    def state_dict(self) -> dict[str, int]:
+        if self.trainer is None:
+            return {}
+        return {"epoch": int(self.trainer.current_epoch),
+                "batches": int(self.trainer.fit_loop.epoch_loop.batch_progress.current.processed)}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        self.pending = (int(state["epoch"]), int(state["batches"])) if state else None
+
+    def take(self) -> tuple[int, int] | None:
+        """The restored position, once (the loader of the resumed stage starts from it)."""
+        pending, self.pending = self.pending, None
+        return pending
+
+
+class ResumableLoader(DataLoader):
+    """A training DataLoader over a ShardedBatchSampler that starts where a resumed run's checkpoint left off
+    (`TrainPosition`, found among the trainer's callbacks)."""
+
+    def __init__(self, *args: Any, trainer: Any = None, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.progress_trainer = trainer
+
+    def _restored_position(self) -> tuple[int, int] | None:
+        for callback in getattr(self.progress_trainer, "callbacks", None) or []:
+            if isinstance(callback, TrainPosition):
+                return callback.take()
+        return None
+
+    def __iter__(self) -> Any:
+        position = self._restored_position()
+        if position is None or not self.batch_sampler.resume_at(*position):
+            return super().__iter__()
+        # a new iterator draws a seed from the global RNG; the run being continued drew it at the start of the
+        # epoch, before its checkpoint (whose RNG states kdlab.resume.RNGStates restored): leave the RNG as it was
+        state = torch.get_rng_state()
+        try:
+            return super().__iter__()
+        finally:
+            torch.set_rng_state(state)
+
+    def state_dict(self) -> dict[str, int]:
+        """Empty: the position travels in TrainPosition's state, which Lightning restores before it builds this
+        loader (being stateful tells Lightning this loader resumes mid-epoch, so it does not warn that it cannot)."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        """Nothing to load (`state_dict`)."""
 
 
 class ShuffledBatchSampler(ShardedBatchSampler):
@@ -148,4 +228,4 @@ def make_loader(
         sampler: ShardedBatchSampler = LengthGroupedBatchSampler(group_lengths, batch_size, rank=rank, world_size=world_size)
     else:
         sampler = ShuffledBatchSampler(len(features), batch_size, rank=rank, world_size=world_size)
-    return DataLoader(features, batch_sampler=sampler, num_workers=num_workers, collate_fn=collate_fn)
+    return ResumableLoader(features, batch_sampler=sampler, num_workers=num_workers, collate_fn=collate_fn, trainer=trainer)
