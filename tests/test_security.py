@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import ast
+import csv
 import json
 import re
 import subprocess
@@ -14,7 +16,7 @@ import torch
 from omegaconf import OmegaConf
 
 from conftest import REPO, run_dirs
-from kdlab.errors import ConfigError
+from kdlab.errors import ConfigError, DataError
 from kdlab.models.backbone import build_model
 from kdlab.models.multitask import build_multitask_model
 from kdlab.models.sentence_encoder import load_sentence_encoder
@@ -212,3 +214,158 @@ def test_a_models_own_code_runs_only_when_its_config_key_says_so_and_the_run_rec
     if kind == RELOAD_GAP[0] and trusted.returncode == 2 and RELOAD_GAP[1] in trusted.stderr:
         pytest.xfail("Trans-Encoder reloads its own start/bi export without the bi-encoder's trust_remote_code")
     assert trusted.returncode == 0, trusted.stderr[-3000:]
+
+
+# --- data is data: nothing in a data file is resolved, instantiated or evaluated ------------------------------------
+
+def hostile_texts(marker: Path) -> list[str]:
+    """Strings that would read the environment, build an object or run code (creating `marker`) if anything resolved,
+    instantiated or evaluated them: an interpolation, a `_target_`, Python and YAML tags."""
+    return [
+        "${oc.env:KDLAB_PROBE}",
+        "${oc.env:HOME} is home",
+        f"${{oc.create:{{_target_: pathlib.Path.touch, self: {marker}}}}}",
+        "_target_: os.system",
+        f"{{_target_: builtins.open, _args_: ['{marker}', 'w']}}",
+        f"__import__('os').system('touch {marker}')",
+        f"!!python/object/apply:os.system ['touch {marker}']",
+        "${kdlab_cwd:} ${minilm_path:} ${data.labels}",
+    ]
+
+
+def write_rows(path: Path, header: list[str], rows: list[list[str]]) -> Path:
+    """A tsv, csv (quoted where needed) or jsonl file, by the path's suffix."""
+    if path.suffix == ".jsonl":
+        path.write_text("".join(json.dumps(dict(zip(header, row))) + "\n" for row in rows), encoding="utf-8")
+    else:
+        with open(path, "w", newline="", encoding="utf-8") as handle:
+            csv.writer(handle, delimiter="\t" if path.suffix == ".tsv" else ",").writerows([header, *rows])
+    return path
+
+
+@pytest.fixture
+def probe_env(monkeypatch):
+    """KDLAB_PROBE=pos: a label `${oc.env:KDLAB_PROBE}` would become a valid label if it were resolved."""
+    monkeypatch.setenv("KDLAB_PROBE", "pos")
+
+
+@pytest.mark.parametrize("suffix", [".tsv", ".csv", ".jsonl"])
+def test_texts_and_labels_of_data_files_are_plain_text_never_resolved_or_instantiated(tmp_path, probe_env, suffix):
+    from kdlab.data.text import TextDataModule
+
+    marker = tmp_path / "instantiated"
+    hostile = hostile_texts(marker)
+    data = {"task": "classification", "labels": ["neg", "pos"], "columns": {"text": "text", "label": "label"}}
+    path = write_rows(tmp_path / f"texts{suffix}", ["text", "label"], [[text, "pos"] for text in hostile])
+    assert [record["text"] for record in TextDataModule({**data, "train": {"path": str(path)}}).records("train")] == hostile
+
+    for label in ("${oc.env:KDLAB_PROBE}", "_target_: os.system"):  # a label is compared as the raw string
+        path = write_rows(tmp_path / f"labels{suffix}", ["text", "label"], [["fine", label]])
+        with pytest.raises(DataError) as refused:
+            TextDataModule({**data, "train": {"path": str(path)}}).records("train")
+        assert str(refused.value) == f"{path}:{1 if suffix == '.jsonl' else 2}: label {label!r} is not in the label set ['neg', 'pos'] (data.labels)"
+    assert not marker.exists()
+
+
+def test_a_json_object_holding_a_target_is_refused_as_a_text_not_built(tmp_path):
+    from kdlab.data.text import TextDataModule
+
+    marker = tmp_path / "instantiated"
+    path = tmp_path / "objects.jsonl"
+    path.write_text(json.dumps({"text": {"_target_": "builtins.open", "_args_": [str(marker), "w"]}, "label": "pos"}) + "\n")
+    data = {"task": "classification", "labels": ["neg", "pos"], "columns": {"text": "text", "label": "label"}, "train": {"path": str(path)}}
+    with pytest.raises(DataError, match=rf"^{re.escape(str(path))}:1: text must be a string, got dict "):
+        TextDataModule(data).records("train")
+    assert not marker.exists()
+
+
+def test_parallel_and_sentence_pair_files_are_plain_text_never_resolved(tmp_path, probe_env):
+    from kdlab.data.pairs import PairData
+    from kdlab.data.parallel import read_pairs
+
+    marker = tmp_path / "instantiated"
+    hostile = hostile_texts(marker)
+    parallel = write_rows(tmp_path / "parallel.tsv", ["en", "de"], [[text, text[::-1]] for text in hostile])
+    pairs = read_pairs({"path": str(parallel), "columns": {"source": "en", "target": "de"}, "lang": "en-de"}, "data.sources[0]")
+    assert [(pair["source"], pair["target"]) for pair in pairs] == [(text, text[::-1]) for text in hostile]
+
+    separated = tmp_path / "pairs.txt"
+    separated.write_text("".join(f"{text}||{text} again\n" for text in hostile), encoding="utf-8")
+    dev = write_rows(tmp_path / "dev.tsv", ["s1", "s2", "score"], [[text, "b", "${oc.env:KDLAB_PROBE}"] for text in hostile])
+    pair_data = PairData({"train": {"path": str(separated), "separator": "||", "columns": {"text": 0, "text_pair": 1}},
+                          "validation": {"path": str(dev)}, "columns": {"text": "s1", "text_pair": "s2", "label": "score"}})
+    assert pair_data.pairs() == [(text, f"{text} again") for text in hostile]
+    with pytest.raises(DataError, match=rf"^{re.escape(str(dev))}:2: score '\$\{{oc\.env:KDLAB_PROBE\}}' is not a number$"):
+        pair_data.labelled("validation")
+    assert not marker.exists()
+
+
+# --- no code from strings: a scan of kdlab's own source ----------------------------------------------------------------
+
+EVALUATING = {"eval", "exec", "compile", "__import__", "breakpoint"}
+UNSAFE_LOADS = {"pickle.load", "pickle.loads", "pickle.Unpickler", "marshal.load", "marshal.loads", "shelve.open", "dill.load",
+                "dill.loads", "cloudpickle.load", "cloudpickle.loads", "joblib.load", "yaml.unsafe_load", "yaml.full_load",
+                "yaml.load_all", "yaml.unsafe_load_all", "importlib.import_module", "runpy.run_path", "runpy.run_module"}
+# `_target_`s are built from config nodes only: the places that instantiate are listed, so a new one is reviewed
+INSTANTIATING = {"kdlab/runner.py"}
+
+
+def _dotted(node: ast.AST) -> str:
+    """`a.b.c` for a Name/Attribute chain, '' for anything else (a call's result, a subscript)."""
+    if isinstance(node, ast.Name):
+        return node.id
+    if isinstance(node, ast.Attribute):
+        prefix = _dotted(node.value)
+        return f"{prefix}.{node.attr}" if prefix else ""
+    return ""
+
+
+def _keyword(call: ast.Call, name: str) -> ast.AST | None:
+    return next((k.value for k in call.keywords if k.arg == name), None)
+
+
+def code_from_strings(source: str) -> list[tuple[int, str]]:
+    """(line, what) for each call in `source` that evaluates a string or deserialises objects unsafely."""
+    found = []
+    for call in (node for node in ast.walk(ast.parse(source)) if isinstance(node, ast.Call)):
+        name = _dotted(call.func)
+        loader = _keyword(call, "Loader") or (call.args[1] if len(call.args) > 1 else None)
+        weights_only = _keyword(call, "weights_only")
+        allow_pickle = _keyword(call, "allow_pickle")
+        if (isinstance(call.func, ast.Name) and name in EVALUATING) or name.removeprefix("builtins.") in EVALUATING and name.startswith("builtins."):
+            found.append((call.lineno, f"{name}()"))
+        elif name in UNSAFE_LOADS:
+            found.append((call.lineno, f"{name}()"))
+        elif name == "yaml.load" and not (loader is not None and _dotted(loader).split(".")[-1] in ("SafeLoader", "CSafeLoader")):
+            found.append((call.lineno, "yaml.load() without SafeLoader"))
+        elif name == "torch.load" and not (isinstance(weights_only, ast.Constant) and weights_only.value is True):
+            found.append((call.lineno, "torch.load() without weights_only=True"))
+        elif name in ("np.load", "numpy.load") and not (allow_pickle is None or (isinstance(allow_pickle, ast.Constant) and allow_pickle.value is False)):
+            found.append((call.lineno, f"{name}(allow_pickle=...)"))
+        elif name.split(".")[-1] == "instantiate" or name in ("hydra.utils.call", "hydra.utils.get_method", "hydra.utils.get_class"):
+            found.append((call.lineno, "instantiate"))
+    return found
+
+
+def test_the_source_scan_finds_each_unsafe_call_and_passes_safe_ones():
+    """The scan below is precise: every pattern it looks for is found, and the safe look-alikes kdlab uses are not."""
+    unsafe = ["eval(text)", "exec(code)", "builtins.eval(s)", "__import__(name)", "pickle.load(f)", "pickle.loads(b)",
+              "yaml.load(f)", "yaml.load(f, Loader=yaml.Loader)", "yaml.unsafe_load(f)", "torch.load(p)",
+              "torch.load(p, weights_only=False)", "np.load(p, allow_pickle=True)", "importlib.import_module(name)",
+              "instantiate(node)", "hydra.utils.instantiate(node)"]
+    safe = ["model.eval()", "self.teacher.eval()", "yaml.load(f, Loader=yaml.SafeLoader)", "yaml.safe_load(f)", "json.loads(s)",
+            "torch.load(p, map_location='cpu', weights_only=True)", "np.load(p)", "ast.literal_eval(s)", "OmegaConf.load(p)",
+            "except_eval = evaluate(x)"]
+    assert [len(code_from_strings(line)) for line in unsafe] == [1] * len(unsafe)
+    assert [code_from_strings(line) for line in safe] == [[]] * len(safe)
+
+
+def test_kdlab_never_evaluates_strings_nor_unpickles_and_instantiates_only_config_nodes():
+    """No eval/exec/compile/__import__, no pickle/marshal/unsafe yaml, every torch.load weights-only; `instantiate` only in runner.py."""
+    found = {}
+    for path in sorted((REPO / "kdlab").rglob("*.py")):
+        for line, what in code_from_strings(path.read_text(encoding="utf-8")):
+            found.setdefault(what, []).append(f"{path.relative_to(REPO)}:{line}")
+    instantiating = {where.split(":")[0] for where in found.pop("instantiate", [])}
+    assert found == {}
+    assert instantiating <= INSTANTIATING, f"review how these build objects from config: {sorted(instantiating - INSTANTIATING)}"
