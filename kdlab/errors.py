@@ -31,3 +31,11 @@ class TrainingError(KdlabError):
     def __init__(self, step: int, message: str):
         self.step = step
         super().__init__(message)
+
+
+class OutputError(KdlabError):
+    """A file or folder kdlab writes cannot be written (full disk, read-only or unwritable folder); names the path."""
+
+    def __init__(self, path: object, message: str):
+        self.path = str(path)
+        super().__init__(f"{path}: {message}")

@@ -7,7 +7,8 @@ never read. An entry is one safetensors file ``<root>/<key>.safetensors`` (never
     outputs      [N, ...]   one row per distinct input, in order of first appearance
     content_ids  [N, 16]    uint8 digest of each input (sha256 of text and pair), checked on load
 
-written to a temporary name in the same folder and renamed, so a half-written entry is never read. A missing
+written to a temporary name in the same folder and renamed (`kdlab.utils.atomic`), so a half-written entry is never
+read; the temporary file of a process killed mid-write is removed by the next store of that entry. A missing
 entry is computed under an exclusive lock (``<root>/.locks/<key>.lock``; lock files stay, since removing one
 that another process waits on would break the lock): when several processes need an entry at once (the
 ranks of a DDP run, parallel jobs of a sweep), one computes it and the others read it.
@@ -18,8 +19,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
-import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -29,6 +28,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from kdlab.errors import DataError
+from kdlab.utils.atomic import replacing
 
 try:
     import fcntl
@@ -117,17 +117,10 @@ class TeacherOutputCache:
         return tensors["outputs"]
 
     def store(self, key: str, inputs: Sequence[Input], outputs: torch.Tensor) -> Path:
-        """Write an entry atomically (temporary file in the same folder, then rename)."""
-        self.root.mkdir(parents=True, exist_ok=True)
+        """Write an entry atomically (temporary file in the same folder, then rename; `kdlab.utils.atomic`)."""
         ids = torch.tensor([list(content_id(*item)) for item in inputs], dtype=torch.uint8)
-        fd, tmp = tempfile.mkstemp(prefix=f".{key}.", suffix=".tmp", dir=self.root)
-        os.close(fd)
-        try:
-            save_file({"outputs": outputs.contiguous(), "content_ids": ids}, tmp, metadata={"rows": str(len(inputs))})
-            os.replace(tmp, self.path(key))
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        with replacing(self.path(key)) as tmp:
+            save_file({"outputs": outputs.contiguous(), "content_ids": ids}, str(tmp), metadata={"rows": str(len(inputs))})
         return self.path(key)
 
     def get_or_compute(

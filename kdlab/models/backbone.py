@@ -20,7 +20,6 @@ import logging
 import os
 import pickle
 import re
-import shutil
 import tempfile
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
@@ -31,6 +30,7 @@ import torch
 from torch import nn
 
 from kdlab.errors import ConfigError, DataError
+from kdlab.utils.atomic import replacing
 
 log = logging.getLogger(__name__)
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
@@ -120,17 +120,8 @@ def load_tokenizer(path: str) -> Any:
 
 def save_atomically(folder: Path, write: Callable[[str], Any]) -> None:
     """Write a folder through a temporary sibling and rename it, so a half-written folder is never read."""
-    folder = Path(folder)
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
-    try:
+    with replacing(folder, folder=True) as tmp:
         write(str(tmp))
-        if folder.exists():
-            shutil.rmtree(folder)
-        os.replace(tmp, folder)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _head_kwargs(task: str, labels: Sequence[str]) -> dict[str, Any]:
