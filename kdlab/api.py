@@ -34,6 +34,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from kdlab.app import _is_fresh, conf_dir, register_resolvers
 from kdlab.errors import ConfigError, KdlabError
+from kdlab.utils.atomic import check_writable
 
 log = logging.getLogger("kdlab")
 
@@ -217,6 +218,7 @@ def train(*overrides: str, output_dir: str | Path | None = None) -> Run:
     if (run_dir / "metrics.json").is_file() and not any(o.startswith(("resume=", "+resume=")) for o in overrides):
         raise ConfigError("output_dir", f"{run_dir} holds a finished run; nothing was changed. Choose another folder, "
                                         "or add the override resume=auto to return its results")
+    check_writable(run_dir, "output_dir" if output_dir is not None else "hydra.run.dir")
     job = _job_config(cfg, run_dir)
     validate(job)
     return _run_job(cfg, job, run_dir, list(overrides))
@@ -250,6 +252,7 @@ def sweep(params: Mapping[str, Sequence[Any]], *overrides: str, sweep_dir: str |
     points = grid(params)
     configs = [compose(*overrides, *point) for point in points]
     root = Path(sweep_dir) if sweep_dir is not None else _unique(Path(_select(configs[0], "hydra.sweep.dir")))
+    check_writable(root, "sweep_dir" if sweep_dir is not None else "hydra.sweep.dir")
     jobs = [_job_config(cfg, root / str(num), num, root) for num, cfg in enumerate(configs)]
     for job in jobs:
         validate(job)

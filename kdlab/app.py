@@ -14,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from kdlab.errors import ConfigError, KdlabError
@@ -75,6 +76,27 @@ def refuse_finished_run_dir(argv: list[str]) -> None:
                 raise SystemExit(2)
 
 
+def _refuse_unwritable(config: DictConfig, key: str) -> None:
+    """Exit 2 with one line when the folder `key` names cannot be created or written."""
+    from kdlab.utils.atomic import check_writable
+
+    try:
+        check_writable(str(OmegaConf.select(config, key)), key, f" (set KDLAB_OUTPUT_DIR or {key} to a writable folder)")
+    except ConfigError as err:
+        print(f"kdlab: error: {err}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+class OutputFolderCheck(Callback):
+    """Hydra callback: refuse a run or sweep folder that cannot be written, before Hydra creates it."""
+
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        _refuse_unwritable(config, "hydra.run.dir")
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        _refuse_unwritable(config, "hydra.sweep.dir")
+
+
 # a failed multirun job's record in its folder, read by the sweep summary (kdlab/sweep.py)
 ERROR_FILE = "error.json"
 
@@ -113,21 +135,32 @@ def _record_failure(job_dir: Path, err: BaseException) -> None:
     })
 
 
+def _as_output_error(err: Exception, job_dir: Path | None) -> Exception:
+    """A write the file system refused (full disk, read-only) as one OutputError naming the file, else `err`."""
+    from kdlab.utils.atomic import output_error
+
+    if isinstance(err, KdlabError) or not isinstance(err, OSError):
+        return err
+    return output_error(err.filename or job_dir or Path.cwd(), err) or err
+
+
 def guarded(task: Callable[[DictConfig], Any], cfg: DictConfig) -> Any:
     """Run a task and report its failure.
 
     A single run: a KdlabError becomes one line on stderr and exit code 2 (an untouched run folder is
-    removed); any other error propagates with its traceback. A multirun job: any error is logged with its
-    traceback (<job>/train.log), recorded in <job>/error.json, an open W&B run is finished, and the job
-    returns None so that the sweep goes on; the sweep summary (kdlab/sweep.py) then reports it and sets the
-    multirun's exit status.
+    removed), and so does an OSError saying the disk is full or read-only (as an OutputError); any other
+    error propagates with its traceback. A multirun job: any error is logged with its traceback
+    (<job>/train.log), recorded in <job>/error.json, an open W&B run is finished, and the job returns None so
+    that the sweep goes on; the sweep summary (kdlab/sweep.py) then reports it and sets the multirun's exit
+    status.
     """
     job_dir, multirun = _hydra_job()
     if multirun and job_dir is not None:
         (job_dir / ERROR_FILE).unlink(missing_ok=True)  # a stale record of an earlier attempt
     try:
         return task(cfg)
-    except Exception as err:
+    except Exception as caught:
+        err = _as_output_error(caught, job_dir)
         if multirun and job_dir is not None:
             if isinstance(err, KdlabError):
                 print(f"kdlab: error: {err}", file=sys.stderr)

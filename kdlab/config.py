@@ -20,6 +20,7 @@ from kdlab.data.task_list import check_exponent, task_configs
 from kdlab.errors import ConfigError
 from kdlab.evaluation.names import CLASSIFICATION_METRICS, REGRESSION_METRICS
 from kdlab.models.spec import POOLING_MODES
+from kdlab.utils.atomic import check_writable
 
 METHODS = ("finetune", "hinton", "multilingual", "trans_encoder", "bam")
 SPLITS = ("train", "validation", "test")
@@ -393,9 +394,17 @@ def validate_processes(cfg: DictConfig) -> None:
             process_share(int(task.batch_size), world, f"data.tasks.{task.get('name', index)}.batch_size")
 
 
+def validate_paths(cfg: DictConfig) -> None:
+    """The folders every run writes besides its run folder (the shared cache, the teacher store) can be written."""
+    for key in ("paths.cache_dir", "paths.teacher_store"):
+        if OmegaConf.select(cfg, key, throw_on_resolution_failure=False) is not None:
+            check_writable(str(_require(cfg, key)), key, f" (set KDLAB_CACHE_DIR or {key} to a writable folder)")
+
+
 def validate(cfg: DictConfig) -> None:
     """Raise ConfigError for the first problem found in a composed training config."""
     validate_processes(cfg)
+    validate_paths(cfg)
     validate_model_specs(cfg)
     method = _require(cfg, "method.name")
     if method not in METHODS:

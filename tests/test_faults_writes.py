@@ -15,7 +15,9 @@ import functools
 import json
 import os
 import random
+import re
 import resource
+import shutil
 import signal
 import subprocess
 import sys
@@ -25,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import REPO
+from conftest import REPO, run_dirs
 
 KINDS = ("metrics", "cache", "export")
 KEY = "f" * 32  # a teacher-output cache key
@@ -302,6 +304,83 @@ def test_a_write_the_file_system_refuses_is_one_error_naming_the_path(killed_wri
     path = target(kind, root / kind / "limit")
     assert report[kind]["limit"] == f"{path}: cannot be written: File too large (free space or choose another folder)"
     assert report[kind]["limit_left"] == []  # no partial file, no temporary file
+
+
+# --- folders that cannot be written, a full disk ---------------------------------------------------------------------
+SMALL = ["debug=fast", "data.train.size=200", "data.validation.size=50", "data.test.size=50"]
+
+
+@functools.cache
+def namespaces() -> str | None:
+    """Why this machine cannot mount a file system in a user namespace (no root needed), or None when it can."""
+    if shutil.which("unshare") is None:
+        return "unshare (util-linux) is not installed"
+    probe = subprocess.run(["unshare", "--user", "--map-root-user", "--mount", "sh", "-c", "mount -t tmpfs tmpfs /mnt"],
+                           capture_output=True, text=True, check=False)
+    return None if probe.returncode == 0 else f"no user namespaces here ({probe.stderr.strip()})"
+
+
+def on_own_file_system(mount: Path, options: str, *command: str, env: dict[str, str]) -> subprocess.CompletedProcess:
+    """Run `command` with a fresh tmpfs (mount `options`) at `mount`, in a user and mount namespace; after it, the
+    namespace's shell lists what is left under `mount` (the tmpfs goes with the namespace)."""
+    script = f'mount -t tmpfs -o {options} tmpfs "$0" && "$@"; code=$?; echo "--- left:"; find "$0" -mindepth 1 | sort; exit $code'
+    return subprocess.run(["unshare", "--user", "--map-root-user", "--mount", "sh", "-c", script, str(mount), *command],
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=300, check=False)
+
+
+def one_error_line(result: subprocess.CompletedProcess) -> str:
+    """The run failed with exit 2 and one `kdlab: error:` line, no traceback; that line."""
+    errors = [line for line in result.stderr.splitlines() if line.startswith("kdlab: error:")]
+    assert result.returncode == 2 and len(errors) == 1 and "Traceback" not in result.stderr, result.stderr[-3000:]
+    return errors[0]
+
+
+@pytest.mark.parametrize("multirun", [False, True], ids=["run", "multirun"])
+def test_an_output_folder_under_a_file_is_refused_before_anything_is_written(cli, tmp_path, multirun):
+    """Works as root too: no permission can make a regular file hold a folder."""
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file\n")
+    result = cli(*(["-m"] if multirun else []), *SMALL, env={"KDLAB_OUTPUT_DIR": str(blocker / "outputs")})
+    key, kind = ("hydra.sweep.dir", "sweeps") if multirun else ("hydra.run.dir", "runs")
+    assert re.fullmatch(rf"kdlab: error: {key}: cannot create {re.escape(str(blocker))}/outputs/{kind}/\S+: {re.escape(str(blocker))} "
+                        rf"is a file, not a folder \(set KDLAB_OUTPUT_DIR or {key} to a writable folder\)", one_error_line(result))
+    assert blocker.read_text() == "a file\n"
+
+
+def test_a_cache_folder_that_cannot_be_created_is_refused_before_training(cli, tmp_path):
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file\n")
+    result = cli(*SMALL, env={"KDLAB_CACHE_DIR": str(blocker / "cache")})
+    assert one_error_line(result) == (f"kdlab: error: paths.cache_dir: cannot create {blocker}/cache: {blocker} is a file, "
+                                      "not a folder (set KDLAB_CACHE_DIR or paths.cache_dir to a writable folder)")
+    assert run_dirs(tmp_path) == []  # the run folder Hydra made is removed: nothing looks like a run
+
+
+@pytest.mark.skipif(namespaces() is not None, reason=str(namespaces()))
+def test_an_output_folder_on_a_read_only_file_system_is_refused_before_anything_is_written(cli, tmp_path):
+    mount = tmp_path / "read-only"
+    mount.mkdir()
+    env = {**os.environ, "KDLAB_OUTPUT_DIR": str(mount / "outputs"), "KDLAB_CACHE_DIR": str(tmp_path / "cache")}
+    result = on_own_file_system(mount, "ro", sys.executable, "-m", "kdlab.train", *SMALL, env=env)
+    assert re.fullmatch(rf"kdlab: error: hydra.run.dir: cannot create {re.escape(str(mount))}/outputs/runs/\S+: {re.escape(str(mount))} "
+                        r"is not writable \(read-only file system\) \(set KDLAB_OUTPUT_DIR or hydra.run.dir to a writable folder\)",
+                        one_error_line(result))
+
+
+@pytest.mark.skipif(namespaces() is not None, reason=str(namespaces()))
+def test_a_full_disk_stops_the_run_with_one_line_naming_the_file_and_leaves_no_partial_file(tmp_path):
+    """The run folder on a 1 MB tmpfs: the run starts, trains its teacher, and the export (4 MB) meets the full disk.
+    Checkpoints are off so that the export is the first large write (a checkpoint's full disk: see RELIABILITY.md)."""
+    mount = tmp_path / "small"
+    mount.mkdir()
+    env = {**os.environ, "KDLAB_CACHE_DIR": str(tmp_path / "cache"), "HF_HUB_OFFLINE": "1", "WANDB_MODE": "disabled"}
+    result = on_own_file_system(mount, "size=1m", sys.executable, "-m", "kdlab.train", *SMALL, f"hydra.run.dir={mount / 'run'}",
+                                "callbacks.model_checkpoint=null", "+trainer.enable_checkpointing=false", env=env)
+    export = mount / "run" / "teacher" / "model"
+    assert one_error_line(result) == f"kdlab: error: {export}: cannot be written: No space left on device (free space or choose another folder)"
+    left = result.stdout.split("--- left:\n", 1)[1].split()
+    assert str(mount / "run" / "train.log") in left  # the run did start
+    assert not [name for name in left if name.startswith(str(export.parent) + "/")]  # no partial export, no temporary file
 
 
 if __name__ == "__main__":
