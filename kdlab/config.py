@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
-from omegaconf.errors import OmegaConfBaseException
+from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
 
 from kdlab.data.loading import check_columns
 from kdlab.data.processes import process_share
@@ -30,6 +30,8 @@ PAIR_LOSSES = ("bce", "mse")  # kdlab.losses.pseudo_labels implements them; list
 def _require(cfg: DictConfig, key: str) -> Any:
     try:
         value = OmegaConf.select(cfg, key, throw_on_missing=True)
+    except MissingMandatoryValue:
+        raise ConfigError(key, f"is required (??? in the config): give it, e.g. on the command line as {key}=...") from None
     except OmegaConfBaseException as err:
         raise ConfigError(key, f"cannot be resolved ({str(err).splitlines()[0]})") from None
     if value is None:
@@ -79,6 +81,8 @@ def validate_data(cfg: DictConfig) -> None:
     labels = cfg.data.get("labels") or []
     if task == "classification" and len(labels) < 2:
         raise ConfigError("data.labels", f"a classification task needs at least 2 labels, got {list(labels)}")
+    if task == "classification" and len({str(label) for label in labels}) != len(labels):
+        raise ConfigError("data.labels", f"must be distinct (a label's position is its class index), got {list(labels)}")
     allowed = CLASSIFICATION_METRICS if task == "classification" else REGRESSION_METRICS
     metrics = list(_require(cfg, "data.metrics"))
     for name in metrics:
@@ -181,9 +185,7 @@ def validate_trans_encoder(cfg: DictConfig) -> None:
             raise ConfigError(f"method.{stage}.epochs", f"must be >= 1, got {cfg.method[stage].epochs}")
         if int(_number(cfg, f"method.{stage}.batch_size")) < (2 if stage == "simcse" else 1):
             raise ConfigError(f"method.{stage}.batch_size", f"is too small: {cfg.method[stage].batch_size}")
-        if _number(cfg, f"method.{stage}.optimizer.lr") <= 0:
-            raise ConfigError(f"method.{stage}.optimizer.lr", f"must be > 0, got {cfg.method[stage].optimizer.lr}")
-        validate_layerwise_decay(cfg, f"method.{stage}.optimizer")
+        validate_optimizer(cfg, f"method.{stage}.optimizer")
     for stage in ("cross", "bi"):
         if cfg.method[stage].get("loss") not in PAIR_LOSSES:
             raise ConfigError(f"method.{stage}.loss", f"must be one of {list(PAIR_LOSSES)}, got {cfg.method[stage].get('loss')!r}")
@@ -272,26 +274,42 @@ def validate_models(cfg: DictConfig) -> None:
             raise ConfigError("method.train", f"must be teacher or student (a spec under model.*), got {role!r}")
 
 
-def validate_layerwise_decay(cfg: DictConfig, key: str) -> None:
-    """`<key>.layerwise_decay` (β of layerwise learning-rate decay), when set, is in (0, 1]; 1.0 = off."""
-    if OmegaConf.select(cfg, f"{key}.layerwise_decay") is None:
-        return
-    beta = _number(cfg, f"{key}.layerwise_decay")
-    if not 0.0 < beta <= 1.0:
-        raise ConfigError(f"{key}.layerwise_decay", f"must be in (0, 1] (1.0 = off), got {beta:g}")
+# optional AdamW settings (kdlab/optim.py): name -> (test, the range it states)
+OPTIMIZER_RANGES = {
+    "weight_decay": (lambda v: v >= 0, ">= 0"),
+    "warmup_ratio": (lambda v: 0 <= v <= 1, "in [0, 1] (the share of steps that warm up)"),
+    "eps": (lambda v: v > 0, "> 0"),
+    "layerwise_decay": (lambda v: 0 < v <= 1, "in (0, 1] (1.0 = off)"),
+}
+
+
+def validate_optimizer(cfg: DictConfig, key: str) -> None:
+    """An optimizer node `<key>`: lr > 0, and each optional AdamW setting it gives (weight decay, warm-up, betas, eps, β) in range."""
+    lr = _number(cfg, f"{key}.lr")
+    if lr <= 0:
+        raise ConfigError(f"{key}.lr", f"must be > 0, got {lr:g}")
+    for name, (good, expected) in OPTIMIZER_RANGES.items():
+        if OmegaConf.select(cfg, f"{key}.{name}") is None:
+            continue
+        value = _number(cfg, f"{key}.{name}")
+        if not good(value):
+            raise ConfigError(f"{key}.{name}", f"must be {expected}, got {value:g}")
+    betas = OmegaConf.select(cfg, f"{key}.betas")
+    if betas is not None:
+        values = list(betas) if OmegaConf.is_list(betas) else [betas]
+        if len(values) != 2 or not all(isinstance(b, (int, float)) and not isinstance(b, bool) and 0 <= b < 1 for b in values):
+            raise ConfigError(f"{key}.betas", f"must be two numbers in [0, 1), got {values}")
 
 
 def validate_stages(cfg: DictConfig, stages: tuple[str, ...] = ("teacher", "student")) -> None:
-    """Each training stage the method has (method.teacher / method.student) has epochs >= 1 and lr > 0."""
+    """Each training stage the method has (method.teacher / method.student) has epochs >= 1 and a valid optimizer."""
     for stage in stages:
         node = cfg.method.get(stage)
         if node is None:
             continue
         if int(_number(cfg, f"method.{stage}.epochs")) < 1:
             raise ConfigError(f"method.{stage}.epochs", f"must be >= 1, got {node.epochs}")
-        if _number(cfg, f"method.{stage}.optimizer.lr") <= 0:
-            raise ConfigError(f"method.{stage}.optimizer.lr", f"must be > 0, got {node.optimizer.lr}")
-        validate_layerwise_decay(cfg, f"method.{stage}.optimizer")
+        validate_optimizer(cfg, f"method.{stage}.optimizer")
 
 
 def validate_task_list(cfg: DictConfig) -> list[dict[str, Any]]:
@@ -401,9 +419,20 @@ def validate_paths(cfg: DictConfig) -> None:
             check_writable(str(_require(cfg, key)), key, f" (set KDLAB_CACHE_DIR or {key} to a writable folder)")
 
 
+def validate_eval(cfg: DictConfig) -> None:
+    """A `kdlab-eval` config: `model_path` given (it is ??? in conf/eval.yaml), `splits` a list of validation and/or test."""
+    _require(cfg, "model_path")
+    splits = list(_require(cfg, "splits"))
+    if not splits or any(split not in ("validation", "test") for split in splits):
+        raise ConfigError("splits", f"must be a list of validation and/or test, got {splits}")
+
+
 def validate(cfg: DictConfig) -> None:
     """Raise ConfigError for the first problem found in a composed training config."""
     validate_processes(cfg)
+    seed = _require(cfg, "seed")
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise ConfigError("seed", f"must be an integer, got {seed!r}")
     validate_paths(cfg)
     validate_model_specs(cfg)
     method = _require(cfg, "method.name")

@@ -63,11 +63,9 @@ def _multi_task(cfg: DictConfig) -> tuple[Any, Any]:
 
 def evaluate_model(cfg: DictConfig) -> dict[str, float]:
     """val/test metrics of `cfg.model_path` on `cfg.data`, printed and written to <run>/metrics.json."""
-    bad = [split for split in cfg.splits if split not in ("validation", "test")]
-    if bad:
-        from kdlab.errors import ConfigError
+    from kdlab.config import validate_eval
 
-        raise ConfigError("splits", f"must be a list of validation and/or test, got {list(cfg.splits)}")
+    validate_eval(cfg)
     from pathlib import Path
 
     import pytorch_lightning as pl

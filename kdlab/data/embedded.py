@@ -196,6 +196,8 @@ def sts_toy(split: str, size: int | None = None, seed: int = 0) -> list[dict[str
 
 
 EMBEDDED = {"reviews": reviews, "parallel_toy": parallel_toy, "sts_toy": sts_toy}
+# the columns of each embedded dataset's rows, for checking a config's column names without generating rows
+COLUMNS = {"reviews": ["text", "label"], "parallel_toy": ["source", "rev", "vow"], "sts_toy": ["sentence1", "sentence2", "score"]}
 
 
 def embedded_split(name: str, split: str, size: int | None = None, seed: int = 0) -> list[dict[str, str]]:

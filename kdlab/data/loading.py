@@ -132,7 +132,12 @@ def first_undecodable_line(path: Path, encoding: str) -> int | None:
 
 
 def read_header(source: Mapping[str, Any]) -> list[str] | None:
-    """The header of a local file source (None for header-less files and non-file sources)."""
+    """The header of a local file source, or an embedded dataset's columns (None for header-less files, HF datasets
+    and unknown embedded names, which loading reports)."""
+    if source.get("embedded") is not None:
+        from kdlab.data.embedded import COLUMNS
+
+        return COLUMNS.get(str(source["embedded"]))
     if "path" not in source or source.get("path") is None:
         return None
     path = Path(str(source["path"]))
@@ -160,9 +165,8 @@ def check_columns(source: Mapping[str, Any], columns: Mapping[str, Any], key: st
         if column is None or isinstance(column, int):
             continue
         if column not in header:
-            raise ConfigError(
-                f"{key}.{role}", f"column {column!r} is not in {source['path']} (columns: {header})"
-            )
+            where = source.get("path") or f"embedded dataset {source.get('embedded')!r}"
+            raise ConfigError(f"{key}.{role}", f"column {column!r} is not in {where} (columns: {header})")
 
 
 def _records_from_file(source: Mapping[str, Any], columns: Mapping[str, Any]) -> list[Record]:
