@@ -197,11 +197,6 @@ def test_every_loader_refuses_a_models_own_code_without_the_key(tmp_path, tiny_t
     assert not marker.exists()
 
 
-# Trans-Encoder saves the trusted start bi-encoder (its auto_map with it) to <run>/start/bi, then reloads that export
-# with trust_remote_code off (kdlab/pipelines/trans_encoder.py TransEncoderRun.load_bi), which refuses it: a known gap
-RELOAD_GAP = ("bi_encoder", "/start/bi.name_or_path: cannot load")
-
-
 @pytest.mark.parametrize("kind", list(REMOTE_CODE_KINDS))
 def test_a_models_own_code_runs_only_when_its_config_key_says_so_and_the_run_records_it(cli, tmp_path, tiny_tokenizer, kind):
     spec_key = REMOTE_CODE_KINDS[kind][1]
@@ -211,8 +206,6 @@ def test_a_models_own_code_runs_only_when_its_config_key_says_so_and_the_run_rec
     recorded = model_specs(OmegaConf.load(run / "config.yaml").model)
     assert {key: spec.get("trust_remote_code") for key, spec in recorded.items()} == {key: key == spec_key for key in recorded}
     assert f"trust_remote_code: true for {folder}: the Python code shipped with this model runs" in (run / "train.log").read_text()
-    if kind == RELOAD_GAP[0] and trusted.returncode == 2 and RELOAD_GAP[1] in trusted.stderr:
-        pytest.xfail("Trans-Encoder reloads its own start/bi export without the bi-encoder's trust_remote_code")
     assert trusted.returncode == 0, trusted.stderr[-3000:]
 
 

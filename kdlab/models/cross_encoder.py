@@ -39,14 +39,15 @@ def build_cross_encoder(spec: Mapping[str, Any], tokenizer: Any, key: str) -> nn
     return build_model(spec, "regression", [], tokenizer)
 
 
-def cross_encoder_from(backbone: nn.Module, tokenizer: Any, key: str) -> nn.Module:
-    """A cross-encoder whose encoder starts from `backbone`'s weights (e.g. the starting bi-encoder), with a new head."""
+def cross_encoder_from(backbone: nn.Module, tokenizer: Any, key: str, trust_remote_code: bool = False) -> nn.Module:
+    """A cross-encoder whose encoder starts from `backbone`'s weights (e.g. the starting bi-encoder), with a new head;
+    `trust_remote_code` as the spec the backbone was loaded under."""
     from transformers import AutoModelForSequenceClassification
 
     check_pair_tokenizer(tokenizer, f"{key}.tokenizer")
     config = copy.deepcopy(backbone.config)
     config.num_labels, config.problem_type = 1, "regression"
-    model = AutoModelForSequenceClassification.from_config(config)
+    model = AutoModelForSequenceClassification.from_config(config, **({"trust_remote_code": True} if trust_remote_code else {}))
     missing, unexpected = model.base_model.load_state_dict(backbone.state_dict(), strict=False)
     if unexpected or any(not name.startswith("pooler.") for name in missing):
         raise ConfigError(key, f"cannot initialise a cross-encoder from this encoder (missing {missing[:3]}, unexpected {unexpected[:3]})")

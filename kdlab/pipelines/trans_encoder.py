@@ -37,7 +37,7 @@ from omegaconf import DictConfig
 from kdlab.data.pairs import PairData
 from kdlab.errors import ConfigError, DataError
 from kdlab.methods.trans_encoder import BiEncoderStage, CrossEncoderStage, SimCSEStage
-from kdlab.models.backbone import load_tokenizer, save_atomically, train_wordpiece
+from kdlab.models.backbone import load_pretrained, load_tokenizer, save_atomically, train_wordpiece
 from kdlab.models.bi_encoder import pair_cosines
 from kdlab.models.cross_encoder import build_cross_encoder, check_pair_tokenizer, cross_encoder_from, cross_scores
 from kdlab.models.sentence_encoder import SentenceEncoder, copy_encoder, load_sentence_encoder, random_encoder
@@ -161,18 +161,27 @@ class TransEncoderRun:
         pl.seed_everything(int(self.cfg.seed) + index, workers=True)
         spec, key = self.cross_specs[index], f"model.cross_encoders[{index}]"
         if spec.get("from_bi_start") is not None:
-            return cross_encoder_from(self.starts[int(spec["from_bi_start"])][0].backbone, self.cross_tokenizers[index], key)
+            origin = self.starts[int(spec["from_bi_start"])][0].backbone
+            return cross_encoder_from(origin, self.cross_tokenizers[index], key, self._cross_trust(index))
         return build_cross_encoder(spec, self.cross_tokenizers[index], key)
 
-    @staticmethod
-    def load_bi(folder: Path) -> tuple[SentenceEncoder, Any]:
-        return load_sentence_encoder({"name_or_path": str(folder)}, str(folder))
+    def _cross_trust(self, index: int) -> bool:
+        """A cross-encoder runs its model's own code if the spec it comes from allows it (its bi-encoder's for `from_bi_start`)."""
+        spec = self.cross_specs[index]
+        origin = spec.get("from_bi_start")
+        return bool((self.bi_specs[int(origin)] if origin is not None else spec).get("trust_remote_code", False))
 
-    @staticmethod
-    def load_cross(folder: Path) -> torch.nn.Module:
+    def load_bi(self, index: int, folder: Path) -> tuple[SentenceEncoder, Any]:
+        """A bi-encoder this run exported, under its spec's trust_remote_code."""
+        trusted = bool(self.bi_specs[index].get("trust_remote_code", False))
+        return load_sentence_encoder({"name_or_path": str(folder), "trust_remote_code": trusted}, str(folder))
+
+    def load_cross(self, index: int, folder: Path) -> torch.nn.Module:
+        """A cross-encoder this run exported, under its spec's trust_remote_code (`_cross_trust`)."""
         from transformers import AutoModelForSequenceClassification
 
-        return AutoModelForSequenceClassification.from_pretrained(str(folder))
+        spec = {"name_or_path": str(folder), "trust_remote_code": self._cross_trust(index)}
+        return load_pretrained(AutoModelForSequenceClassification, spec, str(folder))
 
     # --- stages -----------------------------------------------------------------------------------
     def _optimizer(self, stage: DictConfig) -> dict[str, Any]:
@@ -198,16 +207,16 @@ class TransEncoderRun:
         module = BiEncoderStage(model, tokenizer, self._optimizer(self.method.bi), str(self.method.bi.loss), self.max_length)
         return evaluate(self.cfg, module, self.data.stage("bi", tokenizer, 1), self.run_dir / stage)
 
-    def train_models(self, step: str, names: list[str], load: Callable[[Path], Any],
+    def train_models(self, step: str, names: list[str], load: Callable[[int, Path], Any],
                      train: Callable[[int, str], tuple[Any, dict[str, float]]]) -> list[Any]:
         """Train each model of a step (`train(index, stage)` → model, metrics), or, when the step is finished,
-        `load` what each exported; the step's metrics go to progress.json as `<name>_<cycle>/…`."""
+        `load(index, folder)` what each exported; the step's metrics go to progress.json as `<name>_<cycle>/…`."""
         tag = step.split("/", 1)[0]
         models, results = [], {}
         for index, name in enumerate(names):
             stage = f"{tag}/{name}"
             if self.progress.done(step):
-                models.append(load(self.run_dir / stage / "model"))
+                models.append(load(index, self.run_dir / stage / "model"))
                 continue
             model, metrics = train(index, stage)
             models.append(model)
@@ -258,7 +267,7 @@ def run_trans_encoder(cfg: DictConfig, run_dir: Path) -> dict[str, float]:
                 model.save_sentence_transformers(run_dir / "start" / name, tokenizer, run.max_length)
             results.update({f"{name}_start/{k}": v for k, v in run.evaluate_bi(f"start/{name}_eval", model, tokenizer).items()})
         progress.finish("start", results)
-    starts = [run.load_bi(run_dir / "start" / name) for name in run.bi_names]
+    starts = [run.load_bi(index, run_dir / "start" / name) for index, name in enumerate(run.bi_names)]
     run.set_starts(starts)
     bis = [(copy_encoder(model, None), tokenizer) for model, tokenizer in starts]
     crosses: list[Any] = [None] * len(run.cross_names)
