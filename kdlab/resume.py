@@ -25,7 +25,6 @@ import json
 import logging
 import os
 import random
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +35,7 @@ from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
 from omegaconf import DictConfig, OmegaConf
 
 from kdlab.errors import ConfigError
+from kdlab.utils.atomic import replacing
 from kdlab.utils.distributed import is_global_zero
 from kdlab.utils.run_folder import write_text
 
@@ -187,20 +187,13 @@ def _csv_rows(path: Path) -> list[dict[str, str]]:
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
-    """Writes a checkpoint to a temporary file in its folder, flushes it to disk, then renames it into place."""
+    """Writes a checkpoint to a temporary file in its folder, flushes it to disk, then renames it into place
+    (kdlab.utils.atomic.replacing: a full disk is one OutputError naming the checkpoint)."""
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any = None) -> None:
         if storage_options is not None:
             raise TypeError("AtomicCheckpointIO takes no storage_options")
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                torch.save(checkpoint, handle)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        with replacing(path) as tmp, open(tmp, "wb") as handle:
+            torch.save(checkpoint, handle)
+            handle.flush()
+            os.fsync(handle.fileno())

@@ -383,5 +383,20 @@ def test_a_full_disk_stops_the_run_with_one_line_naming_the_file_and_leaves_no_p
     assert not [name for name in left if name.startswith(str(export.parent) + "/")]  # no partial export, no temporary file
 
 
+
+@pytest.mark.skipif(namespaces() is not None, reason=str(namespaces()))
+def test_a_checkpoint_meeting_a_full_disk_is_one_line_naming_it(tmp_path):
+    """Checkpoints on (as by default): the teacher's first checkpoint (a few MB) is the write that meets the full disk."""
+    mount = tmp_path / "small"
+    mount.mkdir()
+    env = {**os.environ, "KDLAB_CACHE_DIR": str(tmp_path / "cache"), "HF_HUB_OFFLINE": "1", "WANDB_MODE": "disabled"}
+    result = on_own_file_system(mount, "size=1m", sys.executable, "-m", "kdlab.train", *SMALL, f"hydra.run.dir={mount / 'run'}", env=env)
+    folder = mount / "run" / "teacher" / "checkpoints"
+    assert re.fullmatch(rf"kdlab: error: {re.escape(str(folder))}/\w+\.ckpt: cannot be written: No space left on device "
+                        r"\(free space or choose another folder\)", one_error_line(result))
+    left = result.stdout.split("--- left:\n", 1)[1].split()
+    assert not [name for name in left if name.startswith(str(folder) + "/")]  # no partial checkpoint, no temporary file
+
+
 if __name__ == "__main__":
     print(json.dumps(drive(Path(sys.argv[1]))))

@@ -72,7 +72,7 @@ def crashed_sweep(tmp_path_factory):
     env = {**os.environ, "KDLAB_OUTPUT_DIR": str(tmp / "outputs"), "KDLAB_CACHE_DIR": str(tmp / "cache"),
            "HF_HUB_OFFLINE": "1", "WANDB_MODE": "disabled", "OMP_NUM_THREADS": "1"}
     logger = ["logger=mlflow"] if importlib.util.find_spec("mlflow") else []
-    result = subprocess.run([sys.executable, "-m", "kdlab.train", "-m", "+trainer.val_check_interval=5,1.0", *SMALL, *logger],
+    result = subprocess.run([sys.executable, "-m", "kdlab.train", "-m", "trainer.val_check_interval=5,1.0", *SMALL, *logger],
                             cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     return result, _sweep(tmp), tmp
 
