@@ -76,6 +76,35 @@ def refuse_finished_run_dir(argv: list[str]) -> None:
                 raise SystemExit(2)
 
 
+def refuse_bad_overrides(argv: list[str]) -> None:
+    """Exit 2 with one `kdlab: error: overrides: …` line when the command line's overrides do not compose.
+
+    Hydra reports its own composition errors (a misspelt key, an unknown config group option) in several lines
+    with exit 1; composing the overrides first (sweep lists left to the sweeper) turns them into kdlab's one line.
+    Skipped when a flag points Hydra at other config folders or names, which this composition would not see.
+    """
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    from kdlab.api import compose
+
+    if any(arg.split("=", 1)[0] in _CONFIG_FLAGS for arg in argv):
+        return
+    plain = [arg for arg in argv if not arg.startswith("-")]
+    try:
+        parsed = OverridesParser.create().parse_overrides(plain)
+    except Exception:  # Hydra's own grammar error is already one clear message
+        return
+    try:
+        compose(*[arg for arg, override in zip(plain, parsed) if not override.is_sweep_override()])
+    except ConfigError as err:
+        print(f"kdlab: error: {err}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+# Hydra flags that change where configs come from (refuse_bad_overrides cannot compose what they add)
+_CONFIG_FLAGS = {"--config-path", "-cp", "--config-name", "-cn", "--config-dir", "-cd", "--experimental-rerun", "--info", "-i"}
+
+
 def _refuse_unwritable(config: DictConfig, key: str) -> None:
     """Exit 2 with one line when the folder `key` names cannot be created or written."""
     from kdlab.utils.atomic import check_writable

@@ -13,7 +13,7 @@ import sys
 import hydra
 from omegaconf import DictConfig
 
-from kdlab.app import conf_dir, guarded, refuse_finished_run_dir, register_resolvers
+from kdlab.app import conf_dir, guarded, refuse_bad_overrides, refuse_finished_run_dir, register_resolvers
 
 register_resolvers()
 
@@ -34,8 +34,10 @@ def _hydra_main(cfg: DictConfig) -> float | None:
 
 
 def main() -> float | None:
-    """`kdlab-train`: refuse a finished run folder before Hydra writes into it, then compose and run."""
+    """`kdlab-train`: refuse a finished run folder before Hydra writes into it, and overrides that do not compose
+    (one line instead of Hydra's report), then compose and run."""
     refuse_finished_run_dir(sys.argv[1:])
+    refuse_bad_overrides(sys.argv[1:])
     return _hydra_main()
 
 
