@@ -427,9 +427,17 @@ def validate_eval(cfg: DictConfig) -> None:
         raise ConfigError("splits", f"must be a list of validation and/or test, got {splits}")
 
 
+def validate_callbacks(cfg: DictConfig) -> None:
+    """The checkpoint callback's tie rule (kdlab.callbacks.BestCheckpoint): tie_mode min or max."""
+    checkpoint = (cfg.get("callbacks") or {}).get("model_checkpoint") or {}
+    if checkpoint.get("tie_break") is not None and checkpoint.get("tie_mode", "min") not in ("min", "max"):
+        raise ConfigError("callbacks.model_checkpoint.tie_mode", f"must be min or max, got {checkpoint.get('tie_mode')!r}")
+
+
 def validate(cfg: DictConfig) -> None:
     """Raise ConfigError for the first problem found in a composed training config."""
     validate_processes(cfg)
+    validate_callbacks(cfg)
     seed = _require(cfg, "seed")
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise ConfigError("seed", f"must be an integer, got {seed!r}")
