@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from conftest import REPO, run_dirs
-from kdlab.cache.teacher_outputs import content_id
+from kdlab.data.identity import content_id
 from kdlab.errors import DataError
 from kdlab.losses import annealed_loss, annealed_target
 from kdlab.methods.bam import TeacherPredictions, annealing_lambda, glue_mean

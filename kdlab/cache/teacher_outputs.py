@@ -27,6 +27,7 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
+from kdlab.data.identity import Input, content_id, distinct
 from kdlab.errors import DataError
 from kdlab.utils.atomic import replacing
 
@@ -37,16 +38,6 @@ except ImportError:  # Windows: no advisory locks; concurrent runs may compute a
 
 log = logging.getLogger(__name__)
 LOCKS = ".locks"
-Input = tuple[str, "str | None"]
-
-
-def content_id(text: str, text_pair: str | None = None) -> bytes:
-    """16-byte digest of one input (a sentence or a sentence pair)."""
-    digest = hashlib.sha256(text.encode("utf-8"))
-    if text_pair is not None:
-        digest.update(b"\x1f")
-        digest.update(text_pair.encode("utf-8"))
-    return digest.digest()[:16]
 
 
 def weights_fingerprint(model: torch.nn.Module) -> str:
@@ -68,20 +59,6 @@ def tokenizer_fingerprint(tokenizer: Any) -> str:
     else:
         text = repr(sorted(tokenizer.get_vocab().items()))
     return hashlib.sha256(f"{type(tokenizer).__name__}\n{text}".encode()).hexdigest()
-
-
-def distinct(inputs: Sequence[Input]) -> tuple[list[Input], list[int]]:
-    """The distinct inputs in order of first appearance, and for each input the row of its distinct copy."""
-    rows: dict[bytes, int] = {}
-    unique: list[Input] = []
-    where: list[int] = []
-    for item in inputs:
-        key = content_id(*item)
-        if key not in rows:
-            rows[key] = len(unique)
-            unique.append(item)
-        where.append(rows[key])
-    return unique, where
 
 
 class TeacherOutputCache:

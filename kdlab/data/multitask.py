@@ -27,7 +27,7 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader
 
-from kdlab.cache.teacher_outputs import content_id
+from kdlab.data.identity import content_id
 from kdlab.data.collate import PadCollator
 from kdlab.data.processes import process_rank, process_share
 from kdlab.data.sampling import ResumableLoader, ShardedBatchSampler, make_loader

@@ -28,7 +28,7 @@ import pytorch_lightning as pl
 from omegaconf import OmegaConf
 from torch.utils.data import DataLoader
 
-from kdlab.cache.teacher_outputs import distinct
+from kdlab.data.identity import distinct
 from kdlab.data.collate import ParallelCollator, tokenize
 from kdlab.data.loading import held_out_indices, load_records, subsample
 from kdlab.data.sampling import make_loader

@@ -21,7 +21,7 @@ from typing import Any
 import pytorch_lightning as pl
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from kdlab.cache.teacher_outputs import content_id
+from kdlab.data.identity import content_id
 from kdlab.data.multitask import MultiTaskDataModule
 from kdlab.data.task_list import task_configs
 from kdlab.data.text import TextDataModule

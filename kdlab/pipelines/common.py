@@ -7,7 +7,8 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from kdlab.cache.teacher_outputs import TeacherOutputCache, distinct
+from kdlab.cache.teacher_outputs import TeacherOutputCache
+from kdlab.data.identity import distinct
 from kdlab.models.inference import predict
 
 
