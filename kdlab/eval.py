@@ -1,7 +1,12 @@
 """`kdlab-eval`: evaluate a trained model (HF folder or kdlab .ckpt) on the configured data splits.
 
-    kdlab-eval model_path=outputs/runs/<run>/student/model data=reviews
-    kdlab-eval model_path=outputs/runs/<bam run>/student/model data=multitask_toy   # a multi-task (BAM) export
+    kdlab-eval model_path=outputs/runs/<run>/student/model            # the run's own data config
+    kdlab-eval model_path=outputs/runs/<run>/student/model data=sst2  # another data config (same label names)
+    kdlab-eval model_path=outputs/runs/<bam run>/student/model        # a multi-task (BAM) export
+
+When `model_path` lies in a kdlab run folder (`<run>/<stage>/model`, `<run>/<stage>/checkpoints/*.ckpt`) and no
+`data=` is given, the data is the run's own (`<run>/config.yaml`; a BAM teacher's: its task), with any `data.*`
+overrides applied on top. A classifier's label names (its `id2label`) must equal the data's `labels`.
 
 A multi-task export (a folder with heads.json) needs a multi-task data config whose tasks are the model's
 heads, in the same order and with the same kinds and labels; it reports `<split>/<task>/<metric>` and
@@ -10,10 +15,11 @@ heads, in the same order and with the same kinds and labels; it reports `<split>
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import hydra
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from kdlab.app import conf_dir, guarded, register_resolvers
 
@@ -33,6 +39,11 @@ def _single_task(cfg: DictConfig) -> tuple[Any, Any]:
     datamodule = TextDataModule(cfg.data, tokenizer=tokenizer)
     if int(model.config.num_labels) != datamodule.num_labels:
         raise ConfigError("model_path", f"the model has {model.config.num_labels} labels but data.labels gives {datamodule.num_labels}")
+    names = [str(model.config.id2label[i]) for i in range(int(model.config.num_labels))] if datamodule.task == "classification" else []
+    generic = names == [f"LABEL_{i}" for i in range(len(names))]  # a model saved without label names
+    if names and not generic and names != datamodule.labels:
+        raise ConfigError("data.labels", f"the model at {cfg.model_path} was trained on the labels {names}, got {datamodule.labels} "
+                                         "(another task? choose its data config with data=...)")
     return Finetune(model, tokenizer, datamodule.task, datamodule.num_labels, {"lr": 0.0}, list(cfg.data.metrics)), datamodule
 
 
@@ -61,15 +72,58 @@ def _multi_task(cfg: DictConfig) -> tuple[Any, Any]:
     return module, MultiTaskDataModule(container(cfg.data), tokenizer=tokenizer)
 
 
+def _command_line_overrides() -> list[str]:
+    """The overrides kdlab-eval was started with ([] outside a Hydra app)."""
+    try:
+        from hydra.core.hydra_config import HydraConfig
+
+        return list(HydraConfig.get().overrides.task)
+    except ValueError:
+        return []
+
+
+def run_folder_of(model_path: str | Path) -> Path | None:
+    """The kdlab run folder a model lies in (`<run>/<stage>/model`, `<run>/<stage>/checkpoints/x.ckpt`), else None."""
+    path = Path(str(model_path)).resolve()
+    for parent in list(path.parents)[:3]:
+        if (parent / "config.yaml").is_file() and (parent / "run.json").is_file():
+            return parent
+    return None
+
+
+def use_run_data(cfg: DictConfig, overrides: list[str]) -> str:
+    """Put the data config of the run `model_path` came from into `cfg.data` unless `data=` was given; says which data is used."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    from kdlab.data.task_list import task_configs
+    from kdlab.pipelines.common import container
+
+    given = [o for o in overrides if o.split("=", 1)[0].lstrip("+~") == "data"]
+    run = run_folder_of(cfg.model_path)
+    name = OmegaConf.select(cfg, "data.name", default="?")
+    if given or run is None:
+        return f"data: {name} ({'data=' + given[-1].split('=', 1)[1] if given else 'the default data config'})"
+    saved = OmegaConf.load(run / "config.yaml")
+    data = saved.data
+    stage = Path(str(cfg.model_path)).resolve().relative_to(run).parts[0]
+    if data.get("tasks") is not None and stage.startswith("teacher_"):  # a BAM teacher: its own task
+        task = next((t for t in task_configs(container(data)) if f"teacher_{t['name']}" == stage), None)
+        if task is not None:
+            data = OmegaConf.create(task)
+    for override in OverridesParser.create().parse_overrides([o for o in overrides if o.startswith("data.")]):
+        OmegaConf.update(data, override.key_or_group[len("data."):], override.value(), force_add=True)
+    with open_dict(cfg):
+        cfg.data = data
+    return f"data: {data.get('name', '?')} (the config of the run {run})"
+
+
 def evaluate_model(cfg: DictConfig) -> dict[str, float]:
     """val/test metrics of `cfg.model_path` on `cfg.data`, printed and written to <run>/metrics.json."""
     from kdlab.config import validate_eval
 
     validate_eval(cfg)
-    from pathlib import Path
-
+    used = use_run_data(cfg, _command_line_overrides())
     import pytorch_lightning as pl
-    from omegaconf import OmegaConf
 
     from kdlab.models.multitask import HEADS_CONFIG
     from kdlab.utils.run_folder import write_json
@@ -84,9 +138,12 @@ def evaluate_model(cfg: DictConfig) -> dict[str, float]:
         run = {"validation": trainer.validate, "test": trainer.test}[split]
         for results in run(module, datamodule=datamodule, verbose=False):
             metrics.update({k: float(v) for k, v in results.items()})
-    write_json(Path(cfg.paths.output_dir) / "metrics.json", metrics)
+    out = Path(cfg.paths.output_dir) / "metrics.json"
+    write_json(out, metrics)
+    print(used)
     for name, value in sorted(metrics.items()):
         print(f"{name}\t{value:.4f}")
+    print(f"results: {out}")
     return metrics
 
 

@@ -51,6 +51,7 @@ class Curve:
     steps: list[float]
     values: list[float]
     final: tuple[float, float] | None = None
+    kept: tuple[float, float] | None = None  # the validation point whose checkpoint the stage kept
 
 
 class StageLog:
@@ -59,6 +60,7 @@ class StageLog:
     def __init__(self, stage: str, path: Path):
         self.stage = stage
         self.path = path
+        self.kept: dict[str, float] = {}  # checkpoint/epoch (1-based) and checkpoint/step of the weights the stage kept
         self.rows: list[dict[str, float]] = []
         with open(path, newline="", encoding="utf-8") as handle:
             reader = csv.DictReader(handle)
@@ -78,7 +80,7 @@ class StageLog:
 
     def curve(self, key: str) -> Curve:
         """`key` against `step`; a point after the last training epoch becomes `final` (the best checkpoint)."""
-        steps, values, final = [], [], None
+        steps, values, final, candidates = [], [], None, []
         for row in self.rows:
             if key not in row:
                 continue
@@ -89,7 +91,11 @@ class StageLog:
             else:
                 steps.append(point[0])
                 values.append(point[1])
-        return Curve(self.stage, key, steps, values, final)
+                if self.kept and row.get("epoch") == self.kept["checkpoint/epoch"] - 1:
+                    candidates.append(point)
+        # a validation row is logged at the step before the checkpoint's global step; several per epoch with val_check_interval < 1
+        kept = min(candidates, key=lambda p: abs(p[0] + 1 - self.kept["checkpoint/step"])) if candidates else None
+        return Curve(self.stage, key, steps, values, final, kept)
 
 
 class RunFolder:
@@ -111,6 +117,16 @@ class RunFolder:
         # stages in the order they ran (the CSV logger rewrites a stage's file until it ends)
         found = sorted(logs.rglob("metrics.csv"), key=lambda f: (f.stat().st_mtime, str(f))) if logs.is_dir() else []
         self.stages = {str(f.parent.relative_to(logs)): StageLog(str(f.parent.relative_to(logs)), f) for f in found}
+        for name, stage in self.stages.items():
+            stage_metrics = self.path / name / "metrics.json"
+            if stage_metrics.is_file():
+                try:
+                    saved = json.loads(stage_metrics.read_text(encoding="utf-8"))
+                except json.JSONDecodeError as err:
+                    raise DataError(stage_metrics, f"is not valid JSON ({err.msg})", err.lineno) from None
+                stage.kept = {k: float(saved[k]) for k in ("checkpoint/epoch", "checkpoint/step") if k in saved}
+                if len(stage.kept) < 2:
+                    stage.kept = {}
 
     @property
     def method(self) -> str:
@@ -195,13 +211,18 @@ def _draw(ax: Any, curve: Curve, label: str | None = None) -> None:
         # "_" keeps it out of the legend; the panel title explains the star
         ax.plot([curve.final[0]], [curve.final[1]], marker="*", markersize=10, linestyle="none",
                 color=line.get_color(), label=f"_{label} (best checkpoint)")
+    if curve.kept is not None:  # the validation at which the kept checkpoint was written (ties: kdlab.callbacks)
+        ax.plot([curve.kept[0]], [curve.kept[1]], marker="o", markersize=9, markerfacecolor="none", linestyle="none",
+                color=line.get_color(), label=f"_{label} (kept checkpoint)")
 
 
 def _finish(ax: Any, title: str, xlabel: str = "step", ylabel: str = "") -> None:
     """Title, labels, grid, and a legend that drops what every line shares (the stage or the metric)."""
     lines = [line for line in ax.get_lines() if not line.get_label().startswith("_")]
-    stars = len(lines) < len(ax.get_lines())
-    ax.set_title(title + ("  (★ best checkpoint)" if stars else ""), fontsize="medium")
+    marks = [line.get_label() for line in ax.get_lines() if line.get_label().startswith("_")]
+    notes = [text for text, suffix in (("★ best checkpoint", "(best checkpoint)"), ("○ where it was kept", "(kept checkpoint)"))
+             if any(m.endswith(suffix) for m in marks)]
+    ax.set_title(title + (f"  ({', '.join(notes)})" if notes else ""), fontsize="medium")
     ax.set_xlabel(xlabel)
     if ylabel:
         ax.set_ylabel(ylabel)

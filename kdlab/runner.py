@@ -139,7 +139,7 @@ def make_trainer(
             if cb_cfg is None:
                 continue
             extra: dict[str, Any] = {}
-            if str(cb_cfg.get("_target_", "")).endswith("ModelCheckpoint"):
+            if str(cb_cfg.get("_target_", "")).endswith(("ModelCheckpoint", "BestCheckpoint")):
                 extra = {"dirpath": str(stage_dir / "checkpoints"), "monitor": monitor}
             elif str(cb_cfg.get("_target_", "")).endswith("EarlyStopping"):
                 extra = {"monitor": monitor}
@@ -172,13 +172,17 @@ def _best_checkpoint(trainer: pl.Trainer) -> str | None:
     return None
 
 
-def load_weights(module: pl.LightningModule, path: str) -> None:
-    """Load a checkpoint's weights into `module` (weights-only unpickling: no code runs)."""
+def load_weights(module: pl.LightningModule, path: str) -> dict[str, float]:
+    """Load a checkpoint's weights into `module` (weights-only unpickling: no code runs); which point of training it holds.
+
+    Returns `checkpoint/epoch` (1-based: the epoch during which it was written) and `checkpoint/step`.
+    """
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:
         raise DataError(path, f"cannot load checkpoint ({type(err).__name__}: {str(err).splitlines()[0]})") from None
     module.load_state_dict(checkpoint["state_dict"], strict=False)
+    return {"checkpoint/epoch": float(int(checkpoint.get("epoch", -1)) + 1), "checkpoint/step": float(checkpoint.get("global_step", 0))}
 
 
 def _validate_and_test(trainer: pl.Trainer, module: pl.LightningModule, datamodule: pl.LightningDataModule) -> dict[str, float]:
@@ -229,10 +233,12 @@ def fit_stage(
         trainer.fit(module, datamodule=datamodule, ckpt_path=str(resume_from) if resume_from is not None else None,
                     weights_only=True)  # a checkpoint is data: nothing in it may run code when it loads
         best = _best_checkpoint(trainer)
+        chosen: dict[str, float] = {}
         if best:
-            log.info("stage %s: best checkpoint %s", stage, best)
-            load_weights(module, best)
-        metrics = _validate_and_test(trainer, module, datamodule)
+            chosen = load_weights(module, best)
+            log.info("stage %s: kept the checkpoint of epoch %d of %s (step %d, best %s), %s", stage, chosen["checkpoint/epoch"],
+                     stage_cfg["epochs"], chosen["checkpoint/step"], monitor, best)
+        metrics = {**_validate_and_test(trainer, module, datamodule), **chosen}
         if trainer.is_global_zero:  # one export and one metrics.json, whatever the number of processes
             module.export(stage_dir / "model")
             _log_exported_model(cfg, trainer.loggers, stage, stage_dir / "model")

@@ -107,9 +107,8 @@ def test_kdlab_eval_on_the_exported_model_and_its_checkpoint(finished_run):
 
     run, _, env, tmp = finished_run
     expected = json.loads((run / "metrics.json").read_text())
-    overrides = ["data.train.size=1200", "data.validation.size=200", "data.test.size=400"]
     for target in (run / "student" / "model", run / "student" / "checkpoints" / "best.ckpt"):
-        result = subprocess.run([sys.executable, "-m", "kdlab.eval", f"model_path={target}", *overrides],
+        result = subprocess.run([sys.executable, "-m", "kdlab.eval", f"model_path={target}"],  # the run's own data
                                 cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
         assert result.returncode == 0, result.stderr[-3000:]
         line = next(line for line in result.stdout.splitlines() if line.startswith("test/acc"))
@@ -182,7 +181,8 @@ def test_finetune_method_trains_one_model(cli):
     result = cli("method=finetune", "method.train=student", "debug=fast", "data.train.size=200", "data.validation.size=50", "data.test.size=50")
     assert result.returncode == 0, result.stderr[-3000:]
     (run,) = run_dirs(cli.tmp_path)
-    assert set(json.loads((run / "metrics.json").read_text())) == {"student/val/acc", "student/val/f1", "student/val/loss", "student/test/acc", "student/test/f1", "student/test/loss"}
+    assert set(json.loads((run / "metrics.json").read_text())) == {"student/val/acc", "student/val/f1", "student/val/loss", "student/test/acc", "student/test/f1", "student/test/loss",
+                                                                   "student/checkpoint/epoch", "student/checkpoint/step"}
     assert (run / "student" / "model" / "config.json").exists() and not (run / "teacher").exists()
 
 

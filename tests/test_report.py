@@ -147,6 +147,11 @@ def test_hinton_curves_are_the_logged_values(tiny_run):
     star = line(figures["validation"], "_teacher: val/acc (best checkpoint)")  # the re-evaluation after fit
     assert (star.get_xdata()[0], star.get_ydata()[0]) == after[0][1:]
     assert star.get_ydata()[0] == pytest.approx(tiny_run.metrics["teacher/val/acc"])
+    # the validation whose checkpoint was kept (metrics.json names its epoch) is ringed on the curve
+    kept_epoch = tiny_run.metrics["teacher/checkpoint/epoch"]
+    ring = line(figures["validation"], "_teacher: val/acc (kept checkpoint)")
+    assert [(e, s, a) for e, s, a in during if e == kept_epoch - 1] == [(kept_epoch - 1, ring.get_xdata()[0], ring.get_ydata()[0])]
+    assert "○ where it was kept" in figures["validation"].axes[0].get_title()
 
 
 def test_sweep_plot_is_metric_against_the_swept_value(tiny_sweep):

@@ -1,7 +1,8 @@
 """Supervised pipelines: `finetune` (one model) and `hinton` (teacher → KD student [→ no-KD baseline]).
 
 A hinton run fine-tunes its teacher first with `finetune` — or reuses a teacher an earlier run
-trained with the same config (kept under `paths.teacher_store`, keyed by a hash of that config), or
+trained with the same config on the same data (kept under `paths.teacher_store`, keyed by a hash of that config
+and of the training and validation rows' content), or
 takes `model.teacher.trained` as is — then distils the student and evaluates all on val and test.
 """
 
@@ -18,6 +19,7 @@ import pytorch_lightning as pl
 from omegaconf import DictConfig
 
 from kdlab import __version__
+from kdlab.data.identity import records_fingerprint
 from kdlab.data.text import TextDataModule
 from kdlab.errors import ConfigError
 from kdlab.losses import HiddenStateMSE, default_layer_map
@@ -42,11 +44,27 @@ def resolve_tokenizer(cfg: DictConfig, spec: DictConfig, datamodule: TextDataMod
     return load_tokenizer(str(choice or spec.get("trained") or spec.get("name_or_path")))
 
 
-def teacher_key(cfg: DictConfig) -> str:
-    """Hash of everything that determines a fine-tuned teacher: its spec, the data, the stage settings, seed, precision."""
+SOURCES = ("train", "validation", "test")
+
+
+def data_fingerprints(datamodule: TextDataModule) -> dict[str, str]:
+    """Content fingerprint of every configured split (texts and parsed labels, in order)."""
+    return {split: records_fingerprint(datamodule.records(split)) for split in SOURCES if datamodule.has_split(split)}
+
+
+def teacher_key(cfg: DictConfig, datamodule: TextDataModule) -> str:
+    """Hash of everything that determines a fine-tuned teacher: its spec, the data it learns from and is selected on, the stage settings, seed, precision.
+
+    The data enters by content (the training and validation rows and labels), not by file name: a file
+    edited in place gives a new key. The test split does not change the teacher; its metrics are
+    re-scored when it changes (`obtain_teacher`).
+    """
+    prints = data_fingerprints(datamodule)
+    data = {k: v for k, v in container(cfg.data).items() if k not in ("eval_batch_size", "num_workers", *SOURCES)}
     parts = {
         "teacher": container(cfg.model.teacher),
-        "data": {k: v for k, v in container(cfg.data).items() if k not in ("eval_batch_size", "num_workers")},
+        "data": data,
+        "content": {split: prints.get(split) for split in ("train", "validation")},
         "stage": container(cfg.method.teacher),
         "seed": cfg.seed,
         "trainer": {k: v for k, v in container(cfg.trainer).items() if k not in ("enable_progress_bar", "enable_model_summary")},
@@ -110,12 +128,20 @@ def obtain_teacher(
         datamodule.tokenizer = tokenizer
         metrics = evaluate(cfg, _module("finetune", cfg, cfg.method.teacher, model, tokenizer, datamodule), datamodule, run_dir / stage)
         return model, tokenizer, metrics, f"given: {spec.trained}"
-    stored = Path(cfg.paths.teacher_store) / teacher_key(cfg)
+    stored = Path(cfg.paths.teacher_store) / teacher_key(cfg, datamodule)
+    evaluated_on = data_fingerprints(datamodule)
     if cfg.method.reuse_teacher and (stored / "model" / "config.json").exists() and (stored / "metrics.json").exists():
         model, tokenizer = load_trained(stored / "model")
         datamodule.tokenizer = tokenizer
-        metrics = json.loads((stored / "metrics.json").read_text())
-        log.info("teacher: reusing %s (same config as an earlier run)", stored)
+        record = stored / "evaluated_on.json"
+        if record.exists() and json.loads(record.read_text()) == evaluated_on:
+            metrics = json.loads((stored / "metrics.json").read_text())
+            log.info("teacher: reusing %s (same config and data as an earlier run)", stored)
+        else:  # same training data, other test rows: the stored scores are not this data's
+            module = _module("finetune", cfg, cfg.method.teacher, model, tokenizer, datamodule)
+            kept = {k: v for k, v in json.loads((stored / "metrics.json").read_text()).items() if k.startswith("checkpoint/")}
+            metrics = {**evaluate(cfg, module, datamodule, run_dir / stage), **kept}
+            log.info("teacher: reusing %s (same config and training data), re-scored on this run's evaluation data", stored)
         return model, tokenizer, metrics, f"reused: {stored}"
     tokenizer = resolve_tokenizer(cfg, spec, datamodule)
     datamodule.tokenizer = tokenizer
@@ -127,6 +153,7 @@ def obtain_teacher(
     def store(tmp: str) -> None:
         shutil.copytree(run_dir / stage / "model", Path(tmp) / "model")
         write_json(Path(tmp) / "metrics.json", metrics)
+        write_json(Path(tmp) / "evaluated_on.json", evaluated_on)
 
     if is_global_zero():  # one stored copy; the other ranks go on with the model in memory
         save_atomically(stored, store)
