@@ -11,17 +11,20 @@ import json
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
 
+from kdlab.data import local
 from kdlab.data.loading import check_columns
 from kdlab.data.processes import process_share
+from kdlab.data.records import check_files
 from kdlab.data.task_list import check_exponent, task_configs
 from kdlab.errors import ConfigError
 from kdlab.evaluation.names import CLASSIFICATION_METRICS, REGRESSION_METRICS
 from kdlab.models.spec import POOLING_MODES
 from kdlab.utils.atomic import check_writable
 
+OWN_DATA_HINT = " (for your own files: data=local data.train=FILE data.text=COLUMN data.label=COLUMN, see the README)"
 METHODS = ("finetune", "hinton", "multilingual", "trans_encoder", "bam")
 SPLITS = ("train", "validation", "test")
 PAIR_LOSSES = ("bce", "mse")  # kdlab.losses.pseudo_labels implements them; listed here to stay torch-free
@@ -74,10 +77,32 @@ def validate_loss(cfg: DictConfig) -> None:
                 raise ConfigError("loss.hidden.layer_map", f"pair {[s_index, t_index]} is outside student 0..{s_depth} / teacher 0..{t_depth}")
 
 
+def expand_local_data(cfg: DictConfig) -> None:
+    """data=local's short form (kdlab/data/local.py) replaced, in place, by the usual data config it stands for."""
+    if not local.is_short_form(cfg.data):
+        return
+    for key in ("train", "text", "label"):
+        _require(cfg, f"data.{key}")
+    expanded = local.expand(OmegaConf.to_container(cfg.data, resolve=True))
+    with open_dict(cfg):
+        cfg.data = expanded
+
+
+def _split_node(cfg: DictConfig, split: str) -> Any:
+    """`data.<split>`: a source mapping or None; a plain file name is refused (only data=local takes one)."""
+    node = cfg.data.get(split)
+    if node is not None and not OmegaConf.is_config(node):
+        raise ConfigError(f"data.{split}", f"a file name ({node}) stands for a split only in data=local{OWN_DATA_HINT}")
+    return node
+
+
 def validate_data(cfg: DictConfig) -> None:
+    """A single-task data config (data=local's short form expanded first, in place); the rows of local files are
+    loaded and parsed, so a bad label, score or text stops the run before any model is loaded."""
     task = _require(cfg, "data.task")
     if task not in ("classification", "regression"):
         raise ConfigError("data.task", f"must be classification or regression, got {task!r}")
+    expand_local_data(cfg)
     labels = cfg.data.get("labels") or []
     if task == "classification" and len(labels) < 2:
         raise ConfigError("data.labels", f"a classification task needs at least 2 labels, got {list(labels)}")
@@ -101,16 +126,17 @@ def validate_data(cfg: DictConfig) -> None:
         if columns.get(role) is None:
             raise ConfigError(f"data.columns.{role}", "is required (a column name, or a field index for header-less files)")
     for split in SPLITS:
-        source = cfg.data.get(split)
+        source = _split_node(cfg, split)
         if source is None and split == "test":
             continue  # no labelled test set (GLUE's RTE, CoLA): validation metrics only
         if source is None:
             raise ConfigError(f"data.{split}", "needs a source (path, hf or embedded)")
         source = OmegaConf.to_container(source, resolve=True)
         if sum(source.get(k) is not None for k in ("path", "hf", "embedded")) != 1:
-            raise ConfigError(f"data.{split}", f"needs exactly one of path, hf, embedded; got {source}")
+            raise ConfigError(f"data.{split}", f"needs exactly one of path, hf, embedded; got {source}{OWN_DATA_HINT}")
         merged = {**columns, **(source.get("columns") or {})}
         check_columns(source, merged, f"data.{split}.columns" if source.get("columns") else "data.columns")
+    check_files(OmegaConf.to_container(cfg.data, resolve=True))
 
 
 def validate_parallel_data(cfg: DictConfig) -> None:
@@ -154,7 +180,7 @@ def validate_trans_encoder(cfg: DictConfig) -> None:
     if source not in ("train", "eval_pairs"):
         raise ConfigError("data.pair_source", f"must be train or eval_pairs (the evaluation pairs themselves, unlabeled), got {source!r}")
     for split in ("train", "validation", "test"):
-        node = cfg.data.get(split)
+        node = _split_node(cfg, split)
         if node is None:
             raise ConfigError(f"data.{split}", "needs a source (path, hf or embedded)")
         node = OmegaConf.to_container(node, resolve=True)

@@ -37,7 +37,7 @@ def fake_data_dir(tmp_path, monkeypatch):
         "glue/RTE/train.tsv": "index\tsentence1\tsentence2\tlabel\n0\tA.\tB.\tentailment\n1\tC.\tD.\tnot_entailment\n",
         "glue/RTE/dev.tsv": "index\tsentence1\tsentence2\tlabel\n0\tE.\tF.\tentailment\n1\tG.\tH.\tnot_entailment\n",
         "glue/MRPC/msr_paraphrase_train.txt": "\ufeffQuality\t#1 ID\t#2 ID\t#1 String\t#2 String\n"
-                                              + "".join(f"{i % 2}\t{i}\t{i + 9}\tA{i} .\tB{i} .\n" for i in range(4)),
+                                              + "".join(f"{i % 2}\t{i}\t{i + 9}\tA{i} .\tB{i} .\n" for i in range(410)),  # more rows than glue.yaml holds out (408)
         "glue/MRPC/msr_paraphrase_test.txt": "\ufeffQuality\t#1 ID\t#2 ID\t#1 String\t#2 String\n1\t1\t2\tC .\tD .\n0\t3\t4\tE .\tF .\n",
         "glue/CoLA/train.tsv": "gj04\t1\t\tGood .\ngj04\t0\t*\tGood bad .\n",
         "glue/CoLA/dev.tsv": "gj04\t1\t\tFine .\ngj04\t0\t*\tFine fine bad .\n",

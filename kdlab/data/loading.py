@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import codecs
 import csv
+import difflib
 import json
 import random
 from collections.abc import Iterator, Mapping
@@ -25,6 +26,10 @@ from typing import Any
 from kdlab.errors import ConfigError, DataError
 
 FORMATS = ("tsv", "csv", "jsonl")
+# the keys a split source may have (besides `columns`, which maps roles to columns for that split)
+SOURCE_KEYS = ("path", "format", "header", "quoting", "encoding", "separator", "limit", "seed", "holdout", "columns",
+               "hf", "hf_config", "hf_split", "data_files", "embedded", "split", "size")
+DATA_ROOT_HINT = " (set KDLAB_DATA_DIR or paths.data_dir to the data root)"
 Record = dict[str, Any]
 
 
@@ -44,10 +49,20 @@ def infer_format(path: Path, fmt: str | None) -> str:
     raise DataError(path, f"cannot infer the format from the extension {suffix!r}; set format: tsv|csv|jsonl")
 
 
+def missing_file(path: Path, folder_hint: str = DATA_ROOT_HINT) -> str:
+    """Why `path` is not there: when its folder exists, the names like it there; else `folder_hint` (the data root
+    may be wrong)."""
+    folder = path.parent
+    if not folder.is_dir():
+        return f"file not found{folder_hint}"
+    near = difflib.get_close_matches(path.name, sorted(entry.name for entry in folder.iterdir()), n=3, cutoff=0.75)
+    return f"file not found; similar names in {folder}: {', '.join(near)}" if near else f"file not found (nothing similar in {folder})"
+
+
 def open_text(path: Path, encoding: str):
     """The file opened for reading text; DataError for a missing/unreadable file, ConfigError for an unknown encoding."""
     if not path.exists():
-        raise DataError(path, "file not found (set KDLAB_DATA_DIR or paths.data_dir to the data root)")
+        raise DataError(path, missing_file(path))
     if path.is_dir():
         raise DataError(path, "is a folder, expected a data file")
     try:
@@ -176,6 +191,7 @@ def _records_from_file(source: Mapping[str, Any], columns: Mapping[str, Any]) ->
     encoding = source.get("encoding") or "utf-8-sig"
     wanted = {role: col for role, col in columns.items() if col is not None}
     records: list[Record] = []
+    header: list[str] | None = None
     rows = iter_rows(path, fmt, encoding, source.get("quoting"), separator)
     if separator:
         source = {**source, "header": False}
@@ -188,7 +204,6 @@ def _records_from_file(source: Mapping[str, Any], columns: Mapping[str, Any]) ->
                 record[role] = obj[col]
             records.append(record)
     else:
-        header = None
         index: dict[str, int] = {}
         width = None
         for number, row in rows:
@@ -220,7 +235,7 @@ def _records_from_file(source: Mapping[str, Any], columns: Mapping[str, Any]) ->
                 record[role] = row[i]
             records.append(record)
     if not records:
-        raise DataError(path, "empty file: no data rows")
+        raise DataError(path, "empty file: a header but no data rows" if header is not None else "empty file: no data rows")
     return records
 
 
@@ -273,8 +288,9 @@ def load_records(source: Mapping[str, Any], columns: Mapping[str, Any]) -> list[
         records = _records_from_embedded(source, columns)
     else:
         raise ConfigError("source", f"needs one of path, hf or embedded; got keys {sorted(source)}")
-    if source.get("holdout") is not None:
-        records = holdout_part(records, source["holdout"])
+    holdout = source.get("holdout")
+    for step in [holdout] if isinstance(holdout, Mapping) else holdout or []:
+        records = holdout_part(records, step)
     return subsample(records, source.get("limit"), source.get("seed", 0))
 
 
@@ -287,7 +303,8 @@ def holdout_part(records: list[Record], spec: Mapping[str, Any]) -> list[Record]
     """One part of a seeded split of a source: `holdout: {size: N, seed: S, part: held|rest}`.
 
     For a file without a dev split (MRPC here): the same source with `part: held` as validation and
-    `part: rest` as train gives disjoint sets, whatever `limit` is applied afterwards.
+    `part: rest` as train gives disjoint sets, whatever `limit` is applied afterwards. A source's `holdout` may
+    also be a list of such steps, applied in turn (data=local holds out validation, then test: kdlab/data/local.py).
     """
     where = records[0]["_where"].rsplit(":", 1)[0] if records else "source"
     unknown = sorted(set(spec) - {"size", "seed", "part"})

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -11,63 +10,10 @@ import torch
 from torch.utils.data import DataLoader
 
 from kdlab.data.collate import PadCollator, tokenize
-from kdlab.data.loading import Record, load_records
+from kdlab.data.loading import Record
+from kdlab.data.records import SPLITS, parse_label, parse_text, split_columns, split_records, task_labels  # noqa: F401 - pairs.py, parallel.py import parse_* from here
 from kdlab.data.sampling import make_loader
-from kdlab.errors import ConfigError, DataError
-
-SPLITS = ("train", "validation", "test")
-
-
-def split_columns(cfg: Mapping[str, Any], split: str) -> dict[str, Any]:
-    """The column mapping for a split: `data.columns`, overridden by the split's own `columns`."""
-    columns = dict(cfg.get("columns") or {})
-    columns.update(dict((cfg.get(split) or {}).get("columns") or {}))
-    return columns
-
-
-def parse_label(record: Record, task: str, labels: list[str], scale: float | None) -> int | float:
-    """The label of a record as a class index or a (scaled) float; DataError naming file:line if invalid."""
-    raw = record.get("label")
-    where = record["_where"]
-    if raw is None:
-        raise DataError(where, "missing label")
-    if task == "classification":
-        value = str(raw).strip()
-        if value not in labels:
-            raise DataError(where, f"label {_short(value)} is not in the label set {labels} (data.labels)")
-        return labels.index(value)
-    if isinstance(raw, bool):  # a JSON true/false is not a score (float(True) would be 1.0)
-        raise DataError(where, f"score {raw!r} is not a number")
-    try:
-        score = float(raw)
-    except OverflowError:  # a JSON integer too large for a float
-        score = math.inf
-    except (TypeError, ValueError):
-        raise DataError(where, f"score {_short(raw)} is not a number") from None
-    if not math.isfinite(score):
-        raise DataError(where, f"score {_short(raw)} is not finite")
-    return score / scale if scale else score
-
-
-def _short(value: Any, limit: int = 60) -> str:
-    """repr(value), cut to `limit` characters, for error messages about huge fields."""
-    text = repr(value)
-    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
-
-
-def parse_text(record: Record, role: str) -> str:
-    """The text in a record's `role` column; DataError naming file:line when empty, missing, not a string or not valid Unicode."""
-    value = record.get(role)
-    if value is None or not str(value).strip():
-        raise DataError(record["_where"], f"empty {role}")
-    if not isinstance(value, str):  # a jsonl number, NaN, list, ... is not a sentence
-        raise DataError(record["_where"], f"{role} must be a string, got {type(value).__name__} {_short(value)}")
-    text = value
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError as err:  # a JSON "\ud800": the tokenizer would fail on it with a TypeError
-        raise DataError(record["_where"], f"{role} is not valid Unicode ({err.reason} {text[err.start]!r} at character {err.start})") from None
-    return text
+from kdlab.errors import ConfigError
 
 
 class TextDataModule(pl.LightningDataModule):
@@ -79,7 +25,7 @@ class TextDataModule(pl.LightningDataModule):
         self.task = cfg["task"]
         if self.task not in ("classification", "regression"):
             raise ConfigError("data.task", f"must be classification or regression, got {self.task!r}")
-        self.labels = [str(label) for label in (cfg.get("labels") or [])]
+        self.labels = task_labels(cfg)
         if self.task == "classification" and len(self.labels) < 2:
             raise ConfigError("data.labels", f"a classification task needs at least 2 labels, got {self.labels}")
         self.tokenizer = tokenizer
@@ -98,18 +44,9 @@ class TextDataModule(pl.LightningDataModule):
     def records(self, split: str) -> list[Record]:
         """The split's rows with parsed `text`, `text_pair` and `label`, loaded once."""
         if split not in self._records:
-            source = self.cfg.get(split)
-            if source is None:
+            if self.cfg.get(split) is None:
                 raise ConfigError(f"data.{split}", "no source configured for this split")
-            rows = load_records(source, split_columns(self.cfg, split))
-            parsed = []
-            for row in rows:
-                item = {"text": parse_text(row, "text"), "_where": row["_where"]}
-                if self.is_pair:
-                    item["text_pair"] = parse_text(row, "text_pair")
-                item["label"] = parse_label(row, self.task, self.labels, self.cfg.get("label_scale"))
-                parsed.append(item)
-            self._records[split] = parsed
+            self._records[split] = split_records(self.cfg, split)
         return self._records[split]
 
     def has_split(self, split: str) -> bool:
