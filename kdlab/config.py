@@ -19,13 +19,13 @@ from kdlab.data.loading import check_columns
 from kdlab.data.processes import process_share
 from kdlab.data.records import check_files
 from kdlab.data.task_list import check_exponent, task_configs
+from kdlab import registry
 from kdlab.errors import ConfigError
 from kdlab.evaluation.names import CLASSIFICATION_METRICS, REGRESSION_METRICS
 from kdlab.models.spec import POOLING_MODES
 from kdlab.utils.atomic import check_writable
 
 OWN_DATA_HINT = " (for your own files: data=local data.train=FILE data.text=COLUMN data.label=COLUMN, see the README)"
-METHODS = ("finetune", "hinton", "multilingual", "trans_encoder", "bam")
 SPLITS = ("train", "validation", "test")
 PAIR_LOSSES = ("bce", "mse")  # kdlab.losses.pseudo_labels implements them; listed here to stay torch-free
 
@@ -460,8 +460,47 @@ def validate_callbacks(cfg: DictConfig) -> None:
         raise ConfigError("callbacks.model_checkpoint.tie_mode", f"must be min or max, got {checkpoint.get('tie_mode')!r}")
 
 
+def validate_supervised(cfg: DictConfig) -> None:
+    """finetune (and hinton's teacher and students): the text data, the model specs, each stage, the optimised metric."""
+    validate_data(cfg)
+    validate_models(cfg)
+    validate_stages(cfg)
+    metric = cfg.get("optimized_metric")
+    if metric is not None and metric.rsplit("/", 1)[-1] not in cfg.data.metrics:
+        raise ConfigError("optimized_metric", f"must end in one of data.metrics {list(cfg.data.metrics)}, got {metric!r}")
+
+
+def validate_hinton(cfg: DictConfig) -> None:
+    """hinton: the loss, where the teacher's outputs come from, then everything finetune checks."""
+    validate_loss(cfg)
+    if cfg.method.get("teacher_outputs") not in ("cache", "live"):
+        raise ConfigError("method.teacher_outputs", f"must be cache or live, got {cfg.method.get('teacher_outputs')!r}")
+    validate_supervised(cfg)
+
+
+def validate_multilingual(cfg: DictConfig) -> None:
+    """multilingual: the parallel data, the student (a copy of the teacher or a pretrained encoder), its stage."""
+    validate_parallel_data(cfg)
+    student = cfg.model.get("student") or {}
+    if not student.get("copy_teacher") and not student.get("name_or_path"):
+        raise ConfigError("model.student", "needs copy_teacher: true or a name_or_path")
+    if not student.get("copy_teacher") and student.get("tokenizer") == "teacher":
+        raise ConfigError("model.student.tokenizer", "a student loaded from name_or_path uses its own tokenizer: set it to null (or a path)")
+    if student.get("copy_teacher"):
+        validate_teacher_layers(cfg)
+    if student.get("projection") not in (None, True, False):
+        raise ConfigError("model.student.projection", f"must be true (learn a Linear to the teacher's width) or false, got {student.get('projection')!r}")
+    from kdlab.optim import IMPLEMENTATIONS  # torch: only on this path, never for --help / --cfg
+
+    implementation = OmegaConf.select(cfg, "method.student.optimizer.implementation")
+    if implementation not in IMPLEMENTATIONS:
+        raise ConfigError("method.student.optimizer.implementation", f"must be one of {list(IMPLEMENTATIONS)}, got {implementation!r}")
+    validate_stages(cfg, ("student",))  # the teacher is used as it is (debug=fast's method.teacher.epochs is ignored)
+
+
 def validate(cfg: DictConfig) -> None:
-    """Raise ConfigError for the first problem found in a composed training config."""
+    """Raise ConfigError for the first problem found in a composed training config: the checks every method
+    shares, then the chosen method's own (its `check` in kdlab.registry)."""
     validate_processes(cfg)
     validate_callbacks(cfg)
     seed = _require(cfg, "seed")
@@ -469,40 +508,6 @@ def validate(cfg: DictConfig) -> None:
         raise ConfigError("seed", f"must be an integer, got {seed!r}")
     validate_paths(cfg)
     validate_model_specs(cfg)
-    method = _require(cfg, "method.name")
-    if method not in METHODS:
-        raise ConfigError("method.name", f"must be one of {list(METHODS)}, got {method!r}")
-    if method == "trans_encoder":
-        validate_trans_encoder(cfg)
-        return
-    if method == "bam":
-        validate_bam(cfg)
-        return
-    if method == "multilingual":
-        validate_parallel_data(cfg)
-        student = cfg.model.get("student") or {}
-        if not student.get("copy_teacher") and not student.get("name_or_path"):
-            raise ConfigError("model.student", "needs copy_teacher: true or a name_or_path")
-        if not student.get("copy_teacher") and student.get("tokenizer") == "teacher":
-            raise ConfigError("model.student.tokenizer", "a student loaded from name_or_path uses its own tokenizer: set it to null (or a path)")
-        if student.get("copy_teacher"):
-            validate_teacher_layers(cfg)
-        if student.get("projection") not in (None, True, False):
-            raise ConfigError("model.student.projection", f"must be true (learn a Linear to the teacher's width) or false, got {student.get('projection')!r}")
-        from kdlab.optim import IMPLEMENTATIONS  # torch: only on this path, never for --help / --cfg
-
-        implementation = OmegaConf.select(cfg, "method.student.optimizer.implementation")
-        if implementation not in IMPLEMENTATIONS:
-            raise ConfigError("method.student.optimizer.implementation", f"must be one of {list(IMPLEMENTATIONS)}, got {implementation!r}")
-        validate_stages(cfg, ("student",))  # the teacher is used as it is (debug=fast's method.teacher.epochs is ignored)
-        return
-    if method == "hinton":
-        validate_loss(cfg)
-        if cfg.method.get("teacher_outputs") not in ("cache", "live"):
-            raise ConfigError("method.teacher_outputs", f"must be cache or live, got {cfg.method.get('teacher_outputs')!r}")
-    validate_data(cfg)
-    validate_models(cfg)
-    validate_stages(cfg)
-    metric = cfg.get("optimized_metric")
-    if method != "multilingual" and metric is not None and metric.rsplit("/", 1)[-1] not in cfg.data.metrics:
-        raise ConfigError("optimized_metric", f"must end in one of data.metrics {list(cfg.data.metrics)}, got {metric!r}")
+    entry = registry.method(_require(cfg, "method.name"))
+    registry.check_data_fits(entry, cfg)
+    registry.resolve(entry.check)(cfg)

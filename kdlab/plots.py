@@ -273,12 +273,12 @@ def plot_validation(run: RunFolder, keys: list[str], stages: list[str] | None = 
     return fig
 
 
-def _hinton(run: RunFolder) -> dict[str, Any]:
+def hinton_figures(run: RunFolder) -> dict[str, Any]:
     student = [s for s in ("student",) if s in run.stages] or None
     return {"losses": plot_losses(run, student), "validation": plot_validation(run, [_main_metric(run), "val/loss"])}
 
 
-def _multilingual(run: RunFolder) -> dict[str, Any]:
+def multilingual_figures(run: RunFolder) -> dict[str, Any]:
     log = run.stages.get("student")
     if log is None:
         raise DataError(run.path / "logs" / "student" / "metrics.csv", "is missing")
@@ -297,7 +297,7 @@ def _multilingual(run: RunFolder) -> dict[str, Any]:
     return {"losses": plot_losses(run, ["student"]), "validation": fig}
 
 
-def _trans_encoder(run: RunFolder) -> dict[str, Any]:
+def trans_encoder_figures(run: RunFolder) -> dict[str, Any]:
     info_file = run.path / "trans_encoder.json"
     info = json.loads(info_file.read_text(encoding="utf-8")) if info_file.is_file() else {}
     names = {"bi": info.get("bi_encoders", ["bi"]), "cross": info.get("cross_encoders", ["cross"])}
@@ -322,7 +322,7 @@ def _trans_encoder(run: RunFolder) -> dict[str, Any]:
     return figures
 
 
-def _bam(run: RunFolder) -> dict[str, Any]:
+def bam_figures(run: RunFolder) -> dict[str, Any]:
     log = run.stages.get("student")
     if log is None:
         raise DataError(run.path / "logs" / "student" / "metrics.csv", "is missing")
@@ -347,17 +347,19 @@ def _bam(run: RunFolder) -> dict[str, Any]:
     return figures
 
 
-def _supervised(run: RunFolder) -> dict[str, Any]:
+def supervised_figures(run: RunFolder) -> dict[str, Any]:
     return {"losses": plot_losses(run), "validation": plot_validation(run, [_main_metric(run), "val/loss"])}
 
 
-PLOTTERS = {"hinton": _hinton, "multilingual": _multilingual, "trans_encoder": _trans_encoder, "bam": _bam}
 
 
 def plot_run(path: str | Path) -> dict[str, Any]:
     """The figures of a run folder for its method (see the module docstring), by name."""
     run = RunFolder(path)
-    return PLOTTERS.get(run.method, _supervised)(run)
+    from kdlab.registry import METHODS, resolve
+
+    entry = METHODS.get(run.method)
+    return resolve(entry.figures)(run) if entry is not None else supervised_figures(run)
 
 
 def _number(value: str) -> float | None:

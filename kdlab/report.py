@@ -23,21 +23,10 @@ from typing import Any
 from omegaconf import OmegaConf
 
 from kdlab.errors import KdlabError
+from kdlab.registry import METHODS
 
-# the config values a reader checks first, per method (besides COMMON_KEYS); absent keys are skipped
+# the config values a reader checks first (besides each method's own `keys` in kdlab.registry); absent keys are skipped
 COMMON_KEYS = ["data.name", "run_name", "seed", "optimized_metric"]
-METHOD_KEYS = {
-    "hinton": ["loss.alpha", "loss.temperature", "method.teacher_outputs", "method.baseline", "method.teacher.epochs",
-               "method.teacher.optimizer.lr", "method.student.epochs", "method.student.optimizer.lr", "data.batch_size"],
-    "finetune": ["method.train", "method.teacher.epochs", "method.teacher.optimizer.lr", "data.batch_size"],
-    "multilingual": ["model.teacher.name_or_path", "model.student.projection", "method.student.epochs",
-                     "method.student.optimizer.lr", "data.batch_size", "data.max_length"],
-    "trans_encoder": ["method.cycles", "method.simcse.enabled", "method.cross.epochs", "method.cross.optimizer.lr",
-                      "method.cross.loss", "method.bi.epochs", "method.bi.optimizer.lr", "method.bi.loss", "data.pair_source"],
-    "bam": ["method.teachers", "method.teacher_annealing", "method.fixed_lambda", "method.single_task",
-            "data.sampling_exponent", "method.teacher.epochs", "method.student.epochs", "method.student.optimizer.lr",
-            "method.student.optimizer.layerwise_decay", "data.batch_size"],
-}
 
 
 def _cell(value: Any) -> str:
@@ -87,7 +76,8 @@ def report_run(path: Path, out: Path) -> Path:
     if not run.metrics:
         lines.append("- no metrics.json: the run has not finished (or failed)")
     config_rows = []
-    for key in [*COMMON_KEYS, *METHOD_KEYS.get(run.method, [])]:
+    entry = METHODS.get(run.method)
+    for key in [*COMMON_KEYS, *(entry.keys if entry is not None else ())]:
         value = OmegaConf.select(run.config, key, default=None)
         if value is not None and not OmegaConf.is_config(value):
             config_rows.append([key, str(value)])  # as written: 2e-05 stays 2e-05

@@ -4,35 +4,17 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from kdlab.pipelines.common import print_table
+from kdlab.registry import method, resolve
 from kdlab.resume import is_finished, resume_folder, start_folder
 from kdlab.utils.distributed import is_global_zero, ranks_end_with_the_run
 from kdlab.utils.run_folder import write_json, write_run_info
 
 log = logging.getLogger(__name__)
-
-
-def _pipeline(name: str) -> Callable[[DictConfig, Path], dict[str, float]]:
-    if name == "trans_encoder":
-        from kdlab.pipelines.trans_encoder import run_trans_encoder
-
-        return run_trans_encoder
-    if name == "bam":
-        from kdlab.pipelines.bam import run_bam
-
-        return run_bam
-    if name == "multilingual":
-        from kdlab.pipelines.multilingual import run_multilingual
-
-        return run_multilingual
-    from kdlab.pipelines.supervised import run_finetune, run_hinton
-
-    return {"finetune": run_finetune, "hinton": run_hinton}[name]
 
 
 def run(cfg: DictConfig) -> float | None:
@@ -56,7 +38,7 @@ def run(cfg: DictConfig) -> float | None:
             else:
                 log.info("resume: continuing %s", run_dir)
         with ranks_end_with_the_run():
-            results = _pipeline(cfg.method.name)(cfg, run_dir)
+            results = resolve(method(cfg.method.name).pipeline)(cfg, run_dir)
         if is_global_zero():  # every rank has the same results (kdlab/utils/distributed.py); rank 0 writes them
             write_json(run_dir / "metrics.json", results)
     if is_global_zero():
