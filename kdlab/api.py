@@ -23,6 +23,7 @@ from __future__ import annotations
 import itertools
 import json
 import logging
+import re
 import shutil
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -67,35 +68,74 @@ class Sweep:
     jobs: list[Run]
 
 
-def _compose_error(err: Exception) -> ConfigError:
-    """Hydra's multi-line composition error as one ConfigError line (the search-path listing dropped)."""
+def _compose_error(err: Exception, folders: list[str]) -> ConfigError:
+    """Hydra's multi-line composition error as one ConfigError line (the search-path listing dropped); a key that no
+    config file has gets the nearest one that does instead of Hydra's advice to add it with +."""
+    from kdlab.config import OWN_DATA_HINT, known_keys, nearest_key
+
     lines = []
     for line in str(err).splitlines():
         if line.startswith("Config search path") or line.startswith("See https://"):
             break
         if line.strip():
             lines.append(line.strip())
-    return ConfigError("overrides", " ".join(lines) or type(err).__name__)
+    text = " ".join(lines) or type(err).__name__
+    missing = re.match(r"Could not override '([^']+)'\.", text)
+    if missing:
+        key = missing.group(1)
+        known = known_keys(OmegaConf.create(), folders)
+        if tuple("*" if part.isdigit() else part for part in key.split(".")) not in known:
+            near = nearest_key(key, known)
+            text = f"Could not override '{key}'. No config file has this key" + (f"; did you mean {near}?" if near else "")
+        elif key.startswith("data."):
+            text = f"Could not override '{key}'. The chosen data config has no such key"
+        if key.startswith("data."):
+            text += OWN_DATA_HINT
+    return ConfigError("overrides", text)
 
 
-def compose(*overrides: str) -> DictConfig:
-    """The composed `train` config for these overrides, with its `hydra` node (nothing resolved or run)."""
+def compose(*overrides: str, config_name: str = "train", config_dir: str | Path | None = None) -> DictConfig:
+    """The composed `train` (or `config_name`) config for these overrides, with its `hydra` node (nothing resolved or
+    run). `config_dir`: a folder of the user's own config files, searched after kdlab's conf/ (`--config-dir`).
+
+    A key that a `+key=value` (or `++`) override adds must be one kdlab reads (`kdlab.config.check_added_key`);
+    else the value would be silently ignored.
+    """
     from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
+    from hydra import version
+    from hydra._internal.hydra import Hydra
+    from hydra._internal.utils import create_config_search_path
+    from hydra.core.config_search_path import SearchPathQuery
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.errors import HydraException
+    from hydra.initialize import get_gh_backup, restore_gh_from_backup
     from omegaconf.errors import OmegaConfBaseException
 
-    from hydra.core.global_hydra import GlobalHydra
-    from hydra.initialize import get_gh_backup, restore_gh_from_backup
-
     register_resolvers()
+    folders = [conf_dir(), *([str(Path(config_dir).resolve())] if config_dir is not None else [])]
     outer = get_gh_backup()  # a Hydra already set up by the caller (a @hydra.main script, a test) is put back after
     GlobalHydra.instance().clear()
     try:
-        with initialize_config_dir(config_dir=conf_dir(), version_base="1.3"):
-            return hydra_compose("train", overrides=list(overrides), return_hydra_config=True)
+        version.setbase("1.3")
+        search_path = create_config_search_path(search_path_dir=folders[0])
+        for folder in folders[1:]:  # where Hydra's --config-dir puts it
+            search_path.prepend(provider="command-line", path=f"file://{folder}", anchor=SearchPathQuery(provider="schema"))
+        Hydra.create_main_hydra2(task_name="app", config_search_path=search_path)
+        parsed = OverridesParser.create().parse_overrides(list(overrides))
+        added = [o for o in parsed if (o.is_add() or o.is_force_add()) and o.package is None
+                 and not any((Path(folder) / o.key_or_group).is_dir() for folder in folders)]  # `+group=option` adds a config
+        if added:
+            from kdlab.config import check_added_key, known_keys
+
+            kept = [text for text, o in zip(overrides, parsed) if all(o is not a for a in added)]
+            base = hydra_compose(config_name, overrides=kept, return_hydra_config=True)
+            known = known_keys(base, folders)
+            for override in added:
+                check_added_key(override.key_or_group, base, known)
+        return hydra_compose(config_name, overrides=list(overrides), return_hydra_config=True)
     except (HydraException, OmegaConfBaseException) as err:
-        raise _compose_error(err) from None
+        raise _compose_error(err, folders) from None
     finally:
         restore_gh_from_backup(outer)
 

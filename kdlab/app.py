@@ -76,33 +76,55 @@ def refuse_finished_run_dir(argv: list[str]) -> None:
                 raise SystemExit(2)
 
 
-def refuse_bad_overrides(argv: list[str]) -> None:
-    """Exit 2 with one `kdlab: error: overrides: …` line when the command line's overrides do not compose.
+def refuse_bad_overrides(argv: list[str], config_name: str = "train") -> None:
+    """Exit 2 with one `kdlab: error: …` line when the command line's overrides do not compose or add (+) a key
+    that kdlab does not read.
 
     Hydra reports its own composition errors (a misspelt key, an unknown config group option) in several lines
-    with exit 1; composing the overrides first (sweep lists left to the sweeper) turns them into kdlab's one line.
-    Skipped when a flag points Hydra at other config folders or names, which this composition would not see.
+    with exit 1, and accepts any added key; composing the overrides first (a sweep's keys with its first value,
+    from the user's `--config-dir` too) turns them into kdlab's one line. Skipped for Hydra's help and info
+    flags and when `--config-path`, `--config-name` or `--experimental-rerun` replace the primary config.
     """
+    import contextlib
+    import io
+
+    from hydra._internal.utils import get_args_parser
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
     from kdlab.api import compose
 
-    if any(arg.split("=", 1)[0] in _CONFIG_FLAGS for arg in argv):
+    with contextlib.redirect_stderr(io.StringIO()):
+        try:
+            args = get_args_parser().parse_args(argv)
+        except SystemExit:  # a malformed flag: Hydra's own usage message says it
+            return
+    if (args.help or args.hydra_help or args.shell_completion or args.info is not None
+            or args.config_path is not None or args.config_name is not None or args.experimental_rerun is not None):
         return
-    plain = [arg for arg in argv if not arg.startswith("-")]
+    if args.config_dir is not None and not Path(args.config_dir).is_dir():
+        print(f"kdlab: error: --config-dir: {Path(args.config_dir).resolve()} is not a folder", file=sys.stderr)
+        raise SystemExit(2)
     try:
-        parsed = OverridesParser.create().parse_overrides(plain)
+        parsed = OverridesParser.create().parse_overrides(args.overrides)
     except Exception:  # Hydra's own grammar error is already one clear message
         return
+    first_job = [_first_of_sweep(text, override) for text, override in zip(args.overrides, parsed)]
     try:
-        compose(*[arg for arg, override in zip(plain, parsed) if not override.is_sweep_override()])
+        compose(*[text for text in first_job if text is not None], config_name=config_name, config_dir=args.config_dir)
     except ConfigError as err:
         print(f"kdlab: error: {err}", file=sys.stderr)
         raise SystemExit(2) from None
 
 
-# Hydra flags that change where configs come from (refuse_bad_overrides cannot compose what they add)
-_CONFIG_FLAGS = {"--config-path", "-cp", "--config-name", "-cn", "--config-dir", "-cd", "--experimental-rerun", "--info", "-i"}
+def _first_of_sweep(text: str, override: Any) -> str | None:
+    """A sweep override (`key=1,2`) as its first job's (`key=1`, as Hydra's basic sweeper writes it), so that composing
+    checks its key; None for an interval (Optuna's), which has no first value; other overrides as given."""
+    if not override.is_sweep_override():
+        return text
+    try:
+        return f"{override.get_key_element()}={next(iter(override.sweep_string_iterator()))}"
+    except Exception:  # an interval sweep: its key goes unchecked here
+        return None
 
 
 def _refuse_unwritable(config: DictConfig, key: str) -> None:
