@@ -1,4 +1,4 @@
-"""Lightning callbacks kdlab configures in conf/callbacks/.
+"""Lightning callbacks kdlab configures in conf/callbacks/ (and `EpochLine`, which the runner adds).
 
 `BestCheckpoint` keeps the best validation of a stage like Lightning's `ModelCheckpoint`, with one
 difference that matters for distillation: when the monitored metric ties with the best so far (a
@@ -12,11 +12,14 @@ the later checkpoint wins the tie (it has trained longer).
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pytorch_lightning as pl
 import torch
-from pytorch_lightning.callbacks import ModelCheckpoint
+from pytorch_lightning.callbacks import ModelCheckpoint, TQDMProgressBar
+
+from kdlab.utils.quiet import without_version
 
 TIE_MODES = {"min": torch.lt, "max": torch.gt}  # the config check (kdlab.config) lists the same two
 
@@ -57,3 +60,43 @@ class BestCheckpoint(ModelCheckpoint):
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         super().load_state_dict(state_dict)
         self.best_tie = state_dict.get("best_tie")
+
+
+class EpochLine(pl.Callback):
+    """One log line per epoch when the progress bar is off: the last training loss, the monitored metric, elapsed, ETA."""
+
+    def __init__(self, stage: str, monitor: str | None, log: Any):
+        self.stage, self.monitor, self.out = stage, monitor, log
+        self.started = 0.0
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.started = time.monotonic()
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if not trainer.is_global_zero or trainer.sanity_checking:
+            return
+        done = trainer.current_epoch + 1
+        elapsed = time.monotonic() - self.started
+        total = trainer.max_epochs if trainer.max_epochs and trainer.max_epochs > 0 else done
+        metrics = trainer.callback_metrics
+        parts = [f"{name} {float(metrics[name]):.4f}" for name in ("train/loss", self.monitor) if name and name in metrics]
+        eta = elapsed / done * max(total - done, 0)
+        self.out.info("stage %s: epoch %d/%d  %s  elapsed %s  ETA %s", self.stage, done, total, "  ".join(parts),
+                      _duration(elapsed), _duration(eta))
+
+
+def _duration(seconds: float) -> str:
+    """12s, 3m05s, 1h02m."""
+    seconds = int(round(seconds))
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+
+
+class QuietProgressBar(TQDMProgressBar):
+    """Lightning's progress bar without the logger version (`v_num`) beside the metrics."""
+
+    def get_metrics(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> dict[str, Any]:
+        return without_version(super().get_metrics(trainer, pl_module))

@@ -506,6 +506,9 @@ def validate(cfg: DictConfig) -> None:
     seed = _require(cfg, "seed")
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise ConfigError("seed", f"must be an integer, got {seed!r}")
+    threads = cfg.get("threads")
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+        raise ConfigError("threads", f"must be a positive integer or null (torch's default), got {threads!r}")
     validate_paths(cfg)
     validate_model_specs(cfg)
     entry = registry.method(_require(cfg, "method.name"))

@@ -122,6 +122,9 @@ def evaluate_model(cfg: DictConfig) -> dict[str, float]:
     from kdlab.config import validate_eval
 
     validate_eval(cfg)
+    from kdlab.pipelines import prepare_process
+
+    prepare_process(cfg)
     used = use_run_data(cfg, _command_line_overrides())
     import pytorch_lightning as pl
 

@@ -13,6 +13,7 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from kdlab.callbacks import EpochLine, QuietProgressBar
 from kdlab.errors import ConfigError, DataError
 from kdlab.data.sampling import TrainPosition
 from kdlab.resume import AtomicCheckpointIO, KeptCSVRows, RNGStates, finished_checkpoint, last_checkpoint
@@ -153,6 +154,11 @@ def make_trainer(
     # splits in every process (kdlab/data/sampling.py): Lightning must not add a DistributedSampler
     trainer_kwargs["use_distributed_sampler"] = False
     install_rank_launch()
+    verbose = bool(cfg.get("verbose", False))
+    if trainer_kwargs.get("enable_progress_bar", True) and not verbose:
+        callbacks.append(QuietProgressBar())
+    elif monitor is not None and not trainer_kwargs.get("enable_progress_bar", True):
+        callbacks.append(EpochLine(stage, monitor, log))  # the bar is off: one line per epoch instead of silence
     if monitor is not None:
         callbacks.append(RNGStates())  # a resumed stage draws the random numbers the uninterrupted one would
         callbacks.append(TrainPosition())  # ... and continues its epoch where the checkpoint was written

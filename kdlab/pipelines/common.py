@@ -35,8 +35,8 @@ def cached_teacher_outputs(
     return outputs[torch.tensor(where)], info
 
 
-def print_table(results: dict[str, float], metric_names: list[str]) -> None:
-    """A small table: one row per model (teacher / student / baseline), val and test columns per metric."""
+def print_table(results: dict[str, float], metric_names: list[str]) -> str:
+    """A small table: one row per model (teacher / student / baseline), val and test columns per metric; printed and returned."""
     from rich.console import Console
     from rich.table import Table
 
@@ -54,4 +54,6 @@ def print_table(results: dict[str, float], metric_names: list[str]) -> None:
     for role in roles:
         cells = [f"{results[k]:.4f}" if (k := f"{role}/{split}/{m}") in results else "-" for split, m in columns]
         table.add_row(labels.get(role, role), *cells)
-    Console(width=120).print(table)
+    console = Console(width=120, record=True)
+    console.print(table)
+    return console.export_text()

@@ -67,6 +67,7 @@ def teacher_key(cfg: DictConfig, datamodule: TextDataModule) -> str:
         "content": {split: prints.get(split) for split in ("train", "validation")},
         "stage": container(cfg.method.teacher),
         "seed": cfg.seed,
+        "threads": cfg.get("threads"),  # CPU results depend on the thread count (RELIABILITY.md)
         "trainer": {k: v for k, v in container(cfg.trainer).items() if k not in ("enable_progress_bar", "enable_model_summary")},
         "callbacks": container(cfg.get("callbacks")),
         "kdlab": __version__,

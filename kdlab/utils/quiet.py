@@ -1,0 +1,44 @@
+"""What kdlab prints is kdlab's news: the libraries' routine notices are off unless `verbose=true`.
+
+Silenced (each is information about the libraries, not about the run): Lightning's "Seed set", GPU/TPU
+availability, litlogger tips, `val_check_interval` and `fit stopped` notices and the PossibleUserWarning about
+few batches; transformers' "Loading weights" / "Writing model shards" progress bars and info logs; the
+`_pytree LeafSpec` deprecation warning Lightning triggers once per step on torch 2.13 and the logger version
+(`v_num`) in the progress bar. Warnings and errors of every library still show.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from typing import Any
+
+# loggers whose INFO records are routine notices (WARNING and above still show)
+NOISY_LOGGERS = ("lightning_fabric", "lightning", "pytorch_lightning", "lightning.pytorch")
+NOISY_WARNINGS = (
+    r".*isinstance\(treespec, LeafSpec\)` is deprecated.*",
+    r"The number of training batches \(\d+\) is smaller than the logging interval.*",
+    r".*does not have many workers which may be a bottleneck.*",
+)
+
+
+def quiet_libraries(verbose: bool) -> None:
+    """Turn the libraries' routine output off (verbose=False) or leave it as the libraries set it (True)."""
+    if verbose:
+        return
+    for name in NOISY_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
+    for pattern in NOISY_WARNINGS:
+        warnings.filterwarnings("ignore", message=pattern)
+    try:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.set_verbosity_warning()
+        hf_logging.disable_progress_bar()
+    except ImportError:  # transformers is a dependency; kept optional here so this module stays importable alone
+        pass
+
+
+def without_version(metrics: dict[str, Any]) -> dict[str, Any]:
+    """A progress bar's metrics without the logger version (`v_num`), which names no quantity of the run."""
+    return {name: value for name, value in metrics.items() if name != "v_num"}
