@@ -21,7 +21,7 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from kdlab.app import conf_dir, guarded, register_resolvers
+from kdlab.app import conf_dir, guarded, refuse_bad_overrides, register_resolvers
 
 register_resolvers()
 
@@ -151,8 +151,19 @@ def evaluate_model(cfg: DictConfig) -> dict[str, float]:
 
 
 @hydra.main(version_base="1.3", config_path=conf_dir(), config_name="eval")
-def main(cfg: DictConfig) -> dict[str, float]:
+def _hydra_main(cfg: DictConfig) -> dict[str, float]:
     return guarded(evaluate_model, cfg)
+
+
+def main() -> dict[str, float]:
+    """`kdlab-eval`: kdlab's help lines before Hydra's, then compose and evaluate."""
+    import sys
+
+    from kdlab.help import eval_help, print_help_first
+
+    print_help_first(sys.argv[1:], eval_help())
+    refuse_bad_overrides(sys.argv[1:], config_name="eval")
+    return _hydra_main()
 
 
 if __name__ == "__main__":

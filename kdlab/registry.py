@@ -39,6 +39,13 @@ class Method:
 
 
 METHODS: dict[str, Method] = {}
+# every "module:function" a table registered: `resolve` imports nothing else, so no config value names code to run
+_REGISTERED_REFS: set[str] = set()
+
+
+def allow(*refs: str) -> None:
+    """Let `resolve` import these "module:function" references (called by the tables that register them)."""
+    _REGISTERED_REFS.update(refs)
 
 
 def register_method(entry: Method) -> Method:
@@ -46,6 +53,7 @@ def register_method(entry: Method) -> Method:
     if entry.name in METHODS:
         raise ValueError(f"method {entry.name!r} is registered twice")
     METHODS[entry.name] = entry
+    allow(entry.check, entry.pipeline, entry.figures)
     return entry
 
 
@@ -69,7 +77,9 @@ def check_data_fits(entry: Method, cfg: Any) -> None:
 
 
 def resolve(ref: str) -> Callable[..., Any]:
-    """The function a "module:function" string names (imported now)."""
+    """The function a registered "module:function" string names (imported now); ValueError for any other string."""
+    if ref not in _REGISTERED_REFS:
+        raise ValueError(f"{ref!r} is in no kdlab table: only registered references are imported")
     module, _, attribute = ref.partition(":")
     return getattr(importlib.import_module(module), attribute)
 

@@ -36,6 +36,9 @@ def _hydra_main(cfg: DictConfig) -> float | None:
 def main() -> float | None:
     """`kdlab-train`: refuse a finished run folder before Hydra writes into it, and overrides that do not compose
     (one line instead of Hydra's report), then compose and run."""
+    from kdlab.help import print_help_first, train_help
+
+    print_help_first(sys.argv[1:], train_help())
     refuse_finished_run_dir(sys.argv[1:])
     refuse_bad_overrides(sys.argv[1:])
     return _hydra_main()

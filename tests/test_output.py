@@ -40,3 +40,24 @@ def test_threads_must_be_a_positive_integer_or_null(value):
     with pytest.raises(ConfigError, match=r"^threads: must be a positive integer or null"):
         validate(compose(f"threads={value}"))
     validate(compose("threads=null"))
+
+
+@pytest.mark.parametrize("entry", ["train", "eval"])
+def test_help_starts_with_kdlabs_own_lines(cli, entry):
+    from kdlab.help import experiments
+    from kdlab.registry import METHODS
+
+    result = cli("--help", entry=entry)
+    assert result.returncode == 0, result.stderr[-2000:]
+    head, hydra = result.stdout.split("Hydra's own help follows.", 1)
+    assert head.startswith(f"kdlab-{entry}: ") and "== Configuration groups ==" in hydra
+    if entry == "train":
+        assert all(f"  {name} " in head and entry_.example in head for name, entry_ in METHODS.items())
+        assert all(name in head for name in experiments()) and "--cfg job --package method" in head
+
+
+def test_kdlab_eval_refuses_a_key_no_part_of_kdlab_reads(cli, tmp_path):
+    result = cli(f"model_path={tmp_path}", "+splitz=[test]", entry="eval")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    (line,) = [line for line in result.stderr.splitlines() if line.startswith("kdlab: error")]
+    assert "splitz" in line and "splits" in line

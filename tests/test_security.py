@@ -301,6 +301,8 @@ UNSAFE_LOADS = {"pickle.load", "pickle.loads", "pickle.Unpickler", "marshal.load
                 "yaml.load_all", "yaml.unsafe_load_all", "importlib.import_module", "runpy.run_path", "runpy.run_module"}
 # `_target_`s are built from config nodes only: the places that instantiate are listed, so a new one is reviewed
 INSTANTIATING = {"kdlab/runner.py"}
+# the one place that imports by name: kdlab.registry.resolve, which imports only references a table registered in code
+IMPORTING = {"kdlab/registry.py"}
 
 
 def _dotted(node: ast.AST) -> str:
@@ -353,6 +355,15 @@ def test_the_source_scan_finds_each_unsafe_call_and_passes_safe_ones():
     assert [code_from_strings(line) for line in safe] == [[]] * len(safe)
 
 
+def test_the_registry_imports_only_references_registered_in_code():
+    from kdlab.registry import METHODS, resolve
+
+    assert callable(resolve(METHODS["hinton"].pipeline))
+    for ref in ("os:system", "kdlab.pipelines.supervised:run_hinton ", "builtins:eval"):
+        with pytest.raises(ValueError, match="is in no kdlab table"):
+            resolve(ref)
+
+
 def test_kdlab_never_evaluates_strings_nor_unpickles_and_instantiates_only_config_nodes():
     """No eval/exec/compile/__import__, no pickle/marshal/unsafe yaml, every torch.load weights-only; `instantiate` only in runner.py."""
     found = {}
@@ -360,5 +371,7 @@ def test_kdlab_never_evaluates_strings_nor_unpickles_and_instantiates_only_confi
         for line, what in code_from_strings(path.read_text(encoding="utf-8")):
             found.setdefault(what, []).append(f"{path.relative_to(REPO)}:{line}")
     instantiating = {where.split(":")[0] for where in found.pop("instantiate", [])}
+    importing = {where.split(":")[0] for where in found.pop("importlib.import_module()", [])}
     assert found == {}
+    assert importing <= IMPORTING, f"import by name only through kdlab.registry.resolve: {sorted(importing - IMPORTING)}"
     assert instantiating <= INSTANTIATING, f"review how these build objects from config: {sorted(instantiating - INSTANTIATING)}"
