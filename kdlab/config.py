@@ -453,6 +453,30 @@ def validate_eval(cfg: DictConfig) -> None:
         raise ConfigError("splits", f"must be a list of validation and/or test, got {splits}")
 
 
+def validate_wandb(cfg: DictConfig) -> None:
+    """A W&B logger needs a login (WANDB_API_KEY or ~/.netrc) unless it runs offline or disabled: otherwise wandb fails
+    with a long traceback after the run has started."""
+    import netrc
+    import os
+    from urllib.parse import urlparse
+
+    for name, node in (cfg.get("logger") or {}).items():
+        if node is None or not str(node.get("_target_", "")).endswith("WandbLogger"):
+            continue
+        if os.environ.get("WANDB_MODE", "").lower() in ("offline", "disabled", "dryrun") or node.get("offline") is True:
+            return
+        if os.environ.get("WANDB_API_KEY"):
+            return
+        host = urlparse(os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai")).hostname
+        try:
+            if netrc.netrc().authenticators(host):
+                return
+        except (FileNotFoundError, netrc.NetrcParseError, OSError):
+            pass
+        raise ConfigError(f"logger.{name}", "W&B has no login here: run `wandb login` (or set WANDB_API_KEY), or set "
+                                            "WANDB_MODE=offline to write the run locally (`wandb sync` later)")
+
+
 def validate_callbacks(cfg: DictConfig) -> None:
     """The checkpoint callback's tie rule (kdlab.callbacks.BestCheckpoint): tie_mode min or max."""
     checkpoint = (cfg.get("callbacks") or {}).get("model_checkpoint") or {}
@@ -503,6 +527,7 @@ def validate(cfg: DictConfig) -> None:
     shares, then the chosen method's own (its `check` in kdlab.registry)."""
     validate_processes(cfg)
     validate_callbacks(cfg)
+    validate_wandb(cfg)
     seed = _require(cfg, "seed")
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise ConfigError("seed", f"must be an integer, got {seed!r}")

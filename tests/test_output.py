@@ -61,3 +61,22 @@ def test_kdlab_eval_refuses_a_key_no_part_of_kdlab_reads(cli, tmp_path):
     assert result.returncode == 2 and "Traceback" not in result.stderr
     (line,) = [line for line in result.stderr.splitlines() if line.startswith("kdlab: error")]
     assert "splitz" in line and "splits" in line
+
+
+def test_wandb_without_a_login_is_one_line_at_config_time(monkeypatch, tmp_path):
+    from kdlab.api import compose
+    from kdlab.config import validate
+    from kdlab.errors import ConfigError
+
+    for name in ("WANDB_MODE", "WANDB_API_KEY", "WANDB_BASE_URL"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.netrc
+    cfg = compose("logger=wandb")
+    with pytest.raises(ConfigError, match=r"^logger\.wandb: W&B has no login here: run `wandb login`.*WANDB_MODE=offline"):
+        validate(cfg)
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    validate(cfg)
+    monkeypatch.delenv("WANDB_MODE")
+    (tmp_path / ".netrc").write_text("machine api.wandb.ai\n  login user\n  password key\n")
+    (tmp_path / ".netrc").chmod(0o600)
+    validate(cfg)
