@@ -101,11 +101,15 @@ def report_run(path: Path, out: Path) -> Path:
 def report_sweep(path: Path, out: Path, param: str | None = None, metric: str | None = None) -> Path:
     """Write metric-vs-hyperparameter figures (one per swept key, or `param`) and report.md into `out`."""
     from kdlab import plots
+    from kdlab.errors import DataError
 
     jobs = plots.read_sweep(path)
     swept = [param] if param else plots.varying(jobs)
-    metric = metric or next((job.optimized_metric for job in jobs if job.optimized_metric), None)
     finished = [job for job in jobs if job.ok]
+    if metric is not None and finished and not any(metric in job.metrics for job in finished):
+        known = sorted({name for job in finished for name in job.metrics})
+        raise DataError(path, f"no finished job has the metric {metric!r} (--metric); they have: {', '.join(known)}")
+    metric = metric or next((job.optimized_metric for job in jobs if job.optimized_metric), None)
     counts = {status: sum(job.status == status for job in jobs) for status in dict.fromkeys(job.status for job in jobs)}
     out.mkdir(parents=True, exist_ok=True)
     lines = [f"# kdlab sweep report: {path.name}", "", f"- folder: `{path.resolve()}`",
@@ -149,7 +153,26 @@ def report(path: str | Path, out: str | Path | None = None, param: str | None = 
         return report_sweep(path, target, param, metric)
     if (path / "config.yaml").is_file():
         return report_run(path, target)
-    raise DataError(path, plots.NOT_A_FOLDER if path.is_dir() else "no such folder")
+    if not path.is_dir():
+        raise DataError(path, "no such folder")
+    inside = folders_inside(path)
+    if inside:
+        raise DataError(path, f"holds {len(inside)} run and sweep folders, not one run or sweep: report one of them, e.g. "
+                              + ", ".join(f"kdlab-report {folder}" for folder in inside[:3]) + (" ..." if len(inside) > 3 else ""))
+    raise DataError(path, plots.NOT_A_FOLDER)
+
+
+def folders_inside(path: Path, depth: int = 2) -> list[Path]:
+    """The run folders (config.yaml) and sweep folders below `path`, newest first, down to `depth` levels."""
+    from kdlab import plots
+
+    found: list[Path] = []
+    level = [path]
+    for _ in range(depth):
+        level = sorted((child for folder in level for child in folder.iterdir() if child.is_dir()), key=lambda p: p.name)
+        found += [child for child in level if (child / "config.yaml").is_file() or plots.is_sweep(child)]
+        level = [child for child in level if child not in found]
+    return sorted(found, key=lambda p: p.stat().st_mtime, reverse=True)
 
 
 def main(argv: list[str] | None = None) -> None:

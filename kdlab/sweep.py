@@ -39,9 +39,13 @@ def job_dirs(sweep_dir: Path) -> list[Path]:
         num = OmegaConf.select(OmegaConf.load(hydra_yaml), "hydra.job.num") if hydra_yaml.exists() else None
         return (int(num) if isinstance(num, int) else sys.maxsize, str(job))
 
-    # below the sweep folder only: a run or job folder (.hydra/ of its own) is not a sweep
-    jobs = [marker.parent.parent for marker in sweep_dir.rglob(".hydra/overrides.yaml") if marker.parent.parent != sweep_dir]
-    return sorted(jobs, key=number)
+    def multirun_job(job: Path) -> bool:  # a single run (hydra.mode RUN) in a folder of runs is no sweep job
+        hydra_yaml = job / ".hydra" / "hydra.yaml"
+        return not hydra_yaml.exists() or str(OmegaConf.select(OmegaConf.load(hydra_yaml), "hydra.mode")) != "RUN"
+
+    # the sweep folder's own children (Hydra's sweep.subdir is the job number): a folder holding runs and sweeps is not one
+    jobs = [marker.parent.parent for marker in sweep_dir.glob("*/.hydra/overrides.yaml")]
+    return sorted((job for job in jobs if multirun_job(job)), key=number)
 
 
 def _override(text: str) -> tuple[str, str]:

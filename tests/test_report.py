@@ -291,3 +291,25 @@ def test_report_of_anything_else_is_one_line_and_exit_2(tmp_path):
         assert out.stderr.count("\n") == 1 and out.stderr.startswith(f"kdlab: error: {target}: ")
     assert "not a kdlab run folder" in report_cli(str(tmp_path)).stderr
     assert "no such folder" in report_cli(str(tmp_path / "missing")).stderr
+
+
+def test_a_folder_of_runs_and_sweeps_is_refused_naming_the_folders_inside(tiny_run, tiny_sweep, outputs):
+    from kdlab.report import report
+
+    assert not plots.is_sweep(outputs) and not plots.is_sweep(outputs / "runs")
+    with pytest.raises(DataError) as err:
+        report(outputs)
+    message = str(err.value)
+    assert ": holds " in message and " run and sweep folders, not one run or sweep: report one of them, e.g. kdlab-report " in message
+    named = {Path(word.rstrip(",")) for word in message.split(": ", 1)[1].split() if word.startswith(str(outputs))}
+    assert named and all((folder / "config.yaml").is_file() or plots.is_sweep(folder) for folder in named)
+    assert {tiny_run.path, tiny_sweep.path} & named
+    result = report_cli(str(outputs))
+    assert result.returncode == 2 and result.stderr.count("\n") == 1 and not (outputs / "report").exists()
+
+
+def test_a_metric_no_job_has_is_an_error_listing_the_metrics_that_exist(tiny_sweep, tmp_path):
+    result = report_cli(str(tiny_sweep.path), "--metric", "student/val/accuracy", "--out", str(tmp_path / "r"))
+    assert result.returncode == 2 and result.stderr.count("\n") == 1
+    assert "no finished job has the metric 'student/val/accuracy' (--metric); they have: " in result.stderr
+    assert "student/val/acc," in result.stderr and not (tmp_path / "r").exists()
