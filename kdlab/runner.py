@@ -11,7 +11,7 @@ from typing import Any
 import pytorch_lightning as pl
 import torch
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from kdlab.callbacks import EpochLine, QuietProgressBar
 from kdlab.errors import ConfigError, DataError
@@ -43,12 +43,15 @@ def _tracking_name(cfg: DictConfig, stage: str) -> str:
     return f"{cfg.run_name}/{job}/{stage}" if job is not None else f"{cfg.run_name}/{stage}"
 
 
-def _loggers(cfg: DictConfig, stage: str) -> list[Any]:
+def _loggers(cfg: DictConfig, stage: str, settings: Mapping[str, Any] | None = None) -> list[Any]:
     """Instantiate `cfg.logger` entries for one stage.
 
     CSV/TensorBoard: version = stage. W&B/MLflow: run name `_tracking_name`, group = the sweep's name in a
-    multirun else run_name (unless the config names one), the resolved config as the run config.
+    multirun else run_name (unless the config names one). The run config (W&B, MLflow, TensorBoard's hparams) is
+    the resolved config with the stage's own `settings` in place of the nodes they name (a no-KD stage trains
+    with no teacher term, whatever `loss` says).
     """
+    resolved = {**OmegaConf.to_container(cfg, resolve=True), **(settings or {})}
     _exported_model_loggers(cfg)  # a wrong export_artifact.<name> stops the stage before any logger starts
     loggers: list[Any] = []
     try:
@@ -63,7 +66,7 @@ def _loggers(cfg: DictConfig, stage: str) -> list[Any]:
             elif tracker:
                 group = spec.get("group") or _job()[0] or str(cfg.run_name)
                 if target.endswith("WandbLogger"):
-                    config = OmegaConf.to_container(cfg, resolve=True)
+                    config = resolved
                     spec.update(name=_tracking_name(cfg, stage), group=group, job_type=stage, config=config)
                 else:
                     tags = {"kdlab.group": group, "kdlab.stage": stage, "kdlab.run_dir": str(cfg.paths.output_dir)}
@@ -72,12 +75,34 @@ def _loggers(cfg: DictConfig, stage: str) -> list[Any]:
             logger = instantiate({**spec, "_recursive_": False, "_convert_": "all"})
             loggers.append(logger)
             if target.endswith("MLFlowLogger"):  # the config as params (loss/temperature, ...) and as config.yaml
-                logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
-                logger.experiment.log_text(logger.run_id, OmegaConf.to_yaml(cfg, resolve=True), "config.yaml")
+                logger.log_hyperparams(resolved)
+                logger.experiment.log_text(logger.run_id, OmegaConf.to_yaml(OmegaConf.create(resolved)), "config.yaml")
+            elif target.endswith("TensorBoardLogger"):  # hparams.yaml and the HPARAMS tab
+                logger.log_hyperparams(resolved)
     except BaseException:
         _close_loggers(loggers, failed=True)
         raise
     return loggers
+
+
+def log_to_trackers(cfg: DictConfig, stage: str, metrics: Mapping[str, float]) -> None:
+    """A stage that did not train here (a reused teacher): its metrics, once, in every tracker of the run (not the CSV log,
+    which holds what trained in this run folder)."""
+    trackers = {name: node for name, node in (cfg.get("logger") or {}).items()
+                if node is not None and not str(node.get("_target_", "")).endswith("CSVLogger")}
+    if not trackers:
+        return
+    cfg = cfg.copy()
+    with open_dict(cfg):
+        cfg.logger = trackers
+    loggers = _loggers(cfg, stage)
+    failed = True
+    try:
+        for logger in loggers:
+            logger.log_metrics({name: float(value) for name, value in metrics.items()}, step=0)
+        failed = False
+    finally:
+        _close_loggers(loggers, failed=failed)
 
 
 def _close_loggers(loggers: list[Any], failed: bool = False) -> None:
@@ -128,6 +153,7 @@ def _log_exported_model(cfg: DictConfig, loggers: list[Any], stage: str, folder:
 
 def make_trainer(
     cfg: DictConfig, stage: str, stage_dir: Path, epochs: int | None, monitor: str | None, unused_parameters: bool = False,
+    settings: Mapping[str, Any] | None = None,
 ) -> pl.Trainer:
     """A Trainer for a stage: `cfg.trainer` keys, checkpoints in <stage_dir>/checkpoints when training.
 
@@ -165,7 +191,7 @@ def make_trainer(
     return pl.Trainer(
         **trainer_kwargs,
         default_root_dir=str(stage_dir),
-        logger=_loggers(cfg, stage) if monitor is not None else False,
+        logger=_loggers(cfg, stage, settings) if monitor is not None else False,
         callbacks=callbacks,
         plugins=[AtomicCheckpointIO()],
     )
@@ -227,7 +253,8 @@ def fit_stage(
             return json.loads((stage_dir / "metrics.json").read_text(encoding="utf-8"))
         resume_from = last_checkpoint(stage_dir)
     trainer = make_trainer(cfg, stage, stage_dir, epochs=stage_cfg["epochs"], monitor=monitor,
-                           unused_parameters=bool(getattr(module, "unused_parameters", False)))
+                           unused_parameters=bool(getattr(module, "unused_parameters", False)),
+                           settings=getattr(module, "tracked_settings", dict)())
     kept = None
     if resume_from is not None:
         log.info("stage %s: continuing from %s", stage, resume_from)

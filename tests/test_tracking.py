@@ -146,3 +146,35 @@ def test_export_artifact_for_a_logger_without_artifacts_is_one_clear_line(cli):
     assert result.returncode == 2, result.stderr[-2000:]
     assert result.stderr.strip().splitlines()[-1] == (
         "kdlab: error: export_artifact.csv: is for the wandb and mlflow loggers, not pytorch_lightning.loggers.CSVLogger")
+
+
+@_needs("tensorboard", "mlflow")
+def test_each_stage_shows_the_settings_it_trained_with(tracked_run, monkeypatch):
+    from mlflow.tracking import MlflowClient
+
+    run, _, tmp = tracked_run
+    student = yaml.safe_load((run / "tensorboard" / "student" / "hparams.yaml").read_text())
+    teacher = yaml.safe_load((run / "tensorboard" / "teacher" / "hparams.yaml").read_text())
+    assert student["loss"]["temperature"] == 3.5 and student["data"]["train"]["size"] == 200  # no longer {}
+    assert teacher["loss"] == {"alpha": 0.0, "terms": "gold labels only: no teacher, no KD term"}
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
+    client = MlflowClient(f"file:{tmp / 'outputs' / 'mlruns'}")
+    runs = {r.info.run_name: r for r in client.search_runs([client.get_experiment_by_name("kdlab").experiment_id])}
+    assert runs["hinton-reviews/teacher"].data.params["loss/alpha"] == "0.0"
+    assert runs["hinton-reviews/student"].data.params["loss/alpha"] == "0.5"
+
+
+@_needs("tensorboard")
+def test_a_reused_teacher_reports_its_metrics_to_the_trackers(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from conftest import kdlab_folders
+    from kdlab.api import train
+
+    with kdlab_folders(tmp_path):
+        first = train(*SMALL, "logger=tensorboard")
+        second = train(*SMALL, "logger=tensorboard")
+    assert json.loads((second.path / "teacher" / "teacher.json").read_text())["origin"].startswith("reused")
+    assert not (second.path / "logs" / "teacher").exists()  # the CSV log holds what trained in this folder only
+    events = EventAccumulator(str(second.path / "tensorboard" / "teacher")).Reload()
+    assert events.Scalars("test/acc")[-1].value == pytest.approx(first.metrics["teacher/test/acc"], abs=1e-6)

@@ -6,6 +6,7 @@ Loss: CE(z, y) for classification, MSE(z, y) for regression â€” Hinton KD with Î
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 import torch
 
@@ -18,3 +19,7 @@ class Finetune(TaskModule):
 
     def compute_loss(self, batch: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         return {"loss": hard_loss(self(batch), batch["labels"], self.task)}
+
+    def tracked_settings(self) -> dict[str, Any]:
+        """What the trackers show as this stage's loss: gold labels only (the run's `loss` node is the KD student's)."""
+        return {"loss": {"alpha": 0.0, "terms": "gold labels only: no teacher, no KD term"}}

@@ -27,7 +27,7 @@ from kdlab.methods.finetune import Finetune
 from kdlab.methods.hinton import HintonKD
 from kdlab.models.backbone import build_model, load_tokenizer, load_trained, save_atomically, train_wordpiece
 from kdlab.pipelines.common import cached_teacher_outputs, container
-from kdlab.runner import evaluate, fit_stage
+from kdlab.runner import evaluate, fit_stage, log_to_trackers
 from kdlab.utils.distributed import is_global_zero
 from kdlab.utils.run_folder import write_json
 
@@ -143,6 +143,8 @@ def obtain_teacher(
             kept = {k: v for k, v in json.loads((stored / "metrics.json").read_text()).items() if k.startswith("checkpoint/")}
             metrics = {**evaluate(cfg, module, datamodule, run_dir / stage), **kept}
             log.info("teacher: reusing %s (same config and training data), re-scored on this run's evaluation data", stored)
+        if is_global_zero():
+            log_to_trackers(cfg, stage, metrics)
         return model, tokenizer, metrics, f"reused: {stored}"
     tokenizer = resolve_tokenizer(cfg, spec, datamodule)
     datamodule.tokenizer = tokenizer
