@@ -421,6 +421,16 @@ def validate_model_specs(cfg: DictConfig) -> None:
         pooling = spec.get("pooling")
         if pooling is not None and pooling not in POOLING_MODES:
             raise ConfigError(f"{key}.pooling", f"must be one of {list(POOLING_MODES)} or null, got {pooling!r}")
+    validate_model_kinds(cfg)
+
+
+def validate_model_kinds(cfg: DictConfig) -> None:
+    """Each spec's `kind` is in kdlab.models.kinds, and a student that is not a transformer gets no option that needs one."""
+    from kdlab.models import kinds  # torch-free
+
+    method = cfg.get("method") or {}
+    loss = cfg.get("loss") if method.get("name") == "hinton" else None
+    kinds.check_kinds(model_specs(cfg), str(method.get("name")), loss, method)
 
 
 def validate_processes(cfg: DictConfig) -> None:

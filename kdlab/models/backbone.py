@@ -6,7 +6,9 @@ A model spec (``model.teacher`` / ``model.student`` in config) says where a back
   ``layers`` (optional) keeps only these of its encoder layers (e.g. ``[0, 2, 4]`` of a 6-layer model);
 - otherwise ``config``: a random-init architecture (BERT-style keys), for tests and the embedded default;
 - ``from_teacher_layers`` (students): a copy of the teacher keeping only these encoder layers;
-- ``trained`` (teachers): an already fine-tuned model (HF folder or kdlab ``.ckpt``) used as is.
+- ``trained`` (teachers): an already fine-tuned model (HF folder or kdlab ``.ckpt``) used as is;
+- ``kind`` (absent: ``hf_classifier``): what kind of network the spec builds (kdlab.models.kinds), e.g. a
+  ``bilstm`` or ``textcnn`` student; building, checkpoint payloads, loading and exporting go through that table.
 
 ``tokenizer`` is ``null`` (the model folder's own), ``train`` (a WordPiece vocabulary trained on the
 training texts, cached), ``teacher`` (the teacher's) or a path.
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import json
 import logging
 import os
 import pickle
@@ -30,6 +33,7 @@ import torch
 from torch import nn
 
 from kdlab.errors import ConfigError, DataError
+from kdlab.models import kinds
 from kdlab.utils.atomic import replacing
 
 log = logging.getLogger(__name__)
@@ -217,7 +221,14 @@ def load_pretrained(auto_class: Any, spec: Mapping[str, Any], key: str, **kwargs
 def build_model(
     spec: Mapping[str, Any], task: str, labels: Sequence[str], tokenizer: Any, teacher: nn.Module | None = None
 ) -> nn.Module:
-    """A fresh model for the task from a spec: pretrained backbone, random config, or teacher layers."""
+    """A fresh model for the task from a spec, built by its kind (`spec.kind`, kdlab.models.kinds)."""
+    return kinds.of_spec(spec).call("build", spec, task, labels, tokenizer, teacher)
+
+
+def build_hf_classifier(
+    spec: Mapping[str, Any], task: str, labels: Sequence[str], tokenizer: Any, teacher: nn.Module | None = None
+) -> nn.Module:
+    """A Hugging Face classifier/regressor: pretrained backbone, random config, or teacher layers."""
     from transformers import AutoModelForSequenceClassification
 
     head = _head_kwargs(task, labels)
@@ -230,14 +241,45 @@ def build_model(
     return AutoModelForSequenceClassification.from_config(config_from_spec(spec, tokenizer, **head))
 
 
+def hf_payload(model: nn.Module) -> dict[str, Any]:
+    """A Hugging Face model's config as a plain dict (for a .ckpt)."""
+    return model.config.to_dict()
+
+
+def hf_from_payload(config: Mapping[str, Any]) -> nn.Module:
+    """An empty Hugging Face classifier of the config a .ckpt stores."""
+    from transformers import AutoConfig, AutoModelForSequenceClassification
+
+    config = dict(config)
+    return AutoModelForSequenceClassification.from_config(AutoConfig.for_model(config.pop("model_type"), **config))
+
+
+def load_hf_folder(path: Path, key: str) -> nn.Module:
+    """A fine-tuned Hugging Face classifier from its folder (its own code is never run)."""
+    from transformers import AutoModelForSequenceClassification
+
+    try:
+        return AutoModelForSequenceClassification.from_pretrained(str(path))
+    except (OSError, ValueError) as err:  # ValueError: the folder ships its own code (never run for a trained model)
+        raise ConfigError(key, f"cannot load {path} ({_first_line(err)}){_remote_code_hint(err)}") from None
+
+
+def export_hf(model: nn.Module, folder: str) -> None:
+    """A Hugging Face model's weights (safetensors) and config.json into `folder`."""
+    model.save_pretrained(folder, safe_serialization=True)
+
+
 def checkpoint_payload(model: nn.Module, tokenizer: Any) -> dict[str, Any]:
-    """What a kdlab checkpoint stores besides weights so it can be loaded on its own: config + tokenizer files."""
+    """What a kdlab checkpoint stores besides weights so it can be loaded on its own: config + tokenizer files
+    (and the model's kind when it is not the default)."""
     files: dict[str, str] = {}
     with tempfile.TemporaryDirectory() as tmp:
         tokenizer.save_pretrained(tmp)
         for name in os.listdir(tmp):
             files[name] = Path(tmp, name).read_text(encoding="utf-8")
-    return {"model_config": model.config.to_dict(), "tokenizer_files": files}
+    entry = kinds.of_model(model)
+    kind = {} if entry.name == kinds.DEFAULT_KIND else {kinds.PAYLOAD_KEY: entry.name}
+    return {"model_config": entry.call("payload", model), "tokenizer_files": files, **kind}
 
 
 def _first_line(err: BaseException) -> str:
@@ -267,29 +309,32 @@ def load_checkpoint_file(path: str | Path, key: str) -> dict[str, Any]:
     return checkpoint
 
 
-def load_trained(path: str | Path, key: str = "model.teacher.trained") -> tuple[nn.Module, Any]:
-    """A fine-tuned model and its tokenizer from a HF folder or a kdlab ``.ckpt`` (loaded weights-only)."""
-    from transformers import AutoConfig, AutoModelForSequenceClassification
+def _folder_config(path: Path) -> dict[str, Any]:
+    """A model folder's config.json as a dict ({} when it is not readable JSON: the kind's loader then says why)."""
+    try:
+        data = json.loads((path / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
 
+
+def load_trained(path: str | Path, key: str = "model.teacher.trained") -> tuple[nn.Module, Any]:
+    """A fine-tuned model and its tokenizer from an export folder or a kdlab ``.ckpt`` (loaded weights-only), by its kind."""
     path = Path(path)
     if not path.exists():
         raise ConfigError(key, f"{path} does not exist (expected a model folder or a kdlab .ckpt)")
     if path.is_dir():
         if not (path / "config.json").exists():
             raise ConfigError(key, f"{path} has no config.json (expected a Hugging Face model folder)")
-        try:
-            model = AutoModelForSequenceClassification.from_pretrained(str(path))
-        except (OSError, ValueError) as err:  # ValueError: the folder ships its own code (never run for a trained model)
-            raise ConfigError(key, f"cannot load {path} ({_first_line(err)}){_remote_code_hint(err)}") from None
+        model = kinds.of_folder_config(_folder_config(path), f"{key} ({path / 'config.json'}: {kinds.FOLDER_KEY})").call("load", path, key)
         return model, load_tokenizer(str(path))
     checkpoint = load_checkpoint_file(path, key)
     payload = checkpoint.get("kdlab")
     if not isinstance(payload, dict) or not isinstance(checkpoint.get("state_dict"), dict):
         raise DataError(path, f"checkpoint has no 'kdlab' and 'state_dict' entries (was it written by kdlab?), given as {key}")
+    entry = kinds.kind(payload.get(kinds.PAYLOAD_KEY), f"{key} ({path}: {kinds.PAYLOAD_KEY})")
     try:
-        config_dict = dict(payload["model_config"])
-        config = AutoConfig.for_model(config_dict.pop("model_type"), **config_dict)
-        model = AutoModelForSequenceClassification.from_config(config)
+        model = entry.call("from_payload", dict(payload["model_config"]))
         prefix = "model."
         state = {k[len(prefix):]: v for k, v in checkpoint["state_dict"].items() if k.startswith(prefix)}
         model.load_state_dict(state)
@@ -303,11 +348,12 @@ def load_trained(path: str | Path, key: str = "model.teacher.trained") -> tuple[
 
 
 def export_model(model: nn.Module, tokenizer: Any, folder: str | Path) -> Path:
-    """Write `model` (safetensors) and `tokenizer` as a Hugging Face folder, atomically."""
+    """Write `model` (safetensors weights and config.json, by its kind) and `tokenizer` into a folder, atomically."""
     folder = Path(folder)
+    entry = kinds.of_model(model)
 
     def write(tmp: str) -> None:
-        model.save_pretrained(tmp, safe_serialization=True)
+        entry.call("export", model, tmp)
         tokenizer.save_pretrained(tmp)
 
     save_atomically(folder, write)
