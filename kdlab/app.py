@@ -199,7 +199,7 @@ def guarded(task: Callable[[DictConfig], Any], cfg: DictConfig) -> Any:
     """Run a task and report its failure.
 
     A single run: a KdlabError becomes one line on stderr and exit code 2 (an untouched run folder is
-    removed), and so does an OSError saying the disk is full or read-only (as an OutputError); any other
+    removed; a run that had started records the error in its train.log and error.json), and so does an OSError saying the disk is full or read-only (as an OutputError); any other
     error propagates with its traceback. A multirun job: any error is logged with its traceback
     (<job>/train.log), recorded in <job>/error.json, an open W&B run is finished, and the job returns None so
     that the sweep goes on; the sweep summary (kdlab/sweep.py) then reports it and sets the multirun's exit
@@ -221,6 +221,13 @@ def guarded(task: Callable[[DictConfig], Any], cfg: DictConfig) -> Any:
             _record_failure(job_dir, err)
             _finish_wandb()
             return None
+        late = job_dir is not None and job_dir.is_dir() and not _is_fresh(job_dir)
+        if late:  # the run had started: its folder says how it ended (train.log, error.json for kdlab-report)
+            from kdlab.utils.run_folder import to_log_files
+
+            exc_info = None if isinstance(err, KdlabError) else (type(err), err, err.__traceback__)
+            to_log_files(log, logging.ERROR, f"run failed: {type(err).__name__}: {err}", exc_info)  # stderr has its own line
+            _record_failure(job_dir, err)
         if not isinstance(err, KdlabError):
             _finish_wandb()
             raise

@@ -4,6 +4,7 @@ stages finished is kept, and nothing of the failed stage looks finished; no step
 from __future__ import annotations
 
 import csv
+import json
 import math
 import re
 
@@ -48,6 +49,11 @@ def test_a_diverging_student_stops_the_run_with_one_line_keeping_the_teacher(cli
     (run,) = run_dirs(tmp_path)
     assert (run / "teacher" / "model" / "config.json").exists()  # the finished teacher stage is kept
     assert not (run / "metrics.json").exists() and not (run / "student" / "model").exists()  # nothing finished-looking
+    # the run folder says how it ended: the line in train.log, the error in error.json (kdlab-report: a failed run)
+    message = errors[0].removeprefix("kdlab: error: ")
+    assert f"run failed: TrainingError: {message}" in (run / "train.log").read_text()
+    recorded = json.loads((run / "error.json").read_text())
+    assert recorded["type"] == "TrainingError" and recorded["message"] == message and recorded["kdlab_error"] is True
     with open(run / "logs" / "student" / "metrics.csv", newline="") as handle:
         logged = [row for row in csv.DictReader(handle) if row.get("train/loss")]
     assert logged and all(math.isfinite(float(row["train/loss"])) for row in logged)  # a NaN is never logged as a train step

@@ -13,17 +13,9 @@ from kdlab.registry import method, resolve
 from kdlab.resume import is_finished, resume_folder, start_folder
 from kdlab.utils.distributed import is_global_zero, ranks_end_with_the_run
 from kdlab.utils.quiet import quiet_libraries
-from kdlab.utils.run_folder import write_json, write_run_info
+from kdlab.utils.run_folder import to_log_files, write_json, write_run_info
 
 log = logging.getLogger(__name__)
-
-
-def to_log_files(text: str) -> None:
-    """Write `text` to the log files (train.log) only: the console has it already."""
-    record = log.makeRecord(log.name, logging.INFO, __file__, 0, "results:\n%s", (text.rstrip(),), None)
-    for handler in logging.getLogger().handlers:
-        if isinstance(handler, logging.FileHandler):
-            handler.handle(record)
 
 
 def prepare_process(cfg: DictConfig) -> None:
@@ -62,7 +54,7 @@ def run(cfg: DictConfig) -> float | None:
         if is_global_zero():  # every rank has the same results (kdlab/utils/distributed.py); rank 0 writes them
             write_json(run_dir / "metrics.json", results)
     if is_global_zero():
-        to_log_files(print_table(results, list(cfg.method.report_metrics)))
+        to_log_files(log, logging.INFO, "results:\n" + print_table(results, list(cfg.method.report_metrics)).rstrip())
         log.info("run folder: %s", run_dir)
     metric = cfg.get("optimized_metric")
     return results.get(metric) if metric else None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import platform
 import subprocess
 import sys
@@ -11,6 +12,14 @@ from pathlib import Path
 from typing import Any
 
 from kdlab.utils.atomic import replacing
+
+
+def to_log_files(logger: logging.Logger, level: int, message: str, exc_info: Any = None) -> None:
+    """Write a log record to the log files only (the run's train.log): what the console already shows in its own form."""
+    record = logger.makeRecord(logger.name, level, __file__, 0, "%s", (message,), exc_info)
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.FileHandler):
+            handler.handle(record)
 
 
 def write_text(path: str | Path, text: str) -> None:
