@@ -21,6 +21,7 @@ from kdlab.data.records import check_files
 from kdlab.data.task_list import check_exponent, task_configs
 from kdlab import registry
 from kdlab.errors import ConfigError
+from kdlab.losses import registry as losses
 from kdlab.evaluation.names import CLASSIFICATION_METRICS, REGRESSION_METRICS
 from kdlab.models.spec import POOLING_MODES
 from kdlab.utils.atomic import check_writable
@@ -51,30 +52,29 @@ def _number(cfg: DictConfig, key: str) -> float:
 
 
 def validate_loss(cfg: DictConfig) -> None:
-    temperature = _number(cfg, "loss.temperature")
-    if temperature <= 0:
-        raise ConfigError("loss.temperature", f"must be > 0, got {temperature:g}")
+    """`loss` (hinton): the soft term `loss.soft` and its parameters, then each extra term's weight and layer map; the
+    term table and the rules are kdlab.losses.registry's (the pipeline calls the same rules with the real models)."""
+    losses.check_loss_keys([str(key) for key in cfg.loss])
+    entry = losses.term(cfg.loss.get("soft", "soft_target"), "soft", "loss.soft")
+    if "temperature" in entry.params:
+        temperature = _number(cfg, "loss.temperature")
+        if temperature <= 0:
+            raise ConfigError("loss.temperature", f"must be > 0, got {temperature:g}")
     alpha = _number(cfg, "loss.alpha")
     if not 0.0 <= alpha <= 1.0:
         raise ConfigError("loss.alpha", f"must be in [0, 1], got {alpha:g}")
-    hidden = cfg.loss.get("hidden") or {}
-    weight = _number(cfg, "loss.hidden.weight") if hidden.get("weight") is not None else 0.0
-    if weight < 0:
-        raise ConfigError("loss.hidden.weight", f"must be >= 0, got {weight:g}")
-    if weight > 0 and cfg.method.get("teacher_outputs") != "live":
-        raise ConfigError("loss.hidden.weight", "hidden-state matching needs method.teacher_outputs=live (the cache holds logits only)")
-    layer_map = hidden.get("layer_map")
-    if layer_map is not None:
-        pairs = OmegaConf.to_container(layer_map, resolve=True) if OmegaConf.is_config(layer_map) else layer_map
-        if not isinstance(pairs, list) or not pairs or any(
-            not isinstance(pair, list) or len(pair) != 2 or not all(isinstance(i, int) for i in pair) for pair in pairs
-        ):
-            raise ConfigError("loss.hidden.layer_map", f"must be a list of [student, teacher] integer index pairs, got {pairs}")
-        s_depth = _depth(cfg.model.student, cfg.model.teacher)
-        t_depth = _depth(cfg.model.teacher)
-        for s_index, t_index in pairs:
-            if (s_depth is not None and not 0 <= s_index <= s_depth) or (t_depth is not None and not 0 <= t_index <= t_depth):
-                raise ConfigError("loss.hidden.layer_map", f"pair {[s_index, t_index]} is outside student 0..{s_depth} / teacher 0..{t_depth}")
+    given = {param: OmegaConf.select(cfg, f"loss.{param}", throw_on_missing=False, throw_on_resolution_failure=False)
+             for param in losses.soft_params()}
+    losses.check_soft_params(entry, given)
+    for name in losses.names("extra"):
+        spec, extra = cfg.loss.get(name) or {}, losses.TERMS[name]
+        weight = losses.check_weight(f"loss.{name}.weight", _number(cfg, f"loss.{name}.weight") if spec.get("weight") is not None else 0.0)
+        if weight > 0:
+            losses.check_live_teacher(f"loss.{name}.weight", extra, cfg.method.get("teacher_outputs"))
+        layer_map = spec.get("layer_map")
+        if layer_map is not None:
+            pairs = OmegaConf.to_container(layer_map, resolve=True) if OmegaConf.is_config(layer_map) else layer_map
+            losses.check_layer_map(f"loss.{name}.layer_map", pairs, extra, _depth(cfg.model.student, cfg.model.teacher), _depth(cfg.model.teacher))
 
 
 def expand_local_data(cfg: DictConfig) -> None:

@@ -10,6 +10,7 @@ non-padding tokens of the batch and the hidden dimensions.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -22,11 +23,6 @@ def masked_mse(student: torch.Tensor, teacher: torch.Tensor, mask: torch.Tensor)
     return squared.sum() / (weights.sum() * student.shape[-1]).clamp_min(1.0)
 
 
-def default_layer_map(student_layers: int, teacher_layers: int) -> list[tuple[int, int]]:
-    """Student layer i ↔ teacher layer i·L_T/L_S (i = 1..L_S): the last layers always meet."""
-    return [(i, round(i * teacher_layers / student_layers)) for i in range(1, student_layers + 1)]
-
-
 class HiddenStateMSE(nn.Module):
     """Weighted sum of masked MSEs between (projected) student and teacher hidden states."""
 
@@ -37,6 +33,11 @@ class HiddenStateMSE(nn.Module):
         self.projections = nn.ModuleList(
             nn.Linear(student_width, teacher_width) if student_width != teacher_width else nn.Identity() for _ in self.layer_map
         )
+
+    @classmethod
+    def from_models(cls, layer_map: Sequence[Sequence[int]], weight: float, student_config: Any, teacher_config: Any) -> "HiddenStateMSE":
+        """The term for a student and a teacher (their Hugging Face configs give the widths)."""
+        return cls(layer_map, student_config.hidden_size, teacher_config.hidden_size, weight)
 
     def forward(self, student_hidden: Sequence[torch.Tensor], teacher_hidden: Sequence[torch.Tensor], mask: torch.Tensor) -> torch.Tensor:
         total = student_hidden[0].new_zeros(())

@@ -39,26 +39,27 @@ class KDLossOutput(NamedTuple):
     hard: torch.Tensor
 
 
-class SoftTargetKDLoss(nn.Module):
-    """α-weighted sum of the soft-target term and the gold-label term; returns all three."""
+class LogitKDLoss(nn.Module):
+    """α · soft(z_S, z_T) + (1 − α) · hard(z_S, y), the soft term on logits defined by a subclass; returns all three.
 
-    def __init__(self, alpha: float = 0.5, temperature: float = 2.0, task: str = "classification"):
+    hard is the cross-entropy with gold classes (MSE with gold scores for regression); α = 1 needs no labels.
+    """
+
+    def __init__(self, alpha: float = 0.5, task: str = "classification"):
         super().__init__()
         if not 0.0 <= alpha <= 1.0:
             raise ValueError(f"alpha must be in [0, 1], got {alpha}")
-        if temperature <= 0:
-            raise ValueError(f"temperature must be > 0, got {temperature}")
         self.alpha = alpha
-        self.temperature = temperature
         self.task = task
+
+    def soft(self, student_logits: torch.Tensor, teacher_logits: torch.Tensor) -> torch.Tensor:
+        """The soft term, a scalar."""
+        raise NotImplementedError
 
     def forward(
         self, student_logits: torch.Tensor, teacher_logits: torch.Tensor, labels: torch.Tensor | None = None
     ) -> KDLossOutput:
-        if self.task == "regression":
-            soft = F.mse_loss(student_logits.view(-1).float(), teacher_logits.view(-1).float())
-        else:
-            soft = soft_target_loss(student_logits.float(), teacher_logits.float(), self.temperature)
+        soft = self.soft(student_logits, teacher_logits)
         if self.alpha < 1.0:
             if labels is None:
                 raise ValueError("alpha < 1 needs gold labels for the hard term")
@@ -66,3 +67,18 @@ class SoftTargetKDLoss(nn.Module):
         else:
             hard = soft.new_zeros(())
         return KDLossOutput(self.alpha * soft + (1.0 - self.alpha) * hard, soft, hard)
+
+
+class SoftTargetKDLoss(LogitKDLoss):
+    """α · τ² · KL(softmax(z_T/τ) ‖ softmax(z_S/τ)) + (1 − α) · CE(z_S, y); regression: MSE for both terms."""
+
+    def __init__(self, alpha: float = 0.5, temperature: float = 2.0, task: str = "classification"):
+        super().__init__(alpha, task)
+        if temperature <= 0:
+            raise ValueError(f"temperature must be > 0, got {temperature}")
+        self.temperature = temperature
+
+    def soft(self, student_logits: torch.Tensor, teacher_logits: torch.Tensor) -> torch.Tensor:
+        if self.task == "regression":
+            return F.mse_loss(student_logits.view(-1).float(), teacher_logits.view(-1).float())
+        return soft_target_loss(student_logits.float(), teacher_logits.float(), self.temperature)

@@ -16,13 +16,13 @@ from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from kdlab import __version__
 from kdlab.data.identity import records_fingerprint
 from kdlab.data.text import TextDataModule
 from kdlab.errors import ConfigError
-from kdlab.losses import HiddenStateMSE, default_layer_map
+from kdlab.losses.registry import TERMS, check_layer_map, check_live_teacher, check_weight, default_layer_map, names
 from kdlab.methods.finetune import Finetune
 from kdlab.methods.hinton import HintonKD
 from kdlab.models.backbone import build_model, load_tokenizer, load_trained, save_atomically, train_wordpiece
@@ -88,24 +88,30 @@ def _module(
         metrics=list(cfg.data.metrics),
     )
     if kind == "hinton":
+        temperature = cfg.loss.get("temperature")
         return HintonKD(
-            teacher=teacher, teacher_outputs=teacher_outputs, alpha=float(cfg.loss.alpha), temperature=float(cfg.loss.temperature),
-            hidden_loss=hidden_state_loss(cfg, model, teacher), **common,
+            teacher=teacher, teacher_outputs=teacher_outputs, alpha=float(cfg.loss.alpha),
+            temperature=None if temperature is None else float(temperature), soft=cfg.loss.get("soft", "soft_target"),
+            terms=loss_terms(cfg, model, teacher), **common,
         )
     return Finetune(**common)
 
 
-def hidden_state_loss(cfg: DictConfig, student: Any, teacher: Any) -> HiddenStateMSE | None:
-    """The optional hidden-state matching term from `loss.hidden` (None when its weight is 0)."""
-    spec = cfg.loss.get("hidden") or {}
-    if float(spec.get("weight") or 0.0) == 0.0:
-        return None
-    s_layers, t_layers = student.config.num_hidden_layers, teacher.config.num_hidden_layers
-    layer_map = [tuple(pair) for pair in spec.layer_map] if spec.get("layer_map") else default_layer_map(s_layers, t_layers)
-    for s, t in layer_map:
-        if not (0 <= s <= s_layers and 0 <= t <= t_layers):
-            raise ConfigError("loss.hidden.layer_map", f"pair {[s, t]} is outside student 0..{s_layers} / teacher 0..{t_layers}")
-    return HiddenStateMSE(layer_map, student.config.hidden_size, teacher.config.hidden_size, float(spec.weight))
+def loss_terms(cfg: DictConfig, student: Any, teacher: Any) -> dict[str, Any]:
+    """The extra loss terms `loss.<name>` turns on (weight > 0), built from kdlab.losses.registry."""
+    built = {}
+    for name in names("extra"):
+        spec = cfg.loss.get(name) or {}
+        weight = check_weight(f"loss.{name}.weight", float(spec.get("weight") or 0.0))
+        if weight == 0.0:
+            continue
+        entry = TERMS[name]
+        check_live_teacher(f"loss.{name}.weight", entry, "live" if teacher is not None else "cache")
+        s_layers, t_layers = student.config.num_hidden_layers, teacher.config.num_hidden_layers
+        pairs = OmegaConf.to_container(spec.layer_map, resolve=True) if spec.get("layer_map") else default_layer_map(s_layers, t_layers)
+        layer_map = check_layer_map(f"loss.{name}.layer_map", pairs, entry, s_layers, t_layers)
+        built[name] = entry.load().from_models(layer_map, weight, student.config, teacher.config)
+    return built
 
 
 def check_head(model: Any, datamodule: TextDataModule, key: str) -> None:
