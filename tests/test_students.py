@@ -76,6 +76,14 @@ def test_embeddings_come_from_the_teacher_as_stated(tiny_tokenizer, teacher):
         student("bilstm", tiny_tokenizer, teacher, embeddings="teacher")
 
 
+def test_asking_a_word_student_for_layer_outputs_is_an_error(tiny_tokenizer):
+    batch = tiny_tokenizer(TEXTS, padding=True, return_tensors="pt")
+    model = student("bilstm", tiny_tokenizer)
+    assert model(**batch, output_hidden_states=False).logits.shape == (len(TEXTS), 3)  # what hinton passes when no term is on
+    with pytest.raises(ValueError, match="a bilstm student has no layer outputs"):
+        model(**batch, output_hidden_states=True)
+
+
 def test_a_transformer_checkpoint_payload_is_unchanged_and_a_student_one_names_its_kind(tiny_tokenizer, teacher):
     assert set(checkpoint_payload(teacher, tiny_tokenizer)) == {"model_config", "tokenizer_files"}
     payload = checkpoint_payload(student("textcnn", tiny_tokenizer), tiny_tokenizer)
@@ -175,6 +183,10 @@ def test_an_interrupted_student_stage_resumes_from_its_checkpoint(runs):
     (["model.student.config.hidden_size=0"], "model.student.config.hidden_size: must be a positive integer, got 0"),
     (["+model.student.config.num_filters=2"],  # a TextCNN key
      "model.student.config.num_filters: is not a bilstm setting; they are ['embedding_dim', 'hidden_size', 'fc_size', 'dropout']"),
+    (["+model.student.name_or_path=prajjwal1/bert-tiny"],
+     "model.student.name_or_path: is for a Hugging Face model; model.student.kind=bilstm is built from its config: set it to null"),
+    (["model.student.trust_remote_code=true"],
+     "model.student.trust_remote_code: has no effect: model.student.kind=bilstm is built by kdlab and runs no shipped code"),
     (["method=finetune", "method.train=student"],
      "model.student.embeddings: teacher needs the teacher model (method=hinton); with method=finetune use random"),
 ])

@@ -129,9 +129,14 @@ ARCHITECTURE_KEYS = {  # a word student's `config` keys (kdlab.models.word_stude
 
 
 def check_word_student(key: str, spec: Mapping[str, Any], method: str) -> None:
-    """A BiLSTM/TextCNN spec: embeddings random|teacher (teacher: method hinton), projection null|pca|learnt,
-    the tokenizer the teacher's under hinton, positive sizes in `config`."""
+    """A BiLSTM/TextCNN spec: no Hugging Face keys (name_or_path, layers, trust_remote_code), embeddings
+    random|teacher (teacher: method hinton), projection null|pca|learnt, its own `config` keys with positive sizes."""
     embeddings, projection = spec.get("embeddings", "random"), spec.get("projection")
+    for name in ("name_or_path", "layers"):  # a trained one is given as model.teacher.trained (its folder says its kind)
+        if spec.get(name) is not None:
+            raise ConfigError(f"{key}.{name}", f"is for a Hugging Face model; {key}.kind={spec.get('kind')} is built from its config: set it to null")
+    if spec.get("trust_remote_code"):
+        raise ConfigError(f"{key}.trust_remote_code", f"has no effect: {key}.kind={spec.get('kind')} is built by kdlab and runs no shipped code")
     if embeddings not in EMBEDDINGS:
         raise ConfigError(f"{key}.embeddings", f"must be one of {list(EMBEDDINGS)}, got {embeddings!r}")
     if embeddings == "teacher" and method != "hinton":

@@ -79,6 +79,10 @@ class WordStudent(nn.Module):
         self.dropout = nn.Dropout(config.dropout)
         self.classifier = nn.Linear(self.feature_size(), config.num_labels)
 
+    def get_input_embeddings(self) -> nn.Embedding:
+        """The word embeddings (as a Hugging Face model names them: a student of this one can copy them)."""
+        return self.embeddings
+
     def feature_size(self) -> int:
         """The width of `encode`'s output."""
         raise NotImplementedError
@@ -88,9 +92,19 @@ class WordStudent(nn.Module):
         raise NotImplementedError
 
     def forward(
-        self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, token_type_ids: torch.Tensor | None = None
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+        output_hidden_states: bool = False,
+        output_attentions: bool = False,
     ) -> SequenceClassifierOutput:
-        """Logits for a batch of right-padded token ids (`token_type_ids` are not used: a pair is one token sequence)."""
+        """Logits for a batch of right-padded token ids (`token_type_ids` are not used: a pair is one token sequence).
+
+        The `output_*` flags are a transformer's: asked for (a layer-matching loss term), they are an error, never ignored."""
+        if output_hidden_states or output_attentions:
+            raise ValueError(f"a {self.kdlab_kind} student has no layer outputs (hidden states, attentions) to match: "
+                             "turn the layer-matching loss terms off (loss.<term>.weight=0)")
         mask = torch.ones_like(input_ids) if attention_mask is None else attention_mask
         states = self.embeddings(input_ids)
         if self.projection is not None:
