@@ -140,6 +140,16 @@ def test_hinton_trains_checkpoints_and_exports_a_student_the_snippet_loads(kind,
     torch.testing.assert_close(torch.tensor(answer["logits"]), expected, rtol=0, atol=1e-6)
 
 
+def test_finetune_trains_a_word_student_alone(tmp_path):
+    from kdlab.api import train
+
+    with kdlab_folders(tmp_path):
+        run = train("model=textcnn", *TINY_RUN, "method=finetune", "method.train=student", "model.student.embeddings=random")
+    assert 0.0 <= run.metrics["student/test/acc"] <= 1.0
+    config = json.loads((run.path / "student" / "model" / "config.json").read_text())
+    assert config["kdlab_kind"] == "textcnn" and config["embedding_init"] == "random"
+
+
 def test_kdlab_eval_scores_a_student_export_as_the_run_did(runs):
     from kdlab.api import compose
     from kdlab.eval import evaluate_model
