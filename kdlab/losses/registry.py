@@ -23,11 +23,11 @@ conf/loss/soft_target.yaml. Error messages that list the choices read this table
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from kdlab import registry
 from kdlab.errors import ConfigError
 
 ROLES = ("soft", "extra")
@@ -46,9 +46,8 @@ class LossTerm:
     first_layer: int = 0  # extra: the lowest layer index of its layer_map
 
     def load(self) -> Any:
-        """The class the target names (imported now)."""
-        module, _, attribute = self.target.partition(":")
-        return getattr(importlib.import_module(module), attribute)
+        """The class the target names (imported now, through kdlab.registry.resolve)."""
+        return registry.resolve(self.target)
 
 
 TERMS: dict[str, LossTerm] = {}
@@ -59,6 +58,7 @@ def register_term(entry: LossTerm) -> LossTerm:
     if entry.name in TERMS or entry.role not in ROLES:
         raise ValueError(f"loss term {entry.name!r}: registered twice or role {entry.role!r} not in {ROLES}")
     TERMS[entry.name] = entry
+    registry.allow(entry.target)
     return entry
 
 
