@@ -260,7 +260,9 @@ def fit_stage(
         log.info("stage %s: continuing from %s", stage, resume_from)
         kept = KeptCSVRows(trainer.loggers, resume_from) if trainer.is_global_zero else None
     else:
-        log.info("stage %s: training for %s epochs", stage, stage_cfg["epochs"])
+        processes = trainer.num_devices * trainer.num_nodes
+        log.info("stage %s: training for %s epochs%s", stage, stage_cfg["epochs"],
+                 f" on {processes} processes" if "ddp" in type(trainer.strategy).__name__.lower() and processes > 1 else "")
     failed = True
     try:
         trainer.fit(module, datamodule=datamodule, ckpt_path=str(resume_from) if resume_from is not None else None,
