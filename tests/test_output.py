@@ -80,3 +80,24 @@ def test_wandb_without_a_login_is_one_line_at_config_time(monkeypatch, tmp_path)
     (tmp_path / ".netrc").write_text("machine api.wandb.ai\n  login user\n  password key\n")
     (tmp_path / ".netrc").chmod(0o600)
     validate(cfg)
+
+
+def test_verbose_and_quiet_runs_in_one_process_each_get_their_own_setting():
+    """kdlab.api and notebooks run several configs in one process: verbose=true after a quiet run is verbose again."""
+    import logging
+    import warnings
+
+    from kdlab.utils.quiet import NOISY_WARNINGS, quiet_libraries
+
+    def silenced() -> set[str]:
+        return {getattr(f[1], "pattern", None) for f in warnings.filters} & set(NOISY_WARNINGS)
+
+    try:
+        quiet_libraries(False)
+        quiet_libraries(False)
+        assert logging.getLogger("lightning_fabric").level == logging.WARNING and silenced() == set(NOISY_WARNINGS)
+        assert sum(getattr(f[1], "pattern", None) in NOISY_WARNINGS for f in warnings.filters) == len(NOISY_WARNINGS)
+        quiet_libraries(True)
+        assert logging.getLogger("lightning_fabric").level == logging.NOTSET and silenced() == set()
+    finally:
+        quiet_libraries(False)

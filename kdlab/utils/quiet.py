@@ -4,7 +4,7 @@ Silenced (each is information about the libraries, not about the run): Lightning
 availability, litlogger tips, `val_check_interval` and `fit stopped` notices and the PossibleUserWarning about
 few batches; transformers' "Loading weights" / "Writing model shards" progress bars and info logs; the
 `_pytree LeafSpec` deprecation warning Lightning triggers once per step on torch 2.13 and the logger version
-(`v_num`) in the progress bar. Warnings and errors of every library still show.
+(`v_num`) in the progress bar. Every other warning and error of every library still shows.
 """
 
 from __future__ import annotations
@@ -23,18 +23,19 @@ NOISY_WARNINGS = (
 
 
 def quiet_libraries(verbose: bool) -> None:
-    """Turn the libraries' routine output off (verbose=False) or leave it as the libraries set it (True)."""
-    if verbose:
-        return
+    """Turn the libraries' routine output off (verbose=False) or back on (True: as the libraries set it), also when
+    several runs share one process (kdlab.api, notebooks)."""
     for name in NOISY_LOGGERS:
-        logging.getLogger(name).setLevel(logging.WARNING)
-    for pattern in NOISY_WARNINGS:
-        warnings.filterwarnings("ignore", message=pattern)
+        logging.getLogger(name).setLevel(logging.NOTSET if verbose else logging.WARNING)
+    warnings.filters[:] = [f for f in warnings.filters if getattr(f[1], "pattern", None) not in NOISY_WARNINGS]
+    if not verbose:
+        for pattern in NOISY_WARNINGS:
+            warnings.filterwarnings("ignore", message=pattern)
     try:
         from transformers.utils import logging as hf_logging
 
         hf_logging.set_verbosity_warning()
-        hf_logging.disable_progress_bar()
+        (hf_logging.enable_progress_bar if verbose else hf_logging.disable_progress_bar)()
     except ImportError:  # transformers is a dependency; kept optional here so this module stays importable alone
         pass
 
