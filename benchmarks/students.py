@@ -86,12 +86,22 @@ def main() -> None:
     for name, (model, _) in models.items():
         model.eval()
         role = "teacher" if name == "teacher" else "student"
-        results[name] = {"parameters": sum(p.numel() for p in model.parameters()), "export_bytes": folder_size(folders[name]),
-                         "test_acc": metrics[name][f"{role}/test/acc"]}
+        results[name] = {
+            "parameters": sum(p.numel() for p in model.parameters()),
+            "export_bytes": folder_size(folders[name]),
+            "test_acc": metrics[name][f"{role}/test/acc"],
+        }
 
-    samples: dict[str, dict[str, list[float]]] = {name: {"tokenise": [], "forward": [], "throughput": []} for name in models}
-    batches = {name: [tokenizer(texts[i:i + 64], truncation=True, max_length=64, padding=True, return_tensors="pt")
-                      for i in range(0, len(texts), 64)] for name, (_, tokenizer) in models.items()}
+    samples: dict[str, dict[str, list[float]]] = {
+        name: {"tokenise": [], "forward": [], "throughput": []} for name in models
+    }
+    batches = {
+        name: [
+            tokenizer(texts[i : i + 64], truncation=True, max_length=64, padding=True, return_tensors="pt")
+            for i in range(0, len(texts), 64)
+        ]
+        for name, (_, tokenizer) in models.items()
+    }
     with torch.inference_mode():
         for name, (model, tokenizer) in models.items():  # warm-up
             latency(model, tokenizer, texts[:10])
@@ -103,25 +113,46 @@ def main() -> None:
                 samples[name]["forward"] += forward
                 samples[name]["throughput"].append(throughput(model, batches[name]))
     for name, sample in samples.items():
-        results[name].update({"tokenise_ms": 1000 * statistics.median(sample["tokenise"]),
-                              "latency_ms": 1000 * statistics.median(sample["forward"]),
-                              "throughput_64": statistics.median(sample["throughput"])})
+        results[name].update(
+            {
+                "tokenise_ms": 1000 * statistics.median(sample["tokenise"]),
+                "latency_ms": 1000 * statistics.median(sample["forward"]),
+                "throughput_64": statistics.median(sample["throughput"]),
+            }
+        )
     teacher = results["teacher"]
     for row in results.values():
-        row.update({"parameters_x": teacher["parameters"] / row["parameters"], "export_x": teacher["export_bytes"] / row["export_bytes"],
-                    "latency_x": teacher["latency_ms"] / row["latency_ms"], "throughput_x": row["throughput_64"] / teacher["throughput_64"]})
+        row.update(
+            {
+                "parameters_x": teacher["parameters"] / row["parameters"],
+                "export_x": teacher["export_bytes"] / row["export_bytes"],
+                "latency_x": teacher["latency_ms"] / row["latency_ms"],
+                "throughput_x": row["throughput_64"] / teacher["throughput_64"],
+            }
+        )
 
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; {args.repeats} repeats × {args.calls} calls at batch 1, "
-          f"{len(texts)} texts at batch 64; runs: {', '.join(str(run) for run in runs)}")
-    print(f"{'model':<8} {'test acc':>8} {'params':>10} {'× T':>6} {'export MB':>9} {'× T':>6} {'tokenise ms':>11} "
-          f"{'latency ms':>10} {'× T':>6} {'ex/s @64':>9} {'× T':>6}")
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads; {args.repeats} repeats × {args.calls} calls at batch 1, "
+        f"{len(texts)} texts at batch 64; runs: {', '.join(str(run) for run in runs)}"
+    )
+    print(
+        f"{'model':<8} {'test acc':>8} {'params':>10} {'× T':>6} {'export MB':>9} {'× T':>6} {'tokenise ms':>11} "
+        f"{'latency ms':>10} {'× T':>6} {'ex/s @64':>9} {'× T':>6}"
+    )
     for name, row in results.items():
-        print(f"{name:<8} {100 * row['test_acc']:>8.1f} {row['parameters']:>10,} {row['parameters_x']:>6.1f} "
-              f"{row['export_bytes'] / 1e6:>9.2f} {row['export_x']:>6.1f} {row['tokenise_ms']:>11.3f} {row['latency_ms']:>10.3f} "
-              f"{row['latency_x']:>6.1f} {row['throughput_64']:>9.0f} {row['throughput_x']:>6.1f}")
+        print(
+            f"{name:<8} {100 * row['test_acc']:>8.1f} {row['parameters']:>10,} {row['parameters_x']:>6.1f} "
+            f"{row['export_bytes'] / 1e6:>9.2f} {row['export_x']:>6.1f} {row['tokenise_ms']:>11.3f} {row['latency_ms']:>10.3f} "
+            f"{row['latency_x']:>6.1f} {row['throughput_64']:>9.0f} {row['throughput_x']:>6.1f}"
+        )
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"runs": [str(run) for run in runs], "threads": torch.get_num_threads(), "results": results}, indent=2) + "\n")
+    out.write_text(
+        json.dumps(
+            {"runs": [str(run) for run in runs], "threads": torch.get_num_threads(), "results": results}, indent=2
+        )
+        + "\n"
+    )
     print(f"written: {out}")
 
 

@@ -86,7 +86,9 @@ def _compose_error(err: Exception, folders: list[str]) -> ConfigError:
         known = known_keys(OmegaConf.create(), folders)
         if tuple("*" if part.isdigit() else part for part in key.split(".")) not in known:
             near = nearest_key(key, known)
-            text = f"Could not override '{key}'. No config file has this key" + (f"; did you mean {near}?" if near else "")
+            text = f"Could not override '{key}'. No config file has this key" + (
+                f"; did you mean {near}?" if near else ""
+            )
         elif key.startswith("data."):
             text = f"Could not override '{key}'. The chosen data config has no such key"
         if key.startswith("data."):
@@ -120,11 +122,18 @@ def compose(*overrides: str, config_name: str = "train", config_dir: str | Path 
         version.setbase("1.3")
         search_path = create_config_search_path(search_path_dir=folders[0])
         for folder in folders[1:]:  # where Hydra's --config-dir puts it
-            search_path.prepend(provider="command-line", path=f"file://{folder}", anchor=SearchPathQuery(provider="schema"))
+            search_path.prepend(
+                provider="command-line", path=f"file://{folder}", anchor=SearchPathQuery(provider="schema")
+            )
         Hydra.create_main_hydra2(task_name="app", config_search_path=search_path)
         parsed = OverridesParser.create().parse_overrides(list(overrides))
-        added = [o for o in parsed if (o.is_add() or o.is_force_add()) and o.package is None
-                 and not any((Path(folder) / o.key_or_group).is_dir() for folder in folders)]  # `+group=option` adds a config
+        added = [
+            o
+            for o in parsed
+            if (o.is_add() or o.is_force_add())
+            and o.package is None
+            and not any((Path(folder) / o.key_or_group).is_dir() for folder in folders)
+        ]  # `+group=option` adds a config
         if added:
             from kdlab.config import check_added_key, known_keys
 
@@ -159,7 +168,9 @@ def _unique(folder: Path) -> Path:
     return candidate
 
 
-def _job_config(cfg: DictConfig, run_dir: Path, job_num: int | None = None, sweep_dir: Path | None = None) -> DictConfig:
+def _job_config(
+    cfg: DictConfig, run_dir: Path, job_num: int | None = None, sweep_dir: Path | None = None
+) -> DictConfig:
     """The job's config as `kdlab-train` sees it (no `hydra` node, paths.output_dir = run_dir); `cfg.hydra`
     becomes what Hydra sets for a run or for job `job_num` of the multirun in `sweep_dir`."""
     from hydra.types import RunMode
@@ -215,8 +226,11 @@ def _run_job(cfg: DictConfig, job: DictConfig, run_dir: Path, overrides: list[st
     """Run a checked job config in `run_dir`. A single run that stops on a KdlabError before writing anything
     leaves no folder behind; a sweep job keeps its folder (the sweep summary lists it)."""
     if "ddp" in str(OmegaConf.select(job, "trainer.strategy")):
-        raise ConfigError("trainer.strategy", "DDP starts its other processes by running the command line again: "
-                                              "run several-process configs (hardware=ddp_cpu|multi_gpu|multi_node) with kdlab-train")
+        raise ConfigError(
+            "trainer.strategy",
+            "DDP starts its other processes by running the command line again: "
+            "run several-process configs (hardware=ddp_cpu|multi_gpu|multi_node) with kdlab-train",
+        )
     from kdlab.pipelines import run
 
     _write_hydra_files(cfg, job, run_dir)
@@ -256,8 +270,11 @@ def train(*overrides: str, output_dir: str | Path | None = None) -> Run:
     cfg = compose(*overrides)
     run_dir = Path(output_dir) if output_dir is not None else _unique(Path(_select(cfg, "hydra.run.dir")))
     if (run_dir / "metrics.json").is_file() and not any(o.startswith(("resume=", "+resume=")) for o in overrides):
-        raise ConfigError("output_dir", f"{run_dir} holds a finished run; nothing was changed. Choose another folder, "
-                                        "or add the override resume=auto to return its results")
+        raise ConfigError(
+            "output_dir",
+            f"{run_dir} holds a finished run; nothing was changed. Choose another folder, "
+            "or add the override resume=auto to return its results",
+        )
     check_writable(run_dir, "output_dir" if output_dir is not None else "hydra.run.dir")
     job = _job_config(cfg, run_dir)
     validate(job)

@@ -71,8 +71,11 @@ def refuse_finished_run_dir(argv: list[str]) -> None:
         if arg.startswith("hydra.run.dir="):
             folder = Path(os.path.expanduser(arg.split("=", 1)[1].strip("\"'")))
             if (folder / "metrics.json").is_file():
-                print(f"kdlab: error: hydra.run.dir: {folder} holds a finished run; nothing was changed. Choose another "
-                      "folder, or add resume=auto to return its results", file=sys.stderr)
+                print(
+                    f"kdlab: error: hydra.run.dir: {folder} holds a finished run; nothing was changed. Choose another "
+                    "folder, or add resume=auto to return its results",
+                    file=sys.stderr,
+                )
                 raise SystemExit(2)
 
 
@@ -98,8 +101,15 @@ def refuse_bad_overrides(argv: list[str], config_name: str = "train") -> None:
             args = get_args_parser().parse_args(argv)
         except SystemExit:  # a malformed flag: Hydra's own usage message says it
             return
-    if (args.help or args.hydra_help or args.shell_completion or args.info is not None
-            or args.config_path is not None or args.config_name is not None or args.experimental_rerun is not None):
+    if (
+        args.help
+        or args.hydra_help
+        or args.shell_completion
+        or args.info is not None
+        or args.config_path is not None
+        or args.config_name is not None
+        or args.experimental_rerun is not None
+    ):
         return
     if args.config_dir is not None and not Path(args.config_dir).is_dir():
         print(f"kdlab: error: --config-dir: {Path(args.config_dir).resolve()} is not a folder", file=sys.stderr)
@@ -132,7 +142,9 @@ def _refuse_unwritable(config: DictConfig, key: str) -> None:
     from kdlab.utils.atomic import check_writable
 
     try:
-        check_writable(str(OmegaConf.select(config, key)), key, f" (set KDLAB_OUTPUT_DIR or {key} to a writable folder)")
+        check_writable(
+            str(OmegaConf.select(config, key)), key, f" (set KDLAB_OUTPUT_DIR or {key} to a writable folder)"
+        )
     except ConfigError as err:
         print(f"kdlab: error: {err}", file=sys.stderr)
         raise SystemExit(2) from None
@@ -178,12 +190,15 @@ def _record_failure(job_dir: Path, err: BaseException) -> None:
     """Write <job>/error.json: the error's type, message and traceback (the sweep summary shows it)."""
     from kdlab.utils.run_folder import write_json
 
-    write_json(job_dir / ERROR_FILE, {
-        "type": type(err).__name__,
-        "message": str(err),
-        "kdlab_error": isinstance(err, KdlabError),
-        "traceback": "".join(traceback.format_exception(type(err), err, err.__traceback__)),
-    })
+    write_json(
+        job_dir / ERROR_FILE,
+        {
+            "type": type(err).__name__,
+            "message": str(err),
+            "kdlab_error": isinstance(err, KdlabError),
+            "traceback": "".join(traceback.format_exception(type(err), err, err.__traceback__)),
+        },
+    )
 
 
 def _as_output_error(err: Exception, job_dir: Path | None) -> Exception:
@@ -226,7 +241,9 @@ def guarded(task: Callable[[DictConfig], Any], cfg: DictConfig) -> Any:
             from kdlab.utils.run_folder import to_log_files
 
             exc_info = None if isinstance(err, KdlabError) else (type(err), err, err.__traceback__)
-            to_log_files(log, logging.ERROR, f"run failed: {type(err).__name__}: {err}", exc_info)  # stderr has its own line
+            to_log_files(
+                log, logging.ERROR, f"run failed: {type(err).__name__}: {err}", exc_info
+            )  # stderr has its own line
             _record_failure(job_dir, err)
         if not isinstance(err, KdlabError):
             _finish_wandb()

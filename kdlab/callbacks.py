@@ -50,7 +50,9 @@ class BestCheckpoint(ModelCheckpoint):
             better = bool(TIE_MODES[self.tie_mode](torch.tensor(candidate), torch.tensor(self.best_tie)))
         return trainer.strategy.reduce_boolean_decision(better)
 
-    def _update_best_and_save(self, current: torch.Tensor, trainer: pl.Trainer, monitor_candidates: dict[str, torch.Tensor]) -> None:
+    def _update_best_and_save(
+        self, current: torch.Tensor, trainer: pl.Trainer, monitor_candidates: dict[str, torch.Tensor]
+    ) -> None:
         self.best_tie = self._tie_value(trainer)  # before saving: the value is part of the checkpoint's callback state
         super()._update_best_and_save(current, trainer, monitor_candidates)
 
@@ -79,10 +81,19 @@ class EpochLine(pl.Callback):
         elapsed = time.monotonic() - self.started
         total = trainer.max_epochs if trainer.max_epochs and trainer.max_epochs > 0 else done
         metrics = trainer.callback_metrics
-        parts = [f"{name} {float(metrics[name]):.4f}" for name in ("train/loss", self.monitor) if name and name in metrics]
+        parts = [
+            f"{name} {float(metrics[name]):.4f}" for name in ("train/loss", self.monitor) if name and name in metrics
+        ]
         eta = elapsed / done * max(total - done, 0)
-        self.out.info("stage %s: epoch %d/%d  %s  elapsed %s  ETA %s", self.stage, done, total, "  ".join(parts),
-                      _duration(elapsed), _duration(eta))
+        self.out.info(
+            "stage %s: epoch %d/%d  %s  elapsed %s  ETA %s",
+            self.stage,
+            done,
+            total,
+            "  ".join(parts),
+            _duration(elapsed),
+            _duration(eta),
+        )
 
 
 def _duration(seconds: float) -> str:

@@ -14,15 +14,15 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
 
+from kdlab import registry
 from kdlab.data import local
 from kdlab.data.loading import check_columns
 from kdlab.data.processes import process_share
 from kdlab.data.records import check_files
 from kdlab.data.task_list import check_exponent, task_configs
-from kdlab import registry
 from kdlab.errors import ConfigError
-from kdlab.losses import registry as losses
 from kdlab.evaluation.names import CLASSIFICATION_METRICS, REGRESSION_METRICS
+from kdlab.losses import registry as losses
 from kdlab.models.spec import POOLING_MODES
 from kdlab.utils.atomic import check_writable
 
@@ -35,7 +35,9 @@ def _require(cfg: DictConfig, key: str) -> Any:
     try:
         value = OmegaConf.select(cfg, key, throw_on_missing=True)
     except MissingMandatoryValue:
-        raise ConfigError(key, f"is required (??? in the config): give it, e.g. on the command line as {key}=...") from None
+        raise ConfigError(
+            key, f"is required (??? in the config): give it, e.g. on the command line as {key}=..."
+        ) from None
     except OmegaConfBaseException as err:
         raise ConfigError(key, f"cannot be resolved ({str(err).splitlines()[0]})") from None
     if value is None:
@@ -63,18 +65,28 @@ def validate_loss(cfg: DictConfig) -> None:
     alpha = _number(cfg, "loss.alpha")
     if not 0.0 <= alpha <= 1.0:
         raise ConfigError("loss.alpha", f"must be in [0, 1], got {alpha:g}")
-    given = {param: OmegaConf.select(cfg, f"loss.{param}", throw_on_missing=False, throw_on_resolution_failure=False)
-             for param in losses.soft_params()}
+    given = {
+        param: OmegaConf.select(cfg, f"loss.{param}", throw_on_missing=False, throw_on_resolution_failure=False)
+        for param in losses.soft_params()
+    }
     losses.check_soft_params(entry, given)
     for name in losses.names("extra"):
         spec, extra = cfg.loss.get(name) or {}, losses.TERMS[name]
-        weight = losses.check_weight(f"loss.{name}.weight", _number(cfg, f"loss.{name}.weight") if spec.get("weight") is not None else 0.0)
+        weight = losses.check_weight(
+            f"loss.{name}.weight", _number(cfg, f"loss.{name}.weight") if spec.get("weight") is not None else 0.0
+        )
         if weight > 0:
             losses.check_live_teacher(f"loss.{name}.weight", extra, cfg.method.get("teacher_outputs"))
         layer_map = spec.get("layer_map")
         if layer_map is not None:
             pairs = OmegaConf.to_container(layer_map, resolve=True) if OmegaConf.is_config(layer_map) else layer_map
-            losses.check_layer_map(f"loss.{name}.layer_map", pairs, extra, _depth(cfg.model.student, cfg.model.teacher), _depth(cfg.model.teacher))
+            losses.check_layer_map(
+                f"loss.{name}.layer_map",
+                pairs,
+                extra,
+                _depth(cfg.model.student, cfg.model.teacher),
+                _depth(cfg.model.teacher),
+            )
 
 
 def expand_local_data(cfg: DictConfig) -> None:
@@ -107,7 +119,9 @@ def validate_data(cfg: DictConfig) -> None:
     if task == "classification" and len(labels) < 2:
         raise ConfigError("data.labels", f"a classification task needs at least 2 labels, got {list(labels)}")
     if task == "classification" and len({str(label) for label in labels}) != len(labels):
-        raise ConfigError("data.labels", f"must be distinct (a label's position is its class index), got {list(labels)}")
+        raise ConfigError(
+            "data.labels", f"must be distinct (a label's position is its class index), got {list(labels)}"
+        )
     allowed = CLASSIFICATION_METRICS if task == "classification" else REGRESSION_METRICS
     metrics = list(_require(cfg, "data.metrics"))
     for name in metrics:
@@ -124,7 +138,9 @@ def validate_data(cfg: DictConfig) -> None:
     columns = OmegaConf.to_container(_require(cfg, "data.columns"), resolve=True)
     for role in ("text", "label"):
         if columns.get(role) is None:
-            raise ConfigError(f"data.columns.{role}", "is required (a column name, or a field index for header-less files)")
+            raise ConfigError(
+                f"data.columns.{role}", "is required (a column name, or a field index for header-less files)"
+            )
     for split in SPLITS:
         source = _split_node(cfg, split)
         if source is None and split == "test":
@@ -146,7 +162,9 @@ def validate_parallel_data(cfg: DictConfig) -> None:
         raise ConfigError("data.sources", "needs at least one parallel source")
     groups = [("data.sources", sources), ("data.dev", cfg.data.get("dev") or [])]
     if not groups[1][1] and int(cfg.data.get("holdout") or 0) <= 0:
-        raise ConfigError("data.holdout", "with no data.dev sources, hold out some train pairs per source (holdout > 0)")
+        raise ConfigError(
+            "data.holdout", "with no data.dev sources, hold out some train pairs per source (holdout > 0)"
+        )
     for key, items in groups:
         for number, source in enumerate(items):
             source = OmegaConf.to_container(source, resolve=True)
@@ -159,7 +177,9 @@ def validate_parallel_data(cfg: DictConfig) -> None:
             columns = source.get("columns") or {}
             if columns.get("source") is None or columns.get("target") is None:
                 raise ConfigError(f"{key}[{number}].columns", f"needs source and target columns, got {columns}")
-            check_columns(source, {"source": columns["source"], "target": columns["target"]}, f"{key}[{number}].columns")
+            check_columns(
+                source, {"source": columns["source"], "target": columns["target"]}, f"{key}[{number}].columns"
+            )
     for name in ("max_length", "batch_size", "eval_batch_size"):
         if int(_number(cfg, f"data.{name}")) < 1:
             raise ConfigError(f"data.{name}", f"must be >= 1, got {cfg.data[name]}")
@@ -175,10 +195,15 @@ def validate_trans_encoder(cfg: DictConfig) -> None:
     columns = OmegaConf.to_container(_require(cfg, "data.columns"), resolve=True)
     for role in ("text", "text_pair"):
         if columns.get(role) is None:
-            raise ConfigError(f"data.columns.{role}", "is required (a column name, or a field index for header-less files)")
+            raise ConfigError(
+                f"data.columns.{role}", "is required (a column name, or a field index for header-less files)"
+            )
     source = cfg.data.get("pair_source", "train")
     if source not in ("train", "eval_pairs"):
-        raise ConfigError("data.pair_source", f"must be train or eval_pairs (the evaluation pairs themselves, unlabeled), got {source!r}")
+        raise ConfigError(
+            "data.pair_source",
+            f"must be train or eval_pairs (the evaluation pairs themselves, unlabeled), got {source!r}",
+        )
     for split in ("train", "validation", "test"):
         node = _split_node(cfg, split)
         if node is None:
@@ -187,7 +212,9 @@ def validate_trans_encoder(cfg: DictConfig) -> None:
         merged = {**columns, **(node.get("columns") or {})}
         if split != "train" and merged.get("label") is None:
             raise ConfigError("data.columns.label", f"the {split} pairs need a gold score column (Spearman against it)")
-        wanted = {k: merged.get(k) for k in (("text", "text_pair") if split == "train" else ("text", "text_pair", "label"))}
+        wanted = {
+            k: merged.get(k) for k in (("text", "text_pair") if split == "train" else ("text", "text_pair", "label"))
+        }
         if not node.get("separator"):
             check_columns(node, wanted, f"data.{split}.columns" if node.get("columns") else "data.columns")
     for name, least in (("max_length", 4), ("eval_batch_size", 1)):
@@ -200,9 +227,15 @@ def validate_trans_encoder(cfg: DictConfig) -> None:
         for index, spec in enumerate(specs):
             origin = spec.get("from_bi_start") if key == "cross_encoders" else None
             if origin is not None and (not isinstance(origin, int) or not 0 <= origin < len(cfg.model.bi_encoders)):
-                raise ConfigError(f"model.{key}[{index}].from_bi_start", f"must index model.bi_encoders (0..{len(cfg.model.bi_encoders) - 1}), got {origin!r}")
+                raise ConfigError(
+                    f"model.{key}[{index}].from_bi_start",
+                    f"must index model.bi_encoders (0..{len(cfg.model.bi_encoders) - 1}), got {origin!r}",
+                )
             if origin is None and not spec.get("name_or_path") and not spec.get("config"):
-                raise ConfigError(f"model.{key}[{index}]", "needs name_or_path (a pretrained encoder), config (random init) or, for a cross-encoder, from_bi_start")
+                raise ConfigError(
+                    f"model.{key}[{index}]",
+                    "needs name_or_path (a pretrained encoder), config (random init) or, for a cross-encoder, from_bi_start",
+                )
     if int(_number(cfg, "method.cycles")) < 1:
         raise ConfigError("method.cycles", f"must be >= 1, got {cfg.method.cycles}")
     stages = ["cross", "bi"] + (["simcse"] if cfg.method.simcse.get("enabled") else [])
@@ -214,7 +247,9 @@ def validate_trans_encoder(cfg: DictConfig) -> None:
         validate_optimizer(cfg, f"method.{stage}.optimizer")
     for stage in ("cross", "bi"):
         if cfg.method[stage].get("loss") not in PAIR_LOSSES:
-            raise ConfigError(f"method.{stage}.loss", f"must be one of {list(PAIR_LOSSES)}, got {cfg.method[stage].get('loss')!r}")
+            raise ConfigError(
+                f"method.{stage}.loss", f"must be one of {list(PAIR_LOSSES)}, got {cfg.method[stage].get('loss')!r}"
+            )
     if cfg.method.simcse.get("enabled") and _number(cfg, "method.simcse.temperature") <= 0:
         raise ConfigError("method.simcse.temperature", f"must be > 0, got {cfg.method.simcse.temperature}")
 
@@ -244,10 +279,15 @@ def validate_teacher_layers(cfg: DictConfig) -> None:
         return
     layers = list(layers)
     if not layers or len(set(layers)) != len(layers) or not all(isinstance(i, int) for i in layers):
-        raise ConfigError("model.student.from_teacher_layers", f"must list distinct teacher layer indices, got {layers}")
+        raise ConfigError(
+            "model.student.from_teacher_layers", f"must list distinct teacher layer indices, got {layers}"
+        )
     depth = _depth(cfg.model.get("teacher"))
     if depth is not None and not all(0 <= i < depth for i in layers):
-        raise ConfigError("model.student.from_teacher_layers", f"needs layer indices in [0, {depth - 1}] for this teacher, got {layers}")
+        raise ConfigError(
+            "model.student.from_teacher_layers",
+            f"needs layer indices in [0, {depth - 1}] for this teacher, got {layers}",
+        )
 
 
 def _folder_config(path: Path) -> dict[str, Any] | None:
@@ -277,12 +317,15 @@ def validate_models(cfg: DictConfig) -> None:
         if trained:
             path = Path(str(trained))
             if not path.exists():
-                raise ConfigError("model.teacher.trained", f"{path} does not exist (expected a model folder or a kdlab .ckpt)")
+                raise ConfigError(
+                    "model.teacher.trained", f"{path} does not exist (expected a model folder or a kdlab .ckpt)"
+                )
             width = _folder_num_labels(path) if path.is_dir() else None
             expected = len(cfg.data.labels) if cfg.data.task == "classification" else 1
             if width is not None and width != expected:
                 raise ConfigError(
-                    "model.teacher.trained", f"the teacher has {width} labels ({path / 'config.json'}) but data.labels gives {expected}"
+                    "model.teacher.trained",
+                    f"the teacher has {width} labels ({path / 'config.json'}) but data.labels gives {expected}",
                 )
         validate_teacher_layers(cfg)
         if cfg.method.get("requires_shared_tokenizer", True):
@@ -323,7 +366,9 @@ def validate_optimizer(cfg: DictConfig, key: str) -> None:
     betas = OmegaConf.select(cfg, f"{key}.betas")
     if betas is not None:
         values = list(betas) if OmegaConf.is_list(betas) else [betas]
-        if len(values) != 2 or not all(isinstance(b, (int, float)) and not isinstance(b, bool) and 0 <= b < 1 for b in values):
+        if len(values) != 2 or not all(
+            isinstance(b, (int, float)) and not isinstance(b, bool) and 0 <= b < 1 for b in values
+        ):
             raise ConfigError(f"{key}.betas", f"must be two numbers in [0, 1), got {values}")
 
 
@@ -348,7 +393,7 @@ def validate_task_list(cfg: DictConfig) -> list[dict[str, Any]]:
             validate_data(OmegaConf.create({"data": task}))
         except ConfigError as err:
             key = err.key.replace("data.", f"data.tasks[{position}].", 1)
-            raise ConfigError(key, str(err)[len(err.key) + 2:]) from None
+            raise ConfigError(key, str(err)[len(err.key) + 2 :]) from None
     return tasks
 
 
@@ -377,21 +422,33 @@ def validate_bam(cfg: DictConfig) -> None:
         expected = len(task["labels"]) if task["task"] == "classification" else 1
         width = _folder_num_labels(path) if path.is_dir() else None
         if width is not None and width != expected:
-            raise ConfigError(key, f"the teacher has {width} labels ({path / 'config.json'}) but task {name!r} has {expected}")
+            raise ConfigError(
+                key, f"the teacher has {width} labels ({path / 'config.json'}) but task {name!r} has {expected}"
+            )
     student = _require(cfg, "model.student")
     if not student.get("name_or_path") and not student.get("config"):
         raise ConfigError("model.student", "needs name_or_path (a pretrained encoder) or config (random init)")
     if student.get("from_teacher_layers") is not None:
-        raise ConfigError("model.student.from_teacher_layers", "is not available for bam (one teacher per task): set it to null")
+        raise ConfigError(
+            "model.student.from_teacher_layers", "is not available for bam (one teacher per task): set it to null"
+        )
     _require(cfg, "model.teacher")
     validate_stages(cfg)
     metric = cfg.get("optimized_metric")
     if metric is not None:
         known = [f"{role}/{split}/glue_mean" for role in ("student", "teacher") for split in ("val", "test")]
-        known += [f"{role}/{split}/{t['name']}/{m}" for role in ("student", "teacher") for split in ("val", "test")
-                  for t in tasks for m in t["metrics"]]
+        known += [
+            f"{role}/{split}/{t['name']}/{m}"
+            for role in ("student", "teacher")
+            for split in ("val", "test")
+            for t in tasks
+            for m in t["metrics"]
+        ]
         if metric not in known:
-            raise ConfigError("optimized_metric", f"must be <student|teacher>/<val|test>/glue_mean or .../<task>/<metric> of data.tasks, got {metric!r}")
+            raise ConfigError(
+                "optimized_metric",
+                f"must be <student|teacher>/<val|test>/glue_mean or .../<task>/<metric> of data.tasks, got {metric!r}",
+            )
 
 
 def model_specs(cfg: DictConfig) -> dict[str, Any]:
@@ -416,8 +473,11 @@ def validate_model_specs(cfg: DictConfig) -> None:
             folder = None  # e.g. ${minilm_path:} without the extra: loading the model says so
         described = _folder_config(Path(str(folder))) if folder else None
         if not trusted and described is not None and described.get("auto_map"):
-            raise ConfigError(f"{key}.name_or_path", f"{folder} ships its own Python code (auto_map in its config.json), "
-                                                     f"which kdlab runs only if {key}.trust_remote_code is true")
+            raise ConfigError(
+                f"{key}.name_or_path",
+                f"{folder} ships its own Python code (auto_map in its config.json), "
+                f"which kdlab runs only if {key}.trust_remote_code is true",
+            )
         pooling = spec.get("pooling")
         if pooling is not None and pooling not in POOLING_MODES:
             raise ConfigError(f"{key}.pooling", f"must be one of {list(POOLING_MODES)} or null, got {pooling!r}")
@@ -437,7 +497,12 @@ def validate_processes(cfg: DictConfig) -> None:
     """With a known number of DDP processes (devices given as a count), every global batch size must divide by it."""
     trainer = cfg.get("trainer") or {}
     devices, nodes = trainer.get("devices"), trainer.get("num_nodes") or 1
-    if "ddp" not in str(trainer.get("strategy")) or not isinstance(devices, int) or devices < 1 or not isinstance(nodes, int):
+    if (
+        "ddp" not in str(trainer.get("strategy"))
+        or not isinstance(devices, int)
+        or devices < 1
+        or not isinstance(nodes, int)
+    ):
         return  # one process, or a count known only at run time (devices: -1 / "auto"): the training samplers check it
     world = devices * nodes
     data = cfg.get("data") or {}
@@ -483,15 +548,20 @@ def validate_wandb(cfg: DictConfig) -> None:
                 return
         except (FileNotFoundError, netrc.NetrcParseError, OSError):
             pass
-        raise ConfigError(f"logger.{name}", "W&B has no login here: run `wandb login` (or set WANDB_API_KEY), or set "
-                                            "WANDB_MODE=offline to write the run locally (`wandb sync` later)")
+        raise ConfigError(
+            f"logger.{name}",
+            "W&B has no login here: run `wandb login` (or set WANDB_API_KEY), or set "
+            "WANDB_MODE=offline to write the run locally (`wandb sync` later)",
+        )
 
 
 def validate_callbacks(cfg: DictConfig) -> None:
     """The checkpoint callback's tie rule (kdlab.callbacks.BestCheckpoint): tie_mode min or max."""
     checkpoint = (cfg.get("callbacks") or {}).get("model_checkpoint") or {}
     if checkpoint.get("tie_break") is not None and checkpoint.get("tie_mode", "min") not in ("min", "max"):
-        raise ConfigError("callbacks.model_checkpoint.tie_mode", f"must be min or max, got {checkpoint.get('tie_mode')!r}")
+        raise ConfigError(
+            "callbacks.model_checkpoint.tie_mode", f"must be min or max, got {checkpoint.get('tie_mode')!r}"
+        )
 
 
 def validate_supervised(cfg: DictConfig) -> None:
@@ -501,7 +571,9 @@ def validate_supervised(cfg: DictConfig) -> None:
     validate_stages(cfg)
     metric = cfg.get("optimized_metric")
     if metric is not None and metric.rsplit("/", 1)[-1] not in cfg.data.metrics:
-        raise ConfigError("optimized_metric", f"must end in one of data.metrics {list(cfg.data.metrics)}, got {metric!r}")
+        raise ConfigError(
+            "optimized_metric", f"must end in one of data.metrics {list(cfg.data.metrics)}, got {metric!r}"
+        )
 
 
 def validate_hinton(cfg: DictConfig) -> None:
@@ -519,16 +591,24 @@ def validate_multilingual(cfg: DictConfig) -> None:
     if not student.get("copy_teacher") and not student.get("name_or_path"):
         raise ConfigError("model.student", "needs copy_teacher: true or a name_or_path")
     if not student.get("copy_teacher") and student.get("tokenizer") == "teacher":
-        raise ConfigError("model.student.tokenizer", "a student loaded from name_or_path uses its own tokenizer: set it to null (or a path)")
+        raise ConfigError(
+            "model.student.tokenizer",
+            "a student loaded from name_or_path uses its own tokenizer: set it to null (or a path)",
+        )
     if student.get("copy_teacher"):
         validate_teacher_layers(cfg)
     if student.get("projection") not in (None, True, False):
-        raise ConfigError("model.student.projection", f"must be true (learn a Linear to the teacher's width) or false, got {student.get('projection')!r}")
+        raise ConfigError(
+            "model.student.projection",
+            f"must be true (learn a Linear to the teacher's width) or false, got {student.get('projection')!r}",
+        )
     from kdlab.optim import IMPLEMENTATIONS  # torch: only on this path, never for --help / --cfg
 
     implementation = OmegaConf.select(cfg, "method.student.optimizer.implementation")
     if implementation not in IMPLEMENTATIONS:
-        raise ConfigError("method.student.optimizer.implementation", f"must be one of {list(IMPLEMENTATIONS)}, got {implementation!r}")
+        raise ConfigError(
+            "method.student.optimizer.implementation", f"must be one of {list(IMPLEMENTATIONS)}, got {implementation!r}"
+        )
     validate_stages(cfg, ("student",))  # the teacher is used as it is (debug=fast's method.teacher.epochs is ignored)
 
 
@@ -558,7 +638,9 @@ OPEN_NODES = ("hydra", "trainer", "logger", "callbacks", "export_artifact", "met
 
 def _key_paths(node: Any, prefix: tuple[str, ...], into: set[tuple[str, ...]]) -> None:
     """Every key path under `node` (plain containers), list positions as '*'."""
-    items = node.items() if isinstance(node, dict) else (("*", value) for value in node) if isinstance(node, list) else ()
+    items = (
+        node.items() if isinstance(node, dict) else (("*", value) for value in node) if isinstance(node, list) else ()
+    )
     for name, value in items:
         if name == "defaults" and not prefix:
             continue
@@ -588,7 +670,11 @@ def known_keys(base: DictConfig, conf_dirs: list[str]) -> set[tuple[str, ...]]:
             group = path.relative_to(folder).parent.parts
             content = OmegaConf.to_container(OmegaConf.load(path), resolve=False)
             _key_paths(content, _package(path, group), known)
-    known |= {("data", "tasks", "*", *key[1:]) for key in list(known) if key[0] == "data" and len(key) > 1 and key[1] != "tasks"}
+    known |= {
+        ("data", "tasks", "*", *key[1:])
+        for key in list(known)
+        if key[0] == "data" and len(key) > 1 and key[1] != "tasks"
+    }
     return known
 
 
@@ -625,7 +711,11 @@ def check_added_key(key: str, base: DictConfig, known: set[tuple[str, ...]]) -> 
 
     parts = key.split(".")
     shape = tuple("*" if part.isdigit() else part for part in parts)
-    if any(key == node or key.startswith(f"{node}.") for node in OPEN_NODES) or shape in known or _in_a_source(base, parts):
+    if (
+        any(key == node or key.startswith(f"{node}.") for node in OPEN_NODES)
+        or shape in known
+        or _in_a_source(base, parts)
+    ):
         return
     architecture = _architecture_keys(base, parts)
     if architecture is not None:
@@ -635,7 +725,9 @@ def check_added_key(key: str, base: DictConfig, known: set[tuple[str, ...]]) -> 
             return
         near = difflib.get_close_matches(name, sorted(names), n=1)
         hint = f"did you mean {node}.{near[0]}?" if near else f"its config class has {sorted(names)}"
-        raise ConfigError(key, f"is not an architecture key of this model type, so adding it with + would change nothing; {hint}")
+        raise ConfigError(
+            key, f"is not an architecture key of this model type, so adding it with + would change nothing; {hint}"
+        )
     near = nearest_key(key, known)
     hint = f"did you mean {near}?" if near else "--cfg job prints the keys there are"
     raise ConfigError(key, f"no part of kdlab reads this key, so adding it with + would change nothing; {hint}")
@@ -650,10 +742,10 @@ def nearest_key(key: str, known: set[tuple[str, ...]]) -> str | None:
     shape = tuple("*" if part.isdigit() else part for part in parts)
     prefixes = {path[:end] for path in known for end in range(1, len(path) + 1)}
     cut = next((end for end in range(1, len(shape) + 1) if shape[:end] not in prefixes), len(shape))
-    siblings = sorted(path[cut - 1] for path in prefixes if len(path) == cut and path[:cut - 1] == shape[:cut - 1])
+    siblings = sorted(path[cut - 1] for path in prefixes if len(path) == cut and path[: cut - 1] == shape[: cut - 1])
     near = difflib.get_close_matches(shape[cut - 1], siblings, n=1)
     if near:
-        fixed = (*parts[:cut - 1], near[0], *parts[cut:])
+        fixed = (*parts[: cut - 1], near[0], *parts[cut:])
         whole = tuple("*" if part.isdigit() else part for part in fixed)
         return ".".join(fixed if whole in known else fixed[:cut])
     near = difflib.get_close_matches(".".join(shape), sorted(".".join(path) for path in known), n=1)

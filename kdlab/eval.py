@@ -38,13 +38,25 @@ def _single_task(cfg: DictConfig) -> tuple[Any, Any]:
     model, tokenizer = load_trained(cfg.model_path, key="model_path")
     datamodule = TextDataModule(cfg.data, tokenizer=tokenizer)
     if int(model.config.num_labels) != datamodule.num_labels:
-        raise ConfigError("model_path", f"the model has {model.config.num_labels} labels but data.labels gives {datamodule.num_labels}")
-    names = [str(model.config.id2label[i]) for i in range(int(model.config.num_labels))] if datamodule.task == "classification" else []
+        raise ConfigError(
+            "model_path",
+            f"the model has {model.config.num_labels} labels but data.labels gives {datamodule.num_labels}",
+        )
+    names = (
+        [str(model.config.id2label[i]) for i in range(int(model.config.num_labels))]
+        if datamodule.task == "classification"
+        else []
+    )
     generic = names == [f"LABEL_{i}" for i in range(len(names))]  # a model saved without label names
     if names and not generic and names != datamodule.labels:
-        raise ConfigError("data.labels", f"the model at {cfg.model_path} was trained on the labels {names}, got {datamodule.labels} "
-                                         "(another task? choose its data config with data=...)")
-    return Finetune(model, tokenizer, datamodule.task, datamodule.num_labels, {"lr": 0.0}, list(cfg.data.metrics)), datamodule
+        raise ConfigError(
+            "data.labels",
+            f"the model at {cfg.model_path} was trained on the labels {names}, got {datamodule.labels} "
+            "(another task? choose its data config with data=...)",
+        )
+    return Finetune(
+        model, tokenizer, datamodule.task, datamodule.num_labels, {"lr": 0.0}, list(cfg.data.metrics)
+    ), datamodule
 
 
 def _multi_task(cfg: DictConfig) -> tuple[Any, Any]:
@@ -59,16 +71,26 @@ def _multi_task(cfg: DictConfig) -> tuple[Any, Any]:
     from kdlab.pipelines.common import container
 
     if cfg.data.get("tasks") is None:
-        raise ConfigError("data", f"{cfg.model_path} is a multi-task export: choose a multi-task data config (data.tasks), e.g. data=multitask_toy")
+        raise ConfigError(
+            "data",
+            f"{cfg.model_path} is a multi-task export: choose a multi-task data config (data.tasks), e.g. data=multitask_toy",
+        )
     validate_task_list(cfg)
     tasks = task_configs(container(cfg.data))
     model, tokenizer = load_multitask(cfg.model_path)
     wanted = [(t["name"], t["task"], t["labels"]) for t in head_specs(tasks)]
     heads = [(t["name"], t["task"], t["labels"]) for t in model.tasks]
     if wanted != heads:
-        raise ConfigError("data.tasks", f"must be the model's heads in order (name, kind, labels): {heads}; got {wanted}")
-    module = BAM(model, tokenizer, {"lr": 0.0}, metrics={t["name"]: list(t["metrics"]) for t in tasks},
-                 main_metrics={t["name"]: main_metric(t) for t in tasks})
+        raise ConfigError(
+            "data.tasks", f"must be the model's heads in order (name, kind, labels): {heads}; got {wanted}"
+        )
+    module = BAM(
+        model,
+        tokenizer,
+        {"lr": 0.0},
+        metrics={t["name"]: list(t["metrics"]) for t in tasks},
+        main_metrics={t["name"]: main_metric(t) for t in tasks},
+    )
     return module, MultiTaskDataModule(container(cfg.data), tokenizer=tokenizer)
 
 
@@ -111,7 +133,7 @@ def use_run_data(cfg: DictConfig, overrides: list[str]) -> str:
         if task is not None:
             data = OmegaConf.create(task)
     for override in OverridesParser.create().parse_overrides([o for o in overrides if o.startswith("data.")]):
-        OmegaConf.update(data, override.key_or_group[len("data."):], override.value(), force_add=True)
+        OmegaConf.update(data, override.key_or_group[len("data.") :], override.value(), force_add=True)
     with open_dict(cfg):
         cfg.data = data
     return f"data: {data.get('name', '?')} (the config of the run {run})"

@@ -56,7 +56,11 @@ def layer_depths(names: list[str], num_layers: int | None = None) -> tuple[list[
 
 
 def layerwise_groups(
-    named_parameters: Iterable[tuple[str, nn.Parameter]], weight_decay: float, lr: float, beta: float, num_layers: int | None = None
+    named_parameters: Iterable[tuple[str, nn.Parameter]],
+    weight_decay: float,
+    lr: float,
+    beta: float,
+    num_layers: int | None = None,
 ) -> list[dict[str, Any]]:
     """Groups per (depth, decayed or not), each with lr · β^(D − depth), bottom first; frozen parameters left out."""
     named = list(named_parameters)
@@ -66,9 +70,15 @@ def layerwise_groups(
         if not parameter.requires_grad:
             continue
         decayed = not (name.endswith(NO_DECAY) or parameter.ndim < 2)
-        group = groups.setdefault((depth, decayed), {
-            "params": [], "weight_decay": weight_decay if decayed else 0.0, "lr": lr * beta ** (top - depth), "depth": depth,
-        })
+        group = groups.setdefault(
+            (depth, decayed),
+            {
+                "params": [],
+                "weight_decay": weight_decay if decayed else 0.0,
+                "lr": lr * beta ** (top - depth),
+                "depth": depth,
+            },
+        )
         group["params"].append(parameter)
     return [groups[key] for key in sorted(groups, key=lambda key: (key[0], not key[1]))]
 
@@ -82,7 +92,10 @@ def linear_warmup_decay(step: int, warmup_steps: int, total_steps: int) -> float
 
 
 def build_optimizer(
-    named_parameters: Iterable[tuple[str, nn.Parameter]], cfg: Mapping[str, Any], total_steps: int, num_layers: int | None = None
+    named_parameters: Iterable[tuple[str, nn.Parameter]],
+    cfg: Mapping[str, Any],
+    total_steps: int,
+    num_layers: int | None = None,
 ) -> dict[str, Any]:
     """A Lightning `configure_optimizers` answer from an optimizer config (lr, weight_decay, betas, eps, warmup_ratio,
     implementation, layerwise_decay); `num_layers` is the layer count when the caller knows it (else read from names)."""

@@ -37,10 +37,13 @@ from omegaconf import DictConfig, OmegaConf
 
 from kdlab.errors import DataError
 
-NOT_A_FOLDER = "not a kdlab run folder (config.yaml, metrics.json) nor a sweep folder (job folders with .hydra/overrides.yaml)"
+NOT_A_FOLDER = (
+    "not a kdlab run folder (config.yaml, metrics.json) nor a sweep folder (job folders with .hydra/overrides.yaml)"
+)
 
 
 # --- reading ----------------------------------------------------------------------------------------
+
 
 @dataclass
 class Curve:
@@ -176,7 +179,10 @@ def read_sweep(path: str | Path) -> list[Job]:
     if not is_sweep(path):
         raise DataError(path, NOT_A_FOLDER)
     rows = [job_row(job) for job in job_dirs(path)]
-    return [Job(row["path"], row["overrides"], row["metrics"], row["optimized_metric"], row["status"], row["error"]) for row in rows]
+    return [
+        Job(row["path"], row["overrides"], row["metrics"], row["optimized_metric"], row["status"], row["error"])
+        for row in rows
+    ]
 
 
 def varying(jobs: list[Job]) -> list[str]:
@@ -188,6 +194,7 @@ def varying(jobs: list[Job]) -> list[str]:
 
 
 # --- drawing ----------------------------------------------------------------------------------------
+
 
 def _figure(n_axes: int, title: str, columns: int = 3) -> tuple[Any, list[Any]]:
     """A figure with `n_axes` panels, at most `columns` per row."""
@@ -206,22 +213,42 @@ def _figure(n_axes: int, title: str, columns: int = 3) -> tuple[Any, list[Any]]:
 def _draw(ax: Any, curve: Curve, label: str | None = None) -> None:
     """A curve as a line (markers when it has few points) and its post-training value as a star of the same colour."""
     label = label or f"{curve.stage}: {curve.key}"
-    (line,) = ax.plot(curve.steps, curve.values, marker="o" if len(curve.steps) <= 20 else None, markersize=3, label=label)
+    (line,) = ax.plot(
+        curve.steps, curve.values, marker="o" if len(curve.steps) <= 20 else None, markersize=3, label=label
+    )
     if curve.final is not None:
         # "_" keeps it out of the legend; the panel title explains the star
-        ax.plot([curve.final[0]], [curve.final[1]], marker="*", markersize=10, linestyle="none",
-                color=line.get_color(), label=f"_{label} (best checkpoint)")
+        ax.plot(
+            [curve.final[0]],
+            [curve.final[1]],
+            marker="*",
+            markersize=10,
+            linestyle="none",
+            color=line.get_color(),
+            label=f"_{label} (best checkpoint)",
+        )
     if curve.kept is not None:  # the validation at which the kept checkpoint was written (ties: kdlab.callbacks)
-        ax.plot([curve.kept[0]], [curve.kept[1]], marker="o", markersize=9, markerfacecolor="none", linestyle="none",
-                color=line.get_color(), label=f"_{label} (kept checkpoint)")
+        ax.plot(
+            [curve.kept[0]],
+            [curve.kept[1]],
+            marker="o",
+            markersize=9,
+            markerfacecolor="none",
+            linestyle="none",
+            color=line.get_color(),
+            label=f"_{label} (kept checkpoint)",
+        )
 
 
 def _finish(ax: Any, title: str, xlabel: str = "step", ylabel: str = "") -> None:
     """Title, labels, grid, and a legend that drops what every line shares (the stage or the metric)."""
     lines = [line for line in ax.get_lines() if not line.get_label().startswith("_")]
     marks = [line.get_label() for line in ax.get_lines() if line.get_label().startswith("_")]
-    notes = [text for text, suffix in (("★ best checkpoint", "(best checkpoint)"), ("○ where it was kept", "(kept checkpoint)"))
-             if any(m.endswith(suffix) for m in marks)]
+    notes = [
+        text
+        for text, suffix in (("★ best checkpoint", "(best checkpoint)"), ("○ where it was kept", "(kept checkpoint)"))
+        if any(m.endswith(suffix) for m in marks)
+    ]
     ax.set_title(title + (f"  ({', '.join(notes)})" if notes else ""), fontsize="medium")
     ax.set_xlabel(xlabel)
     if ylabel:
@@ -249,7 +276,11 @@ def _main_metric(run: RunFolder) -> str:
 
 def plot_losses(run: RunFolder, stages: list[str] | None = None, prefix: str = "train/loss") -> Any:
     """Every `train/loss*` term of the given stages (default: all), one panel per stage."""
-    names = [s for s in (stages if stages is not None else list(run.stages)) if s in run.stages and run.stages[s].keys(prefix)]
+    names = [
+        s
+        for s in (stages if stages is not None else list(run.stages))
+        if s in run.stages and run.stages[s].keys(prefix)
+    ]
     if not names:
         raise DataError(run.path / "logs", f"no stage logged {prefix}* (logs/<stage>/metrics.csv)")
     fig, axes = _figure(len(names), f"{run.method}: training loss terms")
@@ -283,8 +314,10 @@ def multilingual_figures(run: RunFolder) -> dict[str, Any]:
     if log is None:
         raise DataError(run.path / "logs" / "student" / "metrics.csv", "is missing")
     fig, axes = _figure(2, "multilingual: validation (before training at step 0)")
-    panels = (("val/mse", log.keys("val/mse/")),  # the average, then each language pair
-              ("val/translation_acc", [k for k in log.keys("val/translation/") if k.endswith("/mean")]))
+    panels = (
+        ("val/mse", log.keys("val/mse/")),  # the average, then each language pair
+        ("val/translation_acc", [k for k in log.keys("val/translation/") if k.endswith("/mean")]),
+    )
     for ax, (metric, per_pair) in zip(axes, panels):
         for key in [metric, *per_pair] if metric in log.keys() else per_pair:
             curve = log.curve(key)
@@ -306,12 +339,19 @@ def trans_encoder_figures(run: RunFolder) -> dict[str, Any]:
     for kind in ("bi", "cross"):
         for name in names[kind]:
             for split in ("val", "test"):
-                points = [(c, run.metrics.get(f"{name}_{'start' if c == 0 else f'cycle{c}'}/{split}/spearman"))
-                          for c in range(0, cycles + 1)]
+                points = [
+                    (c, run.metrics.get(f"{name}_{'start' if c == 0 else f'cycle{c}'}/{split}/spearman"))
+                    for c in range(0, cycles + 1)
+                ]
                 points = [(c, v) for c, v in points if v is not None]
                 if points:
-                    ax.plot([c for c, _ in points], [v for _, v in points], marker="o",
-                            linestyle="-" if split == "val" else "--", label=f"{name}: {split}")
+                    ax.plot(
+                        [c for c, _ in points],
+                        [v for _, v in points],
+                        marker="o",
+                        linestyle="-" if split == "val" else "--",
+                        label=f"{name}: {split}",
+                    )
     _finish(ax, "bi- and cross-encoders", xlabel="cycle", ylabel="Spearman ×100")
     ax.set_xticks(range(0, cycles + 1))
     if not ax.get_lines():
@@ -349,8 +389,6 @@ def bam_figures(run: RunFolder) -> dict[str, Any]:
 
 def supervised_figures(run: RunFolder) -> dict[str, Any]:
     return {"losses": plot_losses(run), "validation": plot_validation(run, [_main_metric(run), "val/loss"])}
-
-
 
 
 def plot_run(path: str | Path) -> dict[str, Any]:
@@ -399,8 +437,13 @@ def plot_sweep(path: str | Path, param: str | None = None, metric: str | None = 
         groups.setdefault(", ".join(f"{k}={job.overrides.get(k, '')}" for k in others) or metric, []).append(job)
     fig, (ax,) = _figure(1, f"sweep {Path(path).name}: {metric}")
     for label, members in groups.items():
-        points = sorted(((_number(j.overrides[param]) if numeric else categories.index(j.overrides[param]), j.metrics[metric])
-                         for j in members), key=lambda p: p[0])
+        points = sorted(
+            (
+                (_number(j.overrides[param]) if numeric else categories.index(j.overrides[param]), j.metrics[metric])
+                for j in members
+            ),
+            key=lambda p: p[0],
+        )
         ax.plot([x for x, _ in points], [y for _, y in points], marker="o", label=label)
     if numeric:
         xs = [_number(v) for v in values]

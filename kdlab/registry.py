@@ -70,10 +70,15 @@ def check_data_fits(entry: Method, cfg: Any) -> None:
 
     parent, _, leaf = entry.data_key.rpartition(".")
     node = OmegaConf.select(cfg, parent, throw_on_missing=False)
-    if node is None or not OmegaConf.is_dict(node) or leaf not in node.keys():  # a `???` value is present: its own check says so
+    if (
+        node is None or not OmegaConf.is_dict(node) or leaf not in node.keys()
+    ):  # a `???` value is present: its own check says so
         name = OmegaConf.select(cfg, "data.name", default="?")
-        raise ConfigError(entry.data_key, f"is required: data={name} is not data for method={entry.name} "
-                                          f"(start from {entry.example}, or choose a data config that sets {entry.data_key})")
+        raise ConfigError(
+            entry.data_key,
+            f"is required: data={name} is not data for method={entry.name} "
+            f"(start from {entry.example}, or choose a data config that sets {entry.data_key})",
+        )
 
 
 def resolve(ref: str) -> Callable[..., Any]:
@@ -84,35 +89,101 @@ def resolve(ref: str) -> Callable[..., Any]:
     return getattr(importlib.import_module(module), attribute)
 
 
-register_method(Method(
-    "finetune", "fine-tune one model on gold labels (the teacher stage of hinton, on its own)",
-    check="kdlab.config:validate_supervised", pipeline="kdlab.pipelines.supervised:run_finetune",
-    figures="kdlab.plots:supervised_figures", keys=("method.train", "method.teacher.epochs", "method.teacher.optimizer.lr", "data.batch_size"), example="method=finetune data=reviews", data_key="data.task"))
-register_method(Method(
-    "hinton", "Hinton soft-target KD: teacher fine-tuned (or reused) -> student (-> the student without KD)",
-    check="kdlab.config:validate_hinton", pipeline="kdlab.pipelines.supervised:run_hinton",
-    figures="kdlab.plots:hinton_figures",
-    keys=("loss.alpha", "loss.temperature", "method.teacher_outputs", "method.baseline", "method.teacher.epochs",
-          "method.teacher.optimizer.lr", "method.student.epochs", "method.student.optimizer.lr", "data.batch_size"),
-    example="data=reviews", data_key="data.task"))
-register_method(Method(
-    "multilingual", "multilingual MSE distillation of a sentence encoder (Reimers & Gurevych 2020)",
-    check="kdlab.config:validate_multilingual", pipeline="kdlab.pipelines.multilingual:run_multilingual",
-    figures="kdlab.plots:multilingual_figures",
-    keys=("model.teacher.name_or_path", "model.student.projection", "method.student.epochs", "method.student.optimizer.lr",
-          "data.batch_size", "data.max_length"),
-    example="experiment=multilingual_toy", data_key="data.sources"))
-register_method(Method(
-    "trans_encoder", "Trans-Encoder: unsupervised bi-encoder <-> cross-encoder self-distillation (Liu et al. 2022)",
-    check="kdlab.config:validate_trans_encoder", pipeline="kdlab.pipelines.trans_encoder:run_trans_encoder",
-    figures="kdlab.plots:trans_encoder_figures",
-    keys=("method.cycles", "method.simcse.enabled", "method.cross.epochs", "method.cross.optimizer.lr", "method.cross.loss",
-          "method.bi.epochs", "method.bi.optimizer.lr", "method.bi.loss", "data.pair_source"),
-    example="experiment=trans_encoder_toy", data_key="data.pair_source"))
-register_method(Method(
-    "bam", "BAM!: single-task teachers -> one multi-task student with teacher annealing (Clark et al. 2019)",
-    check="kdlab.config:validate_bam", pipeline="kdlab.pipelines.bam:run_bam", figures="kdlab.plots:bam_figures",
-    keys=("method.teachers", "method.teacher_annealing", "method.fixed_lambda", "method.single_task", "data.sampling_exponent",
-          "method.teacher.epochs", "method.student.epochs", "method.student.optimizer.lr",
-          "method.student.optimizer.layerwise_decay", "data.batch_size"),
-    example="experiment=bam_toy", data_key="data.tasks"))
+register_method(
+    Method(
+        "finetune",
+        "fine-tune one model on gold labels (the teacher stage of hinton, on its own)",
+        check="kdlab.config:validate_supervised",
+        pipeline="kdlab.pipelines.supervised:run_finetune",
+        figures="kdlab.plots:supervised_figures",
+        keys=("method.train", "method.teacher.epochs", "method.teacher.optimizer.lr", "data.batch_size"),
+        example="method=finetune data=reviews",
+        data_key="data.task",
+    )
+)
+register_method(
+    Method(
+        "hinton",
+        "Hinton soft-target KD: teacher fine-tuned (or reused) -> student (-> the student without KD)",
+        check="kdlab.config:validate_hinton",
+        pipeline="kdlab.pipelines.supervised:run_hinton",
+        figures="kdlab.plots:hinton_figures",
+        keys=(
+            "loss.alpha",
+            "loss.temperature",
+            "method.teacher_outputs",
+            "method.baseline",
+            "method.teacher.epochs",
+            "method.teacher.optimizer.lr",
+            "method.student.epochs",
+            "method.student.optimizer.lr",
+            "data.batch_size",
+        ),
+        example="data=reviews",
+        data_key="data.task",
+    )
+)
+register_method(
+    Method(
+        "multilingual",
+        "multilingual MSE distillation of a sentence encoder (Reimers & Gurevych 2020)",
+        check="kdlab.config:validate_multilingual",
+        pipeline="kdlab.pipelines.multilingual:run_multilingual",
+        figures="kdlab.plots:multilingual_figures",
+        keys=(
+            "model.teacher.name_or_path",
+            "model.student.projection",
+            "method.student.epochs",
+            "method.student.optimizer.lr",
+            "data.batch_size",
+            "data.max_length",
+        ),
+        example="experiment=multilingual_toy",
+        data_key="data.sources",
+    )
+)
+register_method(
+    Method(
+        "trans_encoder",
+        "Trans-Encoder: unsupervised bi-encoder <-> cross-encoder self-distillation (Liu et al. 2022)",
+        check="kdlab.config:validate_trans_encoder",
+        pipeline="kdlab.pipelines.trans_encoder:run_trans_encoder",
+        figures="kdlab.plots:trans_encoder_figures",
+        keys=(
+            "method.cycles",
+            "method.simcse.enabled",
+            "method.cross.epochs",
+            "method.cross.optimizer.lr",
+            "method.cross.loss",
+            "method.bi.epochs",
+            "method.bi.optimizer.lr",
+            "method.bi.loss",
+            "data.pair_source",
+        ),
+        example="experiment=trans_encoder_toy",
+        data_key="data.pair_source",
+    )
+)
+register_method(
+    Method(
+        "bam",
+        "BAM!: single-task teachers -> one multi-task student with teacher annealing (Clark et al. 2019)",
+        check="kdlab.config:validate_bam",
+        pipeline="kdlab.pipelines.bam:run_bam",
+        figures="kdlab.plots:bam_figures",
+        keys=(
+            "method.teachers",
+            "method.teacher_annealing",
+            "method.fixed_lambda",
+            "method.single_task",
+            "data.sampling_exponent",
+            "method.teacher.epochs",
+            "method.student.epochs",
+            "method.student.optimizer.lr",
+            "method.student.optimizer.layerwise_decay",
+            "data.batch_size",
+        ),
+        example="experiment=bam_toy",
+        data_key="data.tasks",
+    )
+)

@@ -47,7 +47,9 @@ def metrics_table(metrics: dict[str, float]) -> list[str]:
         role, _, metric = name.partition("/")
         roles.setdefault(role, {})[metric or role] = value
     columns = list(dict.fromkeys(m for values in roles.values() for m in sorted(values)))
-    return _table(["model", *columns], [[role, *(values.get(c, "") for c in columns)] for role, values in roles.items()])
+    return _table(
+        ["model", *columns], [[role, *(values.get(c, "") for c in columns)] for role, values in roles.items()]
+    )
 
 
 def _write(fig: Any, out: Path, name: str) -> str:
@@ -62,7 +64,12 @@ def report_run(path: Path, out: Path) -> Path:
 
     run = plots.RunFolder(path)
     out.mkdir(parents=True, exist_ok=True)
-    lines = [f"# kdlab run report: {run.path.name}", "", f"- folder: `{run.path.resolve()}`", f"- method: **{run.method}**"]
+    lines = [
+        f"# kdlab run report: {run.path.name}",
+        "",
+        f"- folder: `{run.path.resolve()}`",
+        f"- method: **{run.method}**",
+    ]
     if run.overrides:
         lines.append("- overrides: " + " ".join(f"`{o}`" for o in run.overrides))
     info_file = run.path / "run.json"
@@ -112,21 +119,39 @@ def report_sweep(path: Path, out: Path, param: str | None = None, metric: str | 
     metric = metric or next((job.optimized_metric for job in jobs if job.optimized_metric), None)
     counts = {status: sum(job.status == status for job in jobs) for status in dict.fromkeys(job.status for job in jobs)}
     out.mkdir(parents=True, exist_ok=True)
-    lines = [f"# kdlab sweep report: {path.name}", "", f"- folder: `{path.resolve()}`",
-             f"- jobs: {len(jobs)} ({', '.join(f'{n} {status}' for status, n in counts.items())})",
-             f"- swept: {', '.join(swept) or 'nothing (every job has the same overrides)'}"]
-    shared = {k: v for k, v in jobs[0].overrides.items() if k not in swept and all(j.overrides.get(k) == v for j in jobs)}
+    lines = [
+        f"# kdlab sweep report: {path.name}",
+        "",
+        f"- folder: `{path.resolve()}`",
+        f"- jobs: {len(jobs)} ({', '.join(f'{n} {status}' for status, n in counts.items())})",
+        f"- swept: {', '.join(swept) or 'nothing (every job has the same overrides)'}",
+    ]
+    shared = {
+        k: v for k, v in jobs[0].overrides.items() if k not in swept and all(j.overrides.get(k) == v for j in jobs)
+    }
     if shared:
         lines.append("- in every job: " + " ".join(f"`{k}={v}`" for k, v in shared.items()))
     if metric:
         lines.append(f"- metric: `{metric}`")
-        best = max((job for job in finished if metric in job.metrics), key=lambda job: job.metrics[metric], default=None)
+        best = max(
+            (job for job in finished if metric in job.metrics), key=lambda job: job.metrics[metric], default=None
+        )
         if best is not None:
-            lines.append(f"- highest: job {best.path.name} ({', '.join(f'{k}={best.overrides.get(k)}' for k in swept)}): "
-                         f"**{best.metrics[metric]:.4f}**")
+            lines.append(
+                f"- highest: job {best.path.name} ({', '.join(f'{k}={best.overrides.get(k)}' for k in swept)}): "
+                f"**{best.metrics[metric]:.4f}**"
+            )
     errors = any(job.error for job in jobs)
-    rows = [[job.path.name, *(job.overrides.get(k, "") for k in swept), job.status,
-             job.metrics.get(metric, "") if metric else "", *([job.error[:160]] if errors else [])] for job in jobs]
+    rows = [
+        [
+            job.path.name,
+            *(job.overrides.get(k, "") for k in swept),
+            job.status,
+            job.metrics.get(metric, "") if metric else "",
+            *([job.error[:160]] if errors else []),
+        ]
+        for job in jobs
+    ]
     header = ["job", *swept, "status", metric or "metric", *(["error"] if errors else [])]
     lines += ["", "## Jobs", "", *_table(header, rows), "", "## Plots", ""]
     for key in swept:
@@ -142,7 +167,9 @@ def report_sweep(path: Path, out: Path, param: str | None = None, metric: str | 
     return report
 
 
-def report(path: str | Path, out: str | Path | None = None, param: str | None = None, metric: str | None = None) -> Path:
+def report(
+    path: str | Path, out: str | Path | None = None, param: str | None = None, metric: str | None = None
+) -> Path:
     """The report of a run or sweep folder in `out` (default <path>/report); returns report.md."""
     from kdlab import plots
     from kdlab.errors import DataError
@@ -157,8 +184,12 @@ def report(path: str | Path, out: str | Path | None = None, param: str | None = 
         raise DataError(path, "no such folder")
     inside = folders_inside(path)
     if inside:
-        raise DataError(path, f"holds {len(inside)} run and sweep folders, not one run or sweep: report one of them, e.g. "
-                              + ", ".join(f"kdlab-report {folder}" for folder in inside[:3]) + (" ..." if len(inside) > 3 else ""))
+        raise DataError(
+            path,
+            f"holds {len(inside)} run and sweep folders, not one run or sweep: report one of them, e.g. "
+            + ", ".join(f"kdlab-report {folder}" for folder in inside[:3])
+            + (" ..." if len(inside) > 3 else ""),
+        )
     raise DataError(path, plots.NOT_A_FOLDER)
 
 
@@ -169,7 +200,9 @@ def folders_inside(path: Path, depth: int = 2) -> list[Path]:
     found: list[Path] = []
     level = [path]
     for _ in range(depth):
-        level = sorted((child for folder in level for child in folder.iterdir() if child.is_dir()), key=lambda p: p.name)
+        level = sorted(
+            (child for folder in level for child in folder.iterdir() if child.is_dir()), key=lambda p: p.name
+        )
         found += [child for child in level if (child / "config.yaml").is_file() or plots.is_sweep(child)]
         level = [child for child in level if child not in found]
     return sorted(found, key=lambda p: p.stat().st_mtime, reverse=True)
@@ -178,10 +211,18 @@ def folders_inside(path: Path, depth: int = 2) -> list[Path]:
 def main(argv: list[str] | None = None) -> None:
     """`kdlab-report RUN_OR_SWEEP_DIR [--out DIR] [--param KEY] [--metric NAME]`."""
     parser = argparse.ArgumentParser(prog="kdlab-report", description=__doc__.split("\n", 1)[0])
-    parser.add_argument("folder", type=Path, help="a run folder (outputs/runs/<run>) or a sweep folder (outputs/sweeps/<sweep>)")
-    parser.add_argument("--out", type=Path, default=None, help="where to write report.md and the PNGs (default: <folder>/report)")
-    parser.add_argument("--param", default=None, help="sweeps: the swept key to plot against (default: every swept key)")
-    parser.add_argument("--metric", default=None, help="sweeps: the metric to plot (default: the jobs' optimized_metric)")
+    parser.add_argument(
+        "folder", type=Path, help="a run folder (outputs/runs/<run>) or a sweep folder (outputs/sweeps/<sweep>)"
+    )
+    parser.add_argument(
+        "--out", type=Path, default=None, help="where to write report.md and the PNGs (default: <folder>/report)"
+    )
+    parser.add_argument(
+        "--param", default=None, help="sweeps: the swept key to plot against (default: every swept key)"
+    )
+    parser.add_argument(
+        "--metric", default=None, help="sweeps: the metric to plot (default: the jobs' optimized_metric)"
+    )
     args = parser.parse_args(argv)
     try:
         written = report(args.folder, args.out, args.param, args.metric)

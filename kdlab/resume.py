@@ -76,26 +76,37 @@ def resume_folder(cfg: DictConfig, run_dir: Path) -> Path | None:
         return None  # ranks 1..N-1 run in the folder rank 0 chose (and has just marked)
     if mode in (None, False, ""):
         if is_finished(run_dir):
-            raise ConfigError("hydra.run.dir", f"{run_dir} holds a finished run; nothing was changed. Choose another folder, "
-                                               "or add resume=auto to return its results")
+            raise ConfigError(
+                "hydra.run.dir",
+                f"{run_dir} holds a finished run; nothing was changed. Choose another folder, "
+                "or add resume=auto to return its results",
+            )
         if (run_dir / HASH_FILE).exists():
-            raise ConfigError("hydra.run.dir", f"{run_dir} holds an unfinished run; add resume=auto to continue it, "
-                                               "or choose another folder")
+            raise ConfigError(
+                "hydra.run.dir",
+                f"{run_dir} holds an unfinished run; add resume=auto to continue it, or choose another folder",
+            )
         return None
     if mode != "auto":
         folder = Path(str(mode)).expanduser()
         if not (folder / HASH_FILE).is_file():
-            raise ConfigError("resume", f"{folder} is not a kdlab run folder (no {HASH_FILE}); use resume=auto or a run folder")
+            raise ConfigError(
+                "resume", f"{folder} is not a kdlab run folder (no {HASH_FILE}); use resume=auto or a run folder"
+            )
         if not _same_config(folder, wanted):
             raise ConfigError("resume", f"{folder} was started with another config; resume it with the same overrides")
         return folder
     if (run_dir / HASH_FILE).is_file():  # the same folder again: explicit run dir, sweep job, re-queued job
         if not _same_config(run_dir, wanted):
-            raise ConfigError("resume", f"{run_dir} was started with another config; resume it with the same overrides, "
-                                        "or start a new folder")
+            raise ConfigError(
+                "resume",
+                f"{run_dir} was started with another config; resume it with the same overrides, or start a new folder",
+            )
         return run_dir
     runs = Path(str(cfg.paths.log_dir)) / "runs"
-    candidates = [d for d in runs.iterdir() if d != run_dir and d.is_dir() and _same_config(d, wanted)] if runs.is_dir() else []
+    candidates = (
+        [d for d in runs.iterdir() if d != run_dir and d.is_dir() and _same_config(d, wanted)] if runs.is_dir() else []
+    )
     unfinished = [d for d in candidates if not is_finished(d)]
     if unfinished:
         return max(unfinished, key=lambda d: (d / HASH_FILE).stat().st_mtime)
@@ -133,15 +144,22 @@ class RNGStates(pl.Callback):
         return {
             "torch": torch.get_rng_state(),
             "python": list(_tuples_to_lists(random.getstate())),
-            "numpy": {"name": numpy_state[0], "keys": torch.from_numpy(numpy_state[1].astype(np.int64)),
-                      "pos": int(numpy_state[2]), "has_gauss": int(numpy_state[3]), "cached_gaussian": float(numpy_state[4])},
+            "numpy": {
+                "name": numpy_state[0],
+                "keys": torch.from_numpy(numpy_state[1].astype(np.int64)),
+                "pos": int(numpy_state[2]),
+                "has_gauss": int(numpy_state[3]),
+                "cached_gaussian": float(numpy_state[4]),
+            },
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         torch.set_rng_state(state["torch"])
         random.setstate(_lists_to_tuples(state["python"]))
         n = state["numpy"]
-        np.random.set_state((n["name"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached_gaussian"]))
+        np.random.set_state(
+            (n["name"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached_gaussian"])
+        )
 
 
 def _tuples_to_lists(value: Any) -> Any:

@@ -14,8 +14,8 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from kdlab.callbacks import EpochLine, QuietProgressBar
-from kdlab.errors import ConfigError, DataError
 from kdlab.data.sampling import TrainPosition
+from kdlab.errors import ConfigError, DataError
 from kdlab.resume import AtomicCheckpointIO, KeptCSVRows, RNGStates, finished_checkpoint, last_checkpoint
 from kdlab.utils.distributed import install_rank_launch
 from kdlab.utils.run_folder import write_json
@@ -88,8 +88,11 @@ def _loggers(cfg: DictConfig, stage: str, settings: Mapping[str, Any] | None = N
 def log_to_trackers(cfg: DictConfig, stage: str, metrics: Mapping[str, float]) -> None:
     """A stage that did not train here (a reused teacher): its metrics, once, in every tracker of the run (not the CSV log,
     which holds what trained in this run folder)."""
-    trackers = {name: node for name, node in (cfg.get("logger") or {}).items()
-                if node is not None and not str(node.get("_target_", "")).endswith("CSVLogger")}
+    trackers = {
+        name: node
+        for name, node in (cfg.get("logger") or {}).items()
+        if node is not None and not str(node.get("_target_", "")).endswith("CSVLogger")
+    }
     if not trackers:
         return
     cfg = cfg.copy()
@@ -130,7 +133,9 @@ def _exported_model_loggers(cfg: DictConfig) -> list[str]:
         if node is None:
             raise ConfigError(f"export_artifact.{name}", f"there is no logger.{name} (add it with logger=...)")
         if not str(node.get("_target_", "")).endswith(("WandbLogger", "MLFlowLogger")):
-            raise ConfigError(f"export_artifact.{name}", f"is for the wandb and mlflow loggers, not {node.get('_target_')}")
+            raise ConfigError(
+                f"export_artifact.{name}", f"is for the wandb and mlflow loggers, not {node.get('_target_')}"
+            )
     return wanted
 
 
@@ -152,7 +157,12 @@ def _log_exported_model(cfg: DictConfig, loggers: list[Any], stage: str, folder:
 
 
 def make_trainer(
-    cfg: DictConfig, stage: str, stage_dir: Path, epochs: int | None, monitor: str | None, unused_parameters: bool = False,
+    cfg: DictConfig,
+    stage: str,
+    stage_dir: Path,
+    epochs: int | None,
+    monitor: str | None,
+    unused_parameters: bool = False,
     settings: Mapping[str, Any] | None = None,
 ) -> pl.Trainer:
     """A Trainer for a stage: `cfg.trainer` keys, checkpoints in <stage_dir>/checkpoints when training.
@@ -162,7 +172,7 @@ def make_trainer(
     """
     callbacks = []
     if monitor is not None:
-        for cb_name, cb_cfg in (cfg.get("callbacks") or {}).items():
+        for _name, cb_cfg in (cfg.get("callbacks") or {}).items():
             if cb_cfg is None:
                 continue
             extra: dict[str, Any] = {}
@@ -214,10 +224,15 @@ def load_weights(module: pl.LightningModule, path: str) -> dict[str, float]:
     except Exception as err:
         raise DataError(path, f"cannot load checkpoint ({type(err).__name__}: {str(err).splitlines()[0]})") from None
     module.load_state_dict(checkpoint["state_dict"], strict=False)
-    return {"checkpoint/epoch": float(int(checkpoint.get("epoch", -1)) + 1), "checkpoint/step": float(checkpoint.get("global_step", 0))}
+    return {
+        "checkpoint/epoch": float(int(checkpoint.get("epoch", -1)) + 1),
+        "checkpoint/step": float(checkpoint.get("global_step", 0)),
+    }
 
 
-def _validate_and_test(trainer: pl.Trainer, module: pl.LightningModule, datamodule: pl.LightningDataModule) -> dict[str, float]:
+def _validate_and_test(
+    trainer: pl.Trainer, module: pl.LightningModule, datamodule: pl.LightningDataModule
+) -> dict[str, float]:
     metrics: dict[str, float] = {}
     has_split = getattr(datamodule, "has_split", lambda split: True)
     for run in (trainer.validate, trainer.test):
@@ -228,7 +243,9 @@ def _validate_and_test(trainer: pl.Trainer, module: pl.LightningModule, datamodu
     return metrics
 
 
-def evaluate(cfg: DictConfig, module: pl.LightningModule, datamodule: pl.LightningDataModule, stage_dir: Path) -> dict[str, float]:
+def evaluate(
+    cfg: DictConfig, module: pl.LightningModule, datamodule: pl.LightningDataModule, stage_dir: Path
+) -> dict[str, float]:
     """val/* and test/* metrics of a module as it is now (no training, no loggers)."""
     return _validate_and_test(make_trainer(cfg, "eval", stage_dir, epochs=None, monitor=None), module, datamodule)
 
@@ -252,27 +269,48 @@ def fit_stage(
             load_weights(module, str(finished))
             return json.loads((stage_dir / "metrics.json").read_text(encoding="utf-8"))
         resume_from = last_checkpoint(stage_dir)
-    trainer = make_trainer(cfg, stage, stage_dir, epochs=stage_cfg["epochs"], monitor=monitor,
-                           unused_parameters=bool(getattr(module, "unused_parameters", False)),
-                           settings=getattr(module, "tracked_settings", dict)())
+    trainer = make_trainer(
+        cfg,
+        stage,
+        stage_dir,
+        epochs=stage_cfg["epochs"],
+        monitor=monitor,
+        unused_parameters=bool(getattr(module, "unused_parameters", False)),
+        settings=getattr(module, "tracked_settings", dict)(),
+    )
     kept = None
     if resume_from is not None:
         log.info("stage %s: continuing from %s", stage, resume_from)
         kept = KeptCSVRows(trainer.loggers, resume_from) if trainer.is_global_zero else None
     else:
         processes = trainer.num_devices * trainer.num_nodes
-        log.info("stage %s: training for %s epochs%s", stage, stage_cfg["epochs"],
-                 f" on {processes} processes" if "ddp" in type(trainer.strategy).__name__.lower() and processes > 1 else "")
+        log.info(
+            "stage %s: training for %s epochs%s",
+            stage,
+            stage_cfg["epochs"],
+            f" on {processes} processes" if "ddp" in type(trainer.strategy).__name__.lower() and processes > 1 else "",
+        )
     failed = True
     try:
-        trainer.fit(module, datamodule=datamodule, ckpt_path=str(resume_from) if resume_from is not None else None,
-                    weights_only=True)  # a checkpoint is data: nothing in it may run code when it loads
+        trainer.fit(
+            module,
+            datamodule=datamodule,
+            ckpt_path=str(resume_from) if resume_from is not None else None,
+            weights_only=True,
+        )  # a checkpoint is data: nothing in it may run code when it loads
         best = _best_checkpoint(trainer)
         chosen: dict[str, float] = {}
         if best:
             chosen = load_weights(module, best)
-            log.info("stage %s: kept the checkpoint of epoch %d of %s (step %d, best %s), %s", stage, chosen["checkpoint/epoch"],
-                     stage_cfg["epochs"], chosen["checkpoint/step"], monitor, best)
+            log.info(
+                "stage %s: kept the checkpoint of epoch %d of %s (step %d, best %s), %s",
+                stage,
+                chosen["checkpoint/epoch"],
+                stage_cfg["epochs"],
+                chosen["checkpoint/step"],
+                monitor,
+                best,
+            )
         metrics = {**_validate_and_test(trainer, module, datamodule), **chosen}
         if trainer.is_global_zero:  # one export and one metrics.json, whatever the number of processes
             module.export(stage_dir / "model")

@@ -70,8 +70,16 @@ def job_row(job: Path) -> dict[str, Any]:
     message = f"{error['type']}: {first_line}" if error else ""
     config_file = job / "config.yaml"  # the resolved config kdlab writes at the start of a run
     optimized = OmegaConf.select(OmegaConf.load(config_file), "optimized_metric") if config_file.exists() else None
-    return {"job": job.name, "path": job, "status": status, "overrides": overrides, "metrics": metrics,
-            "error": message, "kdlab_error": bool(error and error.get("kdlab_error")), "optimized_metric": optimized}
+    return {
+        "job": job.name,
+        "path": job,
+        "status": status,
+        "overrides": overrides,
+        "metrics": metrics,
+        "error": message,
+        "kdlab_error": bool(error and error.get("kdlab_error")),
+        "optimized_metric": optimized,
+    }
 
 
 def _columns(rows: list[dict[str, Any]], part: str) -> list[str]:
@@ -86,8 +94,13 @@ def table(rows: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
     overrides, metrics = _columns(rows, "overrides"), _columns(rows, "metrics")
     header = ["job", "status", *overrides, *metrics, "error"]
     body = [
-        [row["job"], row["status"], *(row["overrides"].get(k, "") for k in overrides),
-         *(repr(row["metrics"][m]) if m in row["metrics"] else "" for m in metrics), row["error"]]
+        [
+            row["job"],
+            row["status"],
+            *(row["overrides"].get(k, "") for k in overrides),
+            *(repr(row["metrics"][m]) if m in row["metrics"] else "" for m in metrics),
+            row["error"],
+        ]
         for row in rows
     ]
     return header, body
@@ -186,7 +199,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("sweep_dir", type=Path, help="a multirun folder, e.g. outputs/sweeps/<date>_<time>")
     args = parser.parse_args(argv)
     if not args.sweep_dir.is_dir() or not job_dirs(args.sweep_dir):
-        print(f"kdlab: error: {args.sweep_dir}: not a sweep folder (no job folder with .hydra/overrides.yaml)", file=sys.stderr)
+        print(
+            f"kdlab: error: {args.sweep_dir}: not a sweep folder (no job folder with .hydra/overrides.yaml)",
+            file=sys.stderr,
+        )
         raise SystemExit(2)
     summarise(args.sweep_dir)
 

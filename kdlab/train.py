@@ -1,9 +1,9 @@
 """`kdlab-train` (also `python -m kdlab.train`): compose the config, check it, run the method.
 
-    kdlab-train                              # embedded default: teacher, then KD student
-    kdlab-train --cfg job                    # print the composed config
-    kdlab-train experiment=hinton_sst2       # a recorded experiment
-    kdlab-train -m loss.temperature=1,2,4    # a Hydra multirun sweep
+kdlab-train                              # embedded default: teacher, then KD student
+kdlab-train --cfg job                    # print the composed config
+kdlab-train experiment=hinton_sst2       # a recorded experiment
+kdlab-train -m loss.temperature=1,2,4    # a Hydra multirun sweep
 """
 
 from __future__ import annotations

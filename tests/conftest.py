@@ -80,7 +80,9 @@ def tiny_tokenizer(tmp_path_factory):
 def cli(tmp_path):
     """Run `python -m kdlab.<entry>` with outputs and caches under tmp_path; returns the CompletedProcess."""
 
-    def run(*args: str, entry: str = "train", timeout: int = 600, env: dict | None = None) -> subprocess.CompletedProcess:
+    def run(
+        *args: str, entry: str = "train", timeout: int = 600, env: dict | None = None
+    ) -> subprocess.CompletedProcess:
         full_env = {
             **os.environ,
             "KDLAB_OUTPUT_DIR": str(tmp_path / "outputs"),
@@ -91,7 +93,11 @@ def cli(tmp_path):
         }
         return subprocess.run(
             [sys.executable, "-m", f"kdlab.{entry}", *args],
-            cwd=REPO, env=full_env, capture_output=True, text=True, timeout=timeout,
+            cwd=REPO,
+            env=full_env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
         )
 
     run.tmp_path = tmp_path

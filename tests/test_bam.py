@@ -10,8 +10,8 @@ import sys
 
 import pytest
 import torch
-
 from conftest import REPO, run_dirs
+
 from kdlab.data.identity import content_id
 from kdlab.errors import DataError
 from kdlab.losses import annealed_loss, annealed_target
@@ -45,26 +45,33 @@ def test_annealed_classification_loss_matches_hand_computation(lam):
 def test_annealed_classification_end_points_by_hand():
     # λ = 1: plain CE with the gold class. Row 0: log(e + e² + e^0.5) − 0.5 = log 11.756063 − 0.5 = 1.964345;
     # row 1: log(e^0.3 + e^−1.2 + e^2.2) − 0.3 = log 10.676057 − 0.3 = 2.068028; mean 2.016187
-    ce = ((math.log(math.e + math.e**2 + math.e**0.5) - 0.5) + (math.log(math.e**0.3 + math.e**-1.2 + math.e**2.2) - 0.3)) / 2
+    ce = (
+        (math.log(math.e + math.e**2 + math.e**0.5) - 0.5) + (math.log(math.e**0.3 + math.e**-1.2 + math.e**2.2) - 0.3)
+    ) / 2
     assert ce == pytest.approx(2.0161866, abs=1e-6)
-    assert annealed_loss(torch.tensor(ZS), torch.tensor(ZT), torch.tensor(Y), 1.0, "classification").item() == pytest.approx(ce, abs=1e-6)
+    assert annealed_loss(
+        torch.tensor(ZS), torch.tensor(ZT), torch.tensor(Y), 1.0, "classification"
+    ).item() == pytest.approx(ce, abs=1e-6)
     target = annealed_target(torch.tensor(ZT), torch.tensor(Y), 0.3, "classification")
     # row 1: 0.3·[1, 0, 0] + 0.7·softmax(1.5, −0.5, 0); e^1.5, e^−0.5, e^0 = 4.481689, 0.606531, 1 (sum 6.088220)
     assert target[1].tolist() == pytest.approx([0.3 + 0.7 * 0.7361247, 0.7 * 0.0996236, 0.7 * 0.1642516], abs=1e-6)
     assert target.sum(-1).tolist() == pytest.approx([1.0, 1.0], abs=1e-6)
 
 
-@pytest.mark.parametrize("lam,expected", [
-    # z_S = [0.2, 0.9, 0.5], y = [0.0, 1.0, 0.4], z_T = [0.4, 0.6, 0.5]
-    # λ=0:   targets z_T → errors [−0.2, 0.3, 0.0]          → (0.04 + 0.09 + 0) / 3
-    (0.0, (0.04 + 0.09 + 0.0) / 3),
-    # λ=0.3: targets [0.28, 0.72, 0.47] → errors [−0.08, 0.18, 0.03] → (0.0064 + 0.0324 + 0.0009) / 3
-    (0.3, (0.0064 + 0.0324 + 0.0009) / 3),
-    # λ=0.5: targets [0.2, 0.8, 0.45]  → errors [0.0, 0.1, 0.05]     → (0 + 0.01 + 0.0025) / 3
-    (0.5, (0.0 + 0.01 + 0.0025) / 3),
-    # λ=1:   targets y → errors [0.2, −0.1, 0.1]            → (0.04 + 0.01 + 0.01) / 3
-    (1.0, (0.04 + 0.01 + 0.01) / 3),
-])
+@pytest.mark.parametrize(
+    "lam,expected",
+    [
+        # z_S = [0.2, 0.9, 0.5], y = [0.0, 1.0, 0.4], z_T = [0.4, 0.6, 0.5]
+        # λ=0:   targets z_T → errors [−0.2, 0.3, 0.0]          → (0.04 + 0.09 + 0) / 3
+        (0.0, (0.04 + 0.09 + 0.0) / 3),
+        # λ=0.3: targets [0.28, 0.72, 0.47] → errors [−0.08, 0.18, 0.03] → (0.0064 + 0.0324 + 0.0009) / 3
+        (0.3, (0.0064 + 0.0324 + 0.0009) / 3),
+        # λ=0.5: targets [0.2, 0.8, 0.45]  → errors [0.0, 0.1, 0.05]     → (0 + 0.01 + 0.0025) / 3
+        (0.5, (0.0 + 0.01 + 0.0025) / 3),
+        # λ=1:   targets y → errors [0.2, −0.1, 0.1]            → (0.04 + 0.01 + 0.01) / 3
+        (1.0, (0.04 + 0.01 + 0.01) / 3),
+    ],
+)
 def test_annealed_regression_loss_matches_hand_computation(lam, expected):
     student = torch.tensor([[0.2], [0.9], [0.5]])
     teacher = torch.tensor([[0.4], [0.6], [0.5]])
@@ -73,7 +80,9 @@ def test_annealed_regression_loss_matches_hand_computation(lam, expected):
 
 
 def test_lambda_rises_linearly_from_zero_to_one():
-    assert [annealing_lambda(step, 10) for step in (0, 1, 3, 5, 9, 10, 12)] == pytest.approx([0.0, 0.1, 0.3, 0.5, 0.9, 1.0, 1.0])
+    assert [annealing_lambda(step, 10) for step in (0, 1, 3, 5, 9, 10, 12)] == pytest.approx(
+        [0.0, 0.1, 0.3, 0.5, 0.9, 1.0, 1.0]
+    )
     assert annealing_lambda(0, 0) == 1.0
     with pytest.raises(ValueError, match="lambda must be in"):
         annealed_target(torch.tensor(ZT), torch.tensor(Y), 1.5, "classification")
@@ -88,8 +97,11 @@ def test_teacher_predictions_follow_content_not_position():
     batch_ids = torch.tensor([list(content_id(*texts[i])) for i in shuffled], dtype=torch.uint8)
     assert predictions.lookup(batch_ids, "reviews").tolist() == outputs[shuffled].tolist()
     unknown = torch.tensor([list(content_id("never seen"))], dtype=torch.uint8)
-    with pytest.raises(DataError, match=r"^/cache/entry\.safetensors: no teacher prediction for training example "
-                                        rf"{content_id('never seen').hex()} of task 'reviews'; BAM never trains"):
+    with pytest.raises(
+        DataError,
+        match=r"^/cache/entry\.safetensors: no teacher prediction for training example "
+        rf"{content_id('never seen').hex()} of task 'reviews'; BAM never trains",
+    ):
         predictions.lookup(unknown, "reviews")
 
 
@@ -97,19 +109,36 @@ def test_teacher_predictions_follow_content_not_position():
 
 SMALL = [
     "experiment=bam_toy",
-    "data.tasks.0.train.size=160", "data.tasks.0.validation.size=48", "data.tasks.0.test.size=48",
-    "data.tasks.1.train.size=96", "data.tasks.1.validation.size=32", "data.tasks.1.test.size=32",
-    "data.batch_size=16", "data.max_length=32",
-    "model.teacher.config.hidden_size=32", "model.teacher.config.num_hidden_layers=1", "model.teacher.config.intermediate_size=64",
-    "model.student.config.hidden_size=32", "model.student.config.intermediate_size=64",
-    "method.teacher.epochs=1", "method.student.epochs=2", "trainer.log_every_n_steps=1",
+    "data.tasks.0.train.size=160",
+    "data.tasks.0.validation.size=48",
+    "data.tasks.0.test.size=48",
+    "data.tasks.1.train.size=96",
+    "data.tasks.1.validation.size=32",
+    "data.tasks.1.test.size=32",
+    "data.batch_size=16",
+    "data.max_length=32",
+    "model.teacher.config.hidden_size=32",
+    "model.teacher.config.num_hidden_layers=1",
+    "model.teacher.config.intermediate_size=64",
+    "model.student.config.hidden_size=32",
+    "model.student.config.intermediate_size=64",
+    "method.teacher.epochs=1",
+    "method.student.epochs=2",
+    "trainer.log_every_n_steps=1",
 ]
 
 
 def sweep(env, tmp, *overrides):
     """Run a multirun of the small BAM experiment; its job folders in order."""
-    result = subprocess.run([sys.executable, "-m", "kdlab.train", "-m", *SMALL, *overrides],
-                            cwd=REPO, env=env, capture_output=True, text=True, timeout=300, check=False)
+    result = subprocess.run(
+        [sys.executable, "-m", "kdlab.train", "-m", *SMALL, *overrides],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     (folder,) = (tmp / "outputs" / "sweeps").iterdir()
     jobs = sorted((p for p in folder.iterdir() if p.name.isdigit()), key=lambda p: int(p.name))
@@ -118,7 +147,12 @@ def sweep(env, tmp, *overrides):
 
 
 def environment(tmp):
-    return {**os.environ, "KDLAB_OUTPUT_DIR": str(tmp / "outputs"), "KDLAB_CACHE_DIR": str(tmp / "cache"), "HF_HUB_OFFLINE": "1"}
+    return {
+        **os.environ,
+        "KDLAB_OUTPUT_DIR": str(tmp / "outputs"),
+        "KDLAB_CACHE_DIR": str(tmp / "cache"),
+        "HF_HUB_OFFLINE": "1",
+    }
 
 
 def logged(run, stage, column):
@@ -131,16 +165,25 @@ def logged(run, stage, column):
 def bam_runs(tmp_path_factory):
     """One sweep: BAM, then the same with annealing off (its teachers reused from the first job), sharing one cache."""
     tmp = tmp_path_factory.mktemp("bam")
-    (annealed, fixed), result = sweep(environment(tmp), tmp, "method.teacher_annealing=true,false", "method.fixed_lambda=0.25")
-    return {"tmp": tmp, "annealed": annealed, "fixed": fixed, "stdout": result.stdout,
-            "cache": sorted((tmp / "cache" / "teacher_outputs").glob("*.safetensors"))}
+    (annealed, fixed), result = sweep(
+        environment(tmp), tmp, "method.teacher_annealing=true,false", "method.fixed_lambda=0.25"
+    )
+    return {
+        "tmp": tmp,
+        "annealed": annealed,
+        "fixed": fixed,
+        "stdout": result.stdout,
+        "cache": sorted((tmp / "cache" / "teacher_outputs").glob("*.safetensors")),
+    }
 
 
 @pytest.fixture(scope="module")
 def plain_runs(tmp_path_factory):
     """One sweep without teachers: plain multi-task, then the same student trained on each task alone."""
     tmp = tmp_path_factory.mktemp("plain")
-    jobs, _ = sweep(environment(tmp), tmp, "method.teachers=false", "method.single_task=false,true", "method.student.epochs=1")
+    jobs, _ = sweep(
+        environment(tmp), tmp, "method.teachers=false", "method.single_task=false,true", "method.student.epochs=1"
+    )
     return {"tmp": tmp, "multitask": jobs[0], "single": jobs[1]}
 
 
@@ -155,7 +198,15 @@ def test_bam_run_reports_per_task_metrics_and_glue_mean(bam_runs):
             assert metrics[f"{role}/{split}/glue_mean"] == pytest.approx(expected, abs=1e-6)
     assert "kdlab results" in bam_runs["stdout"] and "val/glue_mean" in bam_runs["stdout"]
     header = (run / "logs" / "student" / "metrics.csv").read_text().splitlines()[0].split(",")
-    assert {"train/loss", "train/lambda", "train/mix/reviews", "train/mix/sts", "val/reviews/acc", "val/sts/pearson", "val/glue_mean"} <= set(header)
+    assert {
+        "train/loss",
+        "train/lambda",
+        "train/mix/reviews",
+        "train/mix/sts",
+        "val/reviews/acc",
+        "val/sts/pearson",
+        "val/glue_mean",
+    } <= set(header)
 
 
 def test_each_teacher_is_trained_once_and_its_predictions_cached(bam_runs):
@@ -203,10 +254,14 @@ def test_exported_student_loads_and_reproduces_its_test_metric(bam_runs):
     assert model.names == ["reviews", "sts"] and [t["num_labels"] for t in model.tasks] == [2, 1]
     rows = reviews("test", size=48)
     with torch.no_grad():
-        batch = dict(tokenizer([r["text"] for r in rows], padding=True, truncation=True, max_length=32, return_tensors="pt"))
+        batch = dict(
+            tokenizer([r["text"] for r in rows], padding=True, truncation=True, max_length=32, return_tensors="pt")
+        )
         predicted = model(batch, "reviews").argmax(-1).tolist()
     accuracy = sum(["negative", "positive"][p] == r["label"] for p, r in zip(predicted, rows)) / len(rows)
-    assert accuracy == pytest.approx(json.loads((run / "metrics.json").read_text())["student/test/reviews/acc"], abs=1e-6)
+    assert accuracy == pytest.approx(
+        json.loads((run / "metrics.json").read_text())["student/test/reviews/acc"], abs=1e-6
+    )
 
 
 def test_without_teachers_no_teacher_is_trained_or_cached(plain_runs):
@@ -232,7 +287,9 @@ def test_single_task_trains_the_student_on_each_task_alone(plain_runs):
     for name in ("reviews", "sts"):
         model, _ = load_multitask(run / f"student_{name}" / "model")
         assert model.names == [name]
-        assert json.loads((run / f"student_{name}" / "mix.json").read_text())["epochs"] == [{name: {"reviews": 10, "sts": 6}[name]}]
+        assert json.loads((run / f"student_{name}" / "mix.json").read_text())["epochs"] == [
+            {name: {"reviews": 10, "sts": 6}[name]}
+        ]
     assert (plain_runs["multitask"] / "student" / "model" / "heads.json").exists()
 
 
@@ -246,53 +303,85 @@ def cli_error(cli, *args):
 
 
 def test_bad_bam_configs_are_one_line_errors(cli, tmp_path):
-    assert cli_error(cli, "data.tasks.1.name=reviews") == "kdlab: error: data.tasks: task 'reviews' is listed twice (entries 0 and 1)"
-    assert cli_error(cli, "data.sampling_exponent=-0.5") == "kdlab: error: data.sampling_exponent: must be >= 0 (0 uniform, 1 proportional), got -0.5"
+    assert (
+        cli_error(cli, "data.tasks.1.name=reviews")
+        == "kdlab: error: data.tasks: task 'reviews' is listed twice (entries 0 and 1)"
+    )
+    assert (
+        cli_error(cli, "data.sampling_exponent=-0.5")
+        == "kdlab: error: data.sampling_exponent: must be >= 0 (0 uniform, 1 proportional), got -0.5"
+    )
     assert cli_error(cli, "method.fixed_lambda=null") == "kdlab: error: method.fixed_lambda: is required"
     assert cli_error(cli, "~method.teachers") == "kdlab: error: method.teachers: is required"
     assert cli_error(cli, "data.tasks.1.main_metric=null") == "kdlab: error: data.tasks[1].main_metric: is required"
     assert cli_error(cli, "data.tasks.0.metrics=[acc,pearson]") == (
-        "kdlab: error: data.tasks[0].metrics: 'pearson' is not a classification metric; choose from ['acc', 'f1', 'mcc']")
+        "kdlab: error: data.tasks[0].metrics: 'pearson' is not a classification metric; choose from ['acc', 'f1', 'mcc']"
+    )
     assert cli_error(cli, "method.fixed_lambda=1.5") == "kdlab: error: method.fixed_lambda: must be in [0, 1], got 1.5"
-    assert cli_error(cli, "optimized_metric=student/val/rte/acc") == ("kdlab: error: optimized_metric: must be "
-        "<student|teacher>/<val|test>/glue_mean or .../<task>/<metric> of data.tasks, got 'student/val/rte/acc'")
+    assert cli_error(cli, "optimized_metric=student/val/rte/acc") == (
+        "kdlab: error: optimized_metric: must be "
+        "<student|teacher>/<val|test>/glue_mean or .../<task>/<metric> of data.tasks, got 'student/val/rte/acc'"
+    )
     teacher = tmp_path / "teacher3"
     teacher.mkdir()
     (teacher / "config.json").write_text(json.dumps({"model_type": "bert", "id2label": {"0": "a", "1": "b", "2": "c"}}))
     line = cli_error(cli, f"+method.trained_teachers.reviews={teacher}")
-    assert line == f"kdlab: error: method.trained_teachers.reviews: the teacher has 3 labels ({teacher / 'config.json'}) but task 'reviews' has 2"
+    assert (
+        line
+        == f"kdlab: error: method.trained_teachers.reviews: the teacher has 3 labels ({teacher / 'config.json'}) but task 'reviews' has 2"
+    )
     line = cli_error(cli, f"+method.trained_teachers.sts={teacher}")
     assert line.endswith("but task 'sts' has 1")
     assert cli_error(cli, f"+method.trained_teachers.qnli={teacher}") == (
-        "kdlab: error: method.trained_teachers.qnli: names no task of data.tasks ['reviews', 'sts']")
+        "kdlab: error: method.trained_teachers.qnli: names no task of data.tasks ['reviews', 'sts']"
+    )
 
 
 def test_a_task_without_a_test_set_reports_validation_metrics_only(tmp_path):
     """RTE and CoLA have no labelled GLUE test set: `test: null` gives their val metrics, no test/glue_mean."""
-    result = subprocess.run([sys.executable, "-m", "kdlab.train", *SMALL, "data.tasks.1.test=null",
-                             "method.student.epochs=1"],
-                            cwd=REPO, env=environment(tmp_path), capture_output=True, text=True, timeout=300, check=False)
+    result = subprocess.run(
+        [sys.executable, "-m", "kdlab.train", *SMALL, "data.tasks.1.test=null", "method.student.epochs=1"],
+        cwd=REPO,
+        env=environment(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     (run,) = (tmp_path / "outputs" / "runs").iterdir()
     metrics = json.loads((run / "metrics.json").read_text())
     for role in ("teacher", "student"):
         assert {f"{role}/val/sts/pearson", f"{role}/val/glue_mean", f"{role}/test/reviews/acc"} <= set(metrics)
-        assert not [key for key in metrics if key.startswith(f"{role}/test/sts/")] and f"{role}/test/glue_mean" not in metrics
+        assert (
+            not [key for key in metrics if key.startswith(f"{role}/test/sts/")]
+            and f"{role}/test/glue_mean" not in metrics
+        )
 
 
 def test_a_given_ckpt_teacher_with_the_wrong_label_count_stops_before_any_training(cli, tmp_path, tiny_tokenizer):
     """A kdlab .ckpt carries its config inside, so its head is checked when the pipeline starts (before any teacher trains)."""
     from kdlab.models.backbone import build_model, checkpoint_payload
 
-    model = build_model({"config": {"hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 64}},
-                        "classification", ["a", "b", "c"], tiny_tokenizer)
+    model = build_model(
+        {"config": {"hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 64}},
+        "classification",
+        ["a", "b", "c"],
+        tiny_tokenizer,
+    )
     path = tmp_path / "three.ckpt"
-    torch.save({"state_dict": {f"model.{k}": v for k, v in model.state_dict().items()},
-                "kdlab": checkpoint_payload(model, tiny_tokenizer)}, path)
+    torch.save(
+        {
+            "state_dict": {f"model.{k}": v for k, v in model.state_dict().items()},
+            "kdlab": checkpoint_payload(model, tiny_tokenizer),
+        },
+        path,
+    )
     result = cli("experiment=bam_toy", f"+method.trained_teachers.sts={path}", timeout=120)
     assert result.returncode == 2, result.stderr[-2000:]
     assert result.stderr.strip().splitlines()[-1] == (
-        "kdlab: error: method.trained_teachers.sts: the teacher has 3 output labels but data.labels gives 1")
+        "kdlab: error: method.trained_teachers.sts: the teacher has 3 output labels but data.labels gives 1"
+    )
     (run,) = run_dirs(tmp_path)
     assert not list(run.glob("teacher_*")) and not (run / "metrics.json").exists()
 
@@ -302,15 +391,33 @@ def test_kdlab_eval_reproduces_the_multitask_students_metrics(bam_runs):
     expected = json.loads((run / "metrics.json").read_text())
     env = environment(bam_runs["tmp"])
     data = [arg for arg in SMALL if arg.startswith("data.tasks") and "size" in arg]
-    base = [sys.executable, "-m", "kdlab.eval", f"model_path={run / 'student' / 'model'}", "data=multitask_toy", "data.max_length=32"]
+    base = [
+        sys.executable,
+        "-m",
+        "kdlab.eval",
+        f"model_path={run / 'student' / 'model'}",
+        "data=multitask_toy",
+        "data.max_length=32",
+    ]
     result = subprocess.run([*base, *data], cwd=REPO, env=env, capture_output=True, text=True, timeout=300, check=False)
     assert result.returncode == 0, result.stderr[-3000:]
     printed = dict(line.split("\t") for line in result.stdout.splitlines() if "\t" in line)
     for key in ("val/reviews/acc", "test/sts/pearson", "test/glue_mean", "val/glue_mean"):
         assert float(printed[key]) == pytest.approx(expected[f"student/{key}"], abs=1e-4), key
     # the tasks must be the model's heads in order
-    wrong = subprocess.run([*base, *data, "data.tasks.0.name=movies"], cwd=REPO, env=env, capture_output=True, text=True, timeout=300, check=False)
+    wrong = subprocess.run(
+        [*base, *data, "data.tasks.0.name=movies"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     assert wrong.returncode == 2 and wrong.stderr.strip().splitlines()[-1].startswith(
-        "kdlab: error: data.tasks: must be the model's heads in order (name, kind, labels): [('reviews', 'classification'")
-    single = subprocess.run([*base[:-2], "data=reviews"], cwd=REPO, env=env, capture_output=True, text=True, timeout=300, check=False)
+        "kdlab: error: data.tasks: must be the model's heads in order (name, kind, labels): [('reviews', 'classification'"
+    )
+    single = subprocess.run(
+        [*base[:-2], "data=reviews"], cwd=REPO, env=env, capture_output=True, text=True, timeout=300, check=False
+    )
     assert single.returncode == 2 and "is a multi-task export: choose a multi-task data config" in single.stderr

@@ -10,7 +10,13 @@ from kdlab.methods.hinton import HintonKD
 from kdlab.models.backbone import build_model, freeze
 from kdlab.models.inference import predict_logits
 
-TINY = {"model_type": "bert", "hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 64}
+TINY = {
+    "model_type": "bert",
+    "hidden_size": 32,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 2,
+    "intermediate_size": 64,
+}
 LABELS = ["negative", "positive"]
 
 
@@ -22,9 +28,17 @@ def teacher(tiny_tokenizer):
 
 @pytest.fixture
 def datamodule(tiny_tokenizer):
-    cfg = {"task": "classification", "labels": LABELS, "columns": {"text": "text", "text_pair": None, "label": "label"},
-           "train": {"embedded": "reviews", "split": "train", "size": 96}, "validation": {"embedded": "reviews", "split": "validation", "size": 32},
-           "test": {"embedded": "reviews", "split": "test", "size": 32}, "max_length": 48, "batch_size": 16, "eval_batch_size": 40}
+    cfg = {
+        "task": "classification",
+        "labels": LABELS,
+        "columns": {"text": "text", "text_pair": None, "label": "label"},
+        "train": {"embedded": "reviews", "split": "train", "size": 96},
+        "validation": {"embedded": "reviews", "split": "validation", "size": 32},
+        "test": {"embedded": "reviews", "split": "test", "size": 32},
+        "max_length": 48,
+        "batch_size": 16,
+        "eval_batch_size": 40,
+    }
     module = TextDataModule(cfg, tokenizer=tiny_tokenizer)
     module.setup("fit")
     return module
@@ -37,8 +51,16 @@ def inputs_of(datamodule):
 def test_cached_and_live_teacher_give_the_same_loss(teacher, tiny_tokenizer, datamodule):
     cached = predict_logits(teacher, tiny_tokenizer, inputs_of(datamodule), 48, 40)
     student = build_model({"config": TINY}, "classification", LABELS, tiny_tokenizer).eval()
-    common = dict(model=student, tokenizer=tiny_tokenizer, task="classification", num_labels=2, optimizer={"lr": 1e-3},
-                  metrics=["acc"], alpha=0.7, temperature=3.0)
+    common = dict(
+        model=student,
+        tokenizer=tiny_tokenizer,
+        task="classification",
+        num_labels=2,
+        optimizer={"lr": 1e-3},
+        metrics=["acc"],
+        alpha=0.7,
+        temperature=3.0,
+    )
     live = HintonKD(teacher=teacher, **common)
     offline = HintonKD(teacher=None, teacher_outputs=cached, **common)
     for batch in datamodule.train_dataloader():
@@ -52,7 +74,9 @@ def test_second_lookup_reads_the_cache_and_never_runs_the_teacher(teacher, tiny_
     unique, where = distinct(inputs_of(datamodule))
     calls = []
     teacher.register_forward_hook(lambda *_: calls.append(1))
-    key = cache.key(identity="t", teacher=teacher, tokenizer=tiny_tokenizer, max_length=48, kind="logits", inputs=unique)
+    key = cache.key(
+        identity="t", teacher=teacher, tokenizer=tiny_tokenizer, max_length=48, kind="logits", inputs=unique
+    )
 
     def compute(items):
         return predict_logits(teacher, tiny_tokenizer, items, 48, 40)
@@ -123,8 +147,16 @@ def test_two_processes_needing_one_entry_compute_it_once_and_read_the_same(tmp_p
 
     log = tmp_path / "calls.log"
     start = time.time() + 3  # both processes ask for the entry at the same moment
-    procs = [subprocess.Popen([sys.executable, "-c", CONCURRENT_USER, str(tmp_path / "cache"), str(log), str(start)],
-                              cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", CONCURRENT_USER, str(tmp_path / "cache"), str(log), str(start)],
+            cwd=REPO,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
     outs = [proc.communicate(timeout=120) for proc in procs]
     assert all(proc.returncode == 0 for proc in procs), [err[-2000:] for _, err in outs]
     assert log.read_text() == "computed\n"  # one computation ...
@@ -132,4 +164,6 @@ def test_two_processes_needing_one_entry_compute_it_once_and_read_the_same(tmp_p
     assert hits == ["False", "True"]  # ... the other process read its entry
     expected = float(torch.arange(150, dtype=torch.float32).sum())
     assert [float(out.split()[1]) for out, _ in outs] == [expected, expected]
-    assert TeacherOutputCache(tmp_path / "cache").load("k" * 32, [(f"sentence {i}", None) for i in range(50)]) is not None
+    assert (
+        TeacherOutputCache(tmp_path / "cache").load("k" * 32, [(f"sentence {i}", None) for i in range(50)]) is not None
+    )

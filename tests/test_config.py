@@ -6,12 +6,12 @@ import subprocess
 import sys
 
 import pytest
+from conftest import REPO, run_dirs
 from hydra import compose, initialize_config_dir
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import OmegaConf, open_dict
 
-from conftest import REPO, run_dirs
 from kdlab.app import conf_dir, register_resolvers
 from kdlab.config import validate
 
@@ -37,7 +37,9 @@ def fake_data_dir(tmp_path, monkeypatch):
         "glue/RTE/train.tsv": "index\tsentence1\tsentence2\tlabel\n0\tA.\tB.\tentailment\n1\tC.\tD.\tnot_entailment\n",
         "glue/RTE/dev.tsv": "index\tsentence1\tsentence2\tlabel\n0\tE.\tF.\tentailment\n1\tG.\tH.\tnot_entailment\n",
         "glue/MRPC/msr_paraphrase_train.txt": "\ufeffQuality\t#1 ID\t#2 ID\t#1 String\t#2 String\n"
-                                              + "".join(f"{i % 2}\t{i}\t{i + 9}\tA{i} .\tB{i} .\n" for i in range(410)),  # more rows than glue.yaml holds out (408)
+        + "".join(
+            f"{i % 2}\t{i}\t{i + 9}\tA{i} .\tB{i} .\n" for i in range(410)
+        ),  # more rows than glue.yaml holds out (408)
         "glue/MRPC/msr_paraphrase_test.txt": "\ufeffQuality\t#1 ID\t#2 ID\t#1 String\t#2 String\n1\t1\t2\tC .\tD .\n0\t3\t4\tE .\tF .\n",
         "glue/CoLA/train.tsv": "gj04\t1\t\tGood .\ngj04\t0\t*\tGood bad .\n",
         "glue/CoLA/dev.tsv": "gj04\t1\t\tFine .\ngj04\t0\t*\tFine fine bad .\n",
@@ -105,9 +107,16 @@ def test_every_experiment_composes_validates_and_instantiates(experiment, fake_d
 
 # options that belong to the multilingual, Trans-Encoder and BAM methods compose with their partners
 PARTNERS = {
-    "experiment=multilingual_toy": {"method": ["multilingual"], "model": ["tiny_sentence", "minilm_sentence"], "data": ["parallel_toy", "parallel_real"]},
-    "experiment=trans_encoder_toy": {"method": ["trans_encoder"], "model": ["trans_tiny", "trans_tiny_mutual", "trans_minilm"],
-                                     "data": ["sts_toy", "stsb_pairs"]},
+    "experiment=multilingual_toy": {
+        "method": ["multilingual"],
+        "model": ["tiny_sentence", "minilm_sentence"],
+        "data": ["parallel_toy", "parallel_real"],
+    },
+    "experiment=trans_encoder_toy": {
+        "method": ["trans_encoder"],
+        "model": ["trans_tiny", "trans_tiny_mutual", "trans_minilm"],
+        "data": ["sts_toy", "stsb_pairs"],
+    },
     "experiment=bam_toy": {"method": ["bam"], "data": ["multitask_toy", "glue"]},
 }
 
@@ -119,7 +128,7 @@ def test_every_option_of_every_group_composes(group, fake_data_dir, tmp_path):
         cfg = composed([*partners, f"{group}={option}"], tmp_path)
         OmegaConf.to_container(cfg, resolve=True)
         if group in ("logger", "callbacks"):
-            for name, node in (cfg.get(group) or {}).items():
+            for _name, node in (cfg.get(group) or {}).items():
                 if group == "logger" and "Wandb" in node._target_:
                     os.environ["WANDB_MODE"] = "offline"
                 assert instantiate(node, **({"version": "x"} if "CSV" in node.get("_target_", "") else {})) is not None
@@ -164,13 +173,18 @@ def test_teacher_with_a_different_label_count(cli, tmp_path):
     teacher.mkdir()
     (teacher / "config.json").write_text(json.dumps({"model_type": "bert", "id2label": {"0": "a", "1": "b", "2": "c"}}))
     line = cli_error(cli, f"model.teacher.trained={teacher}")
-    assert line.startswith("kdlab: error: model.teacher.trained: the teacher has 3 labels") and "data.labels gives 2" in line
+    assert (
+        line.startswith("kdlab: error: model.teacher.trained: the teacher has 3 labels")
+        and "data.labels gives 2" in line
+    )
 
 
 def test_teacher_and_student_with_different_tokenizers(cli, tiny_tokenizer, tmp_path):
     tiny_tokenizer.save_pretrained(tmp_path / "other_tok")
     line = cli_error(cli, f"model.student.tokenizer={tmp_path / 'other_tok'}")
-    assert line.startswith("kdlab: error: model.student.tokenizer: method hinton feeds one tokenised batch to both models")
+    assert line.startswith(
+        "kdlab: error: model.student.tokenizer: method hinton feeds one tokenised batch to both models"
+    )
 
 
 def test_unknown_data_column_and_missing_file(cli, fake_data_dir):
@@ -178,11 +192,15 @@ def test_unknown_data_column_and_missing_file(cli, fake_data_dir):
     line = cli_error(cli, "data=sst2", "data.columns.text=sentense", env=env)
     assert line.startswith("kdlab: error: data.columns.text: column 'sentense' is not in") and "train.tsv" in line
     line = cli_error(cli, "data=sst2", env={"KDLAB_DATA_DIR": str(fake_data_dir / "nowhere")})
-    assert line.startswith("kdlab: error: ") and line.endswith("SST-2/train.tsv: file not found (set KDLAB_DATA_DIR or paths.data_dir to the data root)")
+    assert line.startswith("kdlab: error: ") and line.endswith(
+        "SST-2/train.tsv: file not found (set KDLAB_DATA_DIR or paths.data_dir to the data root)"
+    )
 
 
 def test_unknown_metric_and_method(cli):
-    assert cli_error(cli, "data.main_metric=spearman").startswith("kdlab: error: data.main_metric: must be one of data.metrics")
+    assert cli_error(cli, "data.main_metric=spearman").startswith(
+        "kdlab: error: data.main_metric: must be one of data.metrics"
+    )
     assert cli_error(cli, "method.teacher.epochs=0") == "kdlab: error: method.teacher.epochs: must be >= 1, got 0"
 
 
@@ -201,12 +219,25 @@ def test_cfg_job_is_fast_and_never_imports_torch(cli):
 
 def test_hidden_state_matching_needs_the_live_teacher(cli):
     line = cli_error(cli, "loss.hidden.weight=1")
-    assert line == "kdlab: error: loss.hidden.weight: hidden-state matching needs method.teacher_outputs=live (the cache holds logits only)"
-    assert cli_error(cli, "loss.hidden.weight=-1", "method.teacher_outputs=live") == "kdlab: error: loss.hidden.weight: must be >= 0, got -1"
+    assert (
+        line
+        == "kdlab: error: loss.hidden.weight: hidden-state matching needs method.teacher_outputs=live (the cache holds logits only)"
+    )
+    assert (
+        cli_error(cli, "loss.hidden.weight=-1", "method.teacher_outputs=live")
+        == "kdlab: error: loss.hidden.weight: must be >= 0, got -1"
+    )
 
 
 def test_a_failing_job_does_not_stop_a_sweep(cli):
-    result = cli("-m", "loss.temperature=0,2", "debug=fast", "data.train.size=100", "data.validation.size=32", "data.test.size=32")
+    result = cli(
+        "-m",
+        "loss.temperature=0,2",
+        "debug=fast",
+        "data.train.size=100",
+        "data.validation.size=32",
+        "data.test.size=32",
+    )
     assert result.returncode == 2, result.stderr[-2000:]  # the sweep ran on, then says a job failed (a config error)
     assert "loss.temperature: must be > 0, got 0" in result.stderr
     (sweep,) = (cli.tmp_path / "outputs" / "sweeps").iterdir()
@@ -216,10 +247,16 @@ def test_a_failing_job_does_not_stop_a_sweep(cli):
 
 def test_bad_layer_choices_are_refused_before_training(cli):
     assert cli_error(cli, "model.student.from_teacher_layers=[0,9]") == (
-        "kdlab: error: model.student.from_teacher_layers: needs layer indices in [0, 3] for this teacher, got [0, 9]")
+        "kdlab: error: model.student.from_teacher_layers: needs layer indices in [0, 3] for this teacher, got [0, 9]"
+    )
     assert cli_error(cli, "model.student.from_teacher_layers=[1,1]").startswith(
-        "kdlab: error: model.student.from_teacher_layers: must list distinct teacher layer indices")
+        "kdlab: error: model.student.from_teacher_layers: must list distinct teacher layer indices"
+    )
     assert cli_error(cli, "method.teacher_outputs=live", "loss.hidden.weight=1", "loss.hidden.layer_map=[[1,9]]") == (
-        "kdlab: error: loss.hidden.layer_map: pair [1, 9] is outside student 0..1 / teacher 0..4")
+        "kdlab: error: loss.hidden.layer_map: pair [1, 9] is outside student 0..1 / teacher 0..4"
+    )
     assert cli_error(cli, "data.eval_batch_size=0") == "kdlab: error: data.eval_batch_size: must be >= 1, got 0"
-    assert cli_error(cli, "experiment=multilingual_toy", "method.student.epochs=-1") == "kdlab: error: method.student.epochs: must be >= 1, got -1"
+    assert (
+        cli_error(cli, "experiment=multilingual_toy", "method.student.epochs=-1")
+        == "kdlab: error: method.student.epochs: must be >= 1, got -1"
+    )

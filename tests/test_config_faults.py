@@ -19,11 +19,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from conftest import run_dirs
 from omegaconf import OmegaConf
 
-from conftest import run_dirs
-
-MULTILINGUAL = "experiment=multilingual_toy data.sources.0.size=64 data.sources.1.size=64 data.dev.0.size=32 data.dev.1.size=32 "
+MULTILINGUAL = (
+    "experiment=multilingual_toy data.sources.0.size=64 data.sources.1.size=64 data.dev.0.size=32 data.dev.1.size=32 "
+)
 TRANS = "experiment=trans_encoder_toy "
 BAM = "experiment=bam_toy "
 SMALL = "debug=fast data.train.size=64 data.validation.size=32 data.test.size=32 "
@@ -36,7 +37,9 @@ class Fault:
     args: str
     error: str  # the whole line after "kdlab: error: ", {placeholders} filled in
     cli: bool = False  # through the real command line (else composed and checked in-process)
-    stage: str = "config"  # config: refused when the config is checked; start: when the pipeline starts, before training
+    stage: str = (
+        "config"  # config: refused when the config is checked; start: when the pipeline starts, before training
+    )
     entry: str = "train"  # kdlab.train or kdlab.eval
     env: dict[str, str] = field(default_factory=dict)
 
@@ -50,141 +53,247 @@ FAULTS = {
     "alpha-not-a-number": Fault("loss.alpha=abc", "loss.alpha: must be a number, got 'abc'"),
     "teacher-label-count": Fault(
         "model.teacher.trained={teacher3}",
-        "model.teacher.trained: the teacher has 3 labels ({teacher3}/config.json) but data.labels gives 2", cli=True),
-    "teacher-missing": Fault("model.teacher.trained={nowhere}",
-                             "model.teacher.trained: {nowhere} does not exist (expected a model folder or a kdlab .ckpt)"),
+        "model.teacher.trained: the teacher has 3 labels ({teacher3}/config.json) but data.labels gives 2",
+        cli=True,
+    ),
+    "teacher-missing": Fault(
+        "model.teacher.trained={nowhere}",
+        "model.teacher.trained: {nowhere} does not exist (expected a model folder or a kdlab .ckpt)",
+    ),
     "tokenizer-mismatch": Fault(
         "model.student.tokenizer={tokenizer}",
         "model.student.tokenizer: method hinton feeds one tokenised batch to both models, so the student needs the teacher's "
-        "tokenizer (teacher: train:2000, student: {tokenizer_identity}); set model.student.tokenizer=teacher"),
+        "tokenizer (teacher: train:2000, student: {tokenizer_identity}); set model.student.tokenizer=teacher",
+    ),
     "hidden-states-need-live-teacher": Fault(
         "loss.hidden.weight=1",
-        "loss.hidden.weight: hidden-state matching needs method.teacher_outputs=live (the cache holds logits only)"),
-    "hidden-layer-map-outside": Fault("method.teacher_outputs=live loss.hidden.weight=1 loss.hidden.layer_map=[[1,9]]",
-                                      "loss.hidden.layer_map: pair [1, 9] is outside student 0..1 / teacher 0..4"),
-    "teacher-layers-outside": Fault("model.student.from_teacher_layers=[0,9]",
-                                    "model.student.from_teacher_layers: needs layer indices in [0, 3] for this teacher, got [0, 9]"),
-    "teacher-outputs-mode": Fault("method.teacher_outputs=disk", "method.teacher_outputs: must be cache or live, got 'disk'"),
-    "optimized-metric": Fault("optimized_metric=student/val/bleu",
-                              "optimized_metric: must end in one of data.metrics ['acc', 'f1'], got 'student/val/bleu'"),
+        "loss.hidden.weight: hidden-state matching needs method.teacher_outputs=live (the cache holds logits only)",
+    ),
+    "hidden-layer-map-outside": Fault(
+        "method.teacher_outputs=live loss.hidden.weight=1 loss.hidden.layer_map=[[1,9]]",
+        "loss.hidden.layer_map: pair [1, 9] is outside student 0..1 / teacher 0..4",
+    ),
+    "teacher-layers-outside": Fault(
+        "model.student.from_teacher_layers=[0,9]",
+        "model.student.from_teacher_layers: needs layer indices in [0, 3] for this teacher, got [0, 9]",
+    ),
+    "teacher-outputs-mode": Fault(
+        "method.teacher_outputs=disk", "method.teacher_outputs: must be cache or live, got 'disk'"
+    ),
+    "optimized-metric": Fault(
+        "optimized_metric=student/val/bleu",
+        "optimized_metric: must end in one of data.metrics ['acc', 'f1'], got 'student/val/bleu'",
+    ),
     "unknown-column-in-a-file": Fault(
         "data=sst2 data.columns.text=sentense",
         "data.columns.text: column 'sentense' is not in {data}/glue/SST-2/train.tsv (columns: ['sentence', 'label'])",
-        cli=True, env={"KDLAB_DATA_DIR": "{data}"}),
+        cli=True,
+        env={"KDLAB_DATA_DIR": "{data}"},
+    ),
     "unknown-column-of-embedded-data": Fault(
-        "data.columns.text=sentence", "data.columns.text: column 'sentence' is not in embedded dataset 'reviews' (columns: ['text', 'label'])"),
+        "data.columns.text=sentence",
+        "data.columns.text: column 'sentence' is not in embedded dataset 'reviews' (columns: ['text', 'label'])",
+    ),
     "missing-required-key": Fault(
-        "data.task=???", "data.task: is required (??? in the config): give it, e.g. on the command line as data.task=...", cli=True),
-    "required-key-null": Fault("data.columns.label=null",
-                               "data.columns.label: is required (a column name, or a field index for header-less files)"),
+        "data.task=???",
+        "data.task: is required (??? in the config): give it, e.g. on the command line as data.task=...",
+        cli=True,
+    ),
+    "required-key-null": Fault(
+        "data.columns.label=null",
+        "data.columns.label: is required (a column name, or a field index for header-less files)",
+    ),
     "unresolvable-interpolation": Fault(
         "loss.temperature=${{oc.env:KDLAB_NO_SUCH_VARIABLE}}",  # {{ }}: the args are a format string
-        "loss.temperature: cannot be resolved (KeyError raised while resolving interpolation: \"Environment variable "
-        "'KDLAB_NO_SUCH_VARIABLE' not found\")"),
+        'loss.temperature: cannot be resolved (KeyError raised while resolving interpolation: "Environment variable '
+        "'KDLAB_NO_SUCH_VARIABLE' not found\")",
+    ),
     "split-without-source": Fault("data.validation=null", "data.validation: needs a source (path, hf or embedded)"),
     "task-kind": Fault("data.task=ranking", "data.task: must be classification or regression, got 'ranking'"),
-    "one-label": Fault("data.labels=[positive]", "data.labels: a classification task needs at least 2 labels, got ['positive']"),
-    "duplicate-labels": Fault("data.labels=[negative,negative]",
-                              "data.labels: must be distinct (a label's position is its class index), got ['negative', 'negative']"),
-    "main-metric": Fault("data.main_metric=spearman", "data.main_metric: must be one of data.metrics ['acc', 'f1'], got 'spearman'"),
+    "one-label": Fault(
+        "data.labels=[positive]", "data.labels: a classification task needs at least 2 labels, got ['positive']"
+    ),
+    "duplicate-labels": Fault(
+        "data.labels=[negative,negative]",
+        "data.labels: must be distinct (a label's position is its class index), got ['negative', 'negative']",
+    ),
+    "main-metric": Fault(
+        "data.main_metric=spearman", "data.main_metric: must be one of data.metrics ['acc', 'f1'], got 'spearman'"
+    ),
     "max-length": Fault("data.max_length=2", "data.max_length: must be >= 4, got 2"),
     "batch-size": Fault("data.batch_size=0", "data.batch_size: must be >= 1, got 0"),
     "epochs": Fault("method.teacher.epochs=0", "method.teacher.epochs: must be >= 1, got 0"),
     "learning-rate": Fault("method.student.optimizer.lr=0", "method.student.optimizer.lr: must be > 0, got 0"),
-    "warm-up-ratio": Fault("method.student.optimizer.warmup_ratio=2",
-                           "method.student.optimizer.warmup_ratio: must be in [0, 1] (the share of steps that warm up), got 2"),
-    "weight-decay": Fault("method.teacher.optimizer.weight_decay=-1", "method.teacher.optimizer.weight_decay: must be >= 0, got -1"),
-    "betas": Fault("method.teacher.optimizer.betas=[0.9,1.5]", "method.teacher.optimizer.betas: must be two numbers in [0, 1), got [0.9, 1.5]"),
-    "layerwise-decay": Fault("method.student.optimizer.layerwise_decay=0",
-                             "method.student.optimizer.layerwise_decay: must be in (0, 1] (1.0 = off), got 0"),
+    "warm-up-ratio": Fault(
+        "method.student.optimizer.warmup_ratio=2",
+        "method.student.optimizer.warmup_ratio: must be in [0, 1] (the share of steps that warm up), got 2",
+    ),
+    "weight-decay": Fault(
+        "method.teacher.optimizer.weight_decay=-1", "method.teacher.optimizer.weight_decay: must be >= 0, got -1"
+    ),
+    "betas": Fault(
+        "method.teacher.optimizer.betas=[0.9,1.5]",
+        "method.teacher.optimizer.betas: must be two numbers in [0, 1), got [0.9, 1.5]",
+    ),
+    "layerwise-decay": Fault(
+        "method.student.optimizer.layerwise_decay=0",
+        "method.student.optimizer.layerwise_decay: must be in (0, 1] (1.0 = off), got 0",
+    ),
     "seed": Fault("seed=abc", "seed: must be an integer, got 'abc'"),
-    "trust-remote-code-not-a-boolean": Fault("model.teacher.trust_remote_code=yes", "model.teacher.trust_remote_code: must be true or false, got 'yes'"),
-    "method-name": Fault("method.name=distil",
-                         "method.name: must be one of ['finetune', 'hinton', 'multilingual', 'trans_encoder', 'bam'], got 'distil'"),
+    "trust-remote-code-not-a-boolean": Fault(
+        "model.teacher.trust_remote_code=yes", "model.teacher.trust_remote_code: must be true or false, got 'yes'"
+    ),
+    "method-name": Fault(
+        "method.name=distil",
+        "method.name: must be one of ['finetune', 'hinton', 'multilingual', 'trans_encoder', 'bam'], got 'distil'",
+    ),
     "batch-across-processes": Fault(
         "hardware=ddp_cpu data.batch_size=33",
         "data.batch_size: the global batch of 33 does not divide across 2 processes (per-process batch = global ÷ processes); "
-        "use a multiple of 2"),
+        "use a multiple of 2",
+    ),
     "teacher-outputs-missing-rows": Fault(
         SMALL + "model.teacher.trained={teacher} model.teacher.tokenizer=null",
-        "{cache_entry}: teacher-output cache entry does not match its inputs; delete it to rebuild", cli=True, stage="start"),
+        "{cache_entry}: teacher-output cache entry does not match its inputs; delete it to rebuild",
+        cli=True,
+        stage="start",
+    ),
     # --- fine-tuning ---------------------------------------------------------------------------------------------------
-    "finetune-role": Fault("method=finetune method.train=coach",
-                           "method.train: must be teacher or student (a spec under model.*), got 'coach'", cli=True),
+    "finetune-role": Fault(
+        "method=finetune method.train=coach",
+        "method.train: must be teacher or student (a spec under model.*), got 'coach'",
+        cli=True,
+    ),
     # --- multilingual --------------------------------------------------------------------------------------------------
     "multilingual-embedding-width": Fault(
-        MULTILINGUAL + "model.student.copy_teacher=false model.student.tokenizer=null model.student.name_or_path={narrow}",
+        MULTILINGUAL
+        + "model.student.copy_teacher=false model.student.tokenizer=null model.student.name_or_path={narrow}",
         "model.student: the student's embedding width 16 differs from the teacher's 64; set model.student.projection=true to learn "
-        "a linear map 16 → 64 after pooling", cli=True, stage="start"),
+        "a linear map 16 → 64 after pooling",
+        cli=True,
+        stage="start",
+    ),
     "multilingual-projection-value": Fault(
         MULTILINGUAL + "model.student.projection=yes",
-        "model.student.projection: must be true (learn a Linear to the teacher's width) or false, got 'yes'", cli=True),
-    "multilingual-no-sources": Fault(MULTILINGUAL + "data.sources=[]", "data.sources: needs at least one parallel source"),
-    "multilingual-language-tag": Fault(MULTILINGUAL + "data.sources.0.lang=null", "data.sources[0].lang: needs a language-pair tag such as en-de"),
+        "model.student.projection: must be true (learn a Linear to the teacher's width) or false, got 'yes'",
+        cli=True,
+    ),
+    "multilingual-no-sources": Fault(
+        MULTILINGUAL + "data.sources=[]", "data.sources: needs at least one parallel source"
+    ),
+    "multilingual-language-tag": Fault(
+        MULTILINGUAL + "data.sources.0.lang=null", "data.sources[0].lang: needs a language-pair tag such as en-de"
+    ),
     "multilingual-unknown-column": Fault(
         MULTILINGUAL + "data.sources.0.columns.target=de",
-        "data.sources[0].columns.target: column 'de' is not in embedded dataset 'parallel_toy' (columns: ['source', 'rev', 'vow'])"),
-    "multilingual-no-dev-pairs": Fault(MULTILINGUAL + "data.dev=null data.holdout=0",
-                                       "data.holdout: with no data.dev sources, hold out some train pairs per source (holdout > 0)"),
-    "multilingual-student-source": Fault(MULTILINGUAL + "model.student.copy_teacher=false",
-                                         "model.student: needs copy_teacher: true or a name_or_path"),
-    "multilingual-pooling": Fault(MULTILINGUAL + "model.teacher.pooling=sum",
-                                  "model.teacher.pooling: must be one of ['mean', 'cls', 'max'] or null, got 'sum'"),
+        "data.sources[0].columns.target: column 'de' is not in embedded dataset 'parallel_toy' (columns: ['source', 'rev', 'vow'])",
+    ),
+    "multilingual-no-dev-pairs": Fault(
+        MULTILINGUAL + "data.dev=null data.holdout=0",
+        "data.holdout: with no data.dev sources, hold out some train pairs per source (holdout > 0)",
+    ),
+    "multilingual-student-source": Fault(
+        MULTILINGUAL + "model.student.copy_teacher=false", "model.student: needs copy_teacher: true or a name_or_path"
+    ),
+    "multilingual-pooling": Fault(
+        MULTILINGUAL + "model.teacher.pooling=sum",
+        "model.teacher.pooling: must be one of ['mean', 'cls', 'max'] or null, got 'sum'",
+    ),
     "multilingual-optimizer-kernel": Fault(
         MULTILINGUAL + "method.student.optimizer.implementation=bogus",
-        "method.student.optimizer.implementation: must be one of [None, 'for_loop', 'foreach', 'fused'], got 'bogus'"),
+        "method.student.optimizer.implementation: must be one of [None, 'for_loop', 'foreach', 'fused'], got 'bogus'",
+    ),
     # --- Trans-Encoder -------------------------------------------------------------------------------------------------
-    "trans-encoder-pair-loss": Fault(TRANS + "method.cross.loss=kl", "method.cross.loss: must be one of ['bce', 'mse'], got 'kl'", cli=True),
+    "trans-encoder-pair-loss": Fault(
+        TRANS + "method.cross.loss=kl", "method.cross.loss: must be one of ['bce', 'mse'], got 'kl'", cli=True
+    ),
     "trans-encoder-cycles": Fault(TRANS + "method.cycles=0", "method.cycles: must be >= 1, got 0"),
     "trans-encoder-pair-source": Fault(
         TRANS + "data.pair_source=both",
-        "data.pair_source: must be train or eval_pairs (the evaluation pairs themselves, unlabeled), got 'both'"),
-    "trans-encoder-gold-column": Fault(TRANS + "data.columns.label=null",
-                                       "data.columns.label: the validation pairs need a gold score column (Spearman against it)"),
+        "data.pair_source: must be train or eval_pairs (the evaluation pairs themselves, unlabeled), got 'both'",
+    ),
+    "trans-encoder-gold-column": Fault(
+        TRANS + "data.columns.label=null",
+        "data.columns.label: the validation pairs need a gold score column (Spearman against it)",
+    ),
     "trans-encoder-unknown-column": Fault(
         TRANS + "data.columns.text=sentence",
-        "data.columns.text: column 'sentence' is not in embedded dataset 'sts_toy' (columns: ['sentence1', 'sentence2', 'score'])"),
-    "trans-encoder-from-bi-start": Fault(TRANS + "model.cross_encoders.0.from_bi_start=3",
-                                         "model.cross_encoders[0].from_bi_start: must index model.bi_encoders (0..0), got 3"),
-    "trans-encoder-no-bi-encoder": Fault(TRANS + "model.bi_encoders=[]",
-                                         "model.bi_encoders: needs at least one model spec (a list; several = the mutual variant)"),
-    "trans-encoder-simcse-temperature": Fault(TRANS + "method.simcse.temperature=0", "method.simcse.temperature: must be > 0, got 0"),
-    "trans-encoder-pooling": Fault(TRANS + "model.bi_encoders.0.pooling=sum",
-                                   "model.bi_encoders[0].pooling: must be one of ['mean', 'cls', 'max'] or null, got 'sum'"),
+        "data.columns.text: column 'sentence' is not in embedded dataset 'sts_toy' (columns: ['sentence1', 'sentence2', 'score'])",
+    ),
+    "trans-encoder-from-bi-start": Fault(
+        TRANS + "model.cross_encoders.0.from_bi_start=3",
+        "model.cross_encoders[0].from_bi_start: must index model.bi_encoders (0..0), got 3",
+    ),
+    "trans-encoder-no-bi-encoder": Fault(
+        TRANS + "model.bi_encoders=[]",
+        "model.bi_encoders: needs at least one model spec (a list; several = the mutual variant)",
+    ),
+    "trans-encoder-simcse-temperature": Fault(
+        TRANS + "method.simcse.temperature=0", "method.simcse.temperature: must be > 0, got 0"
+    ),
+    "trans-encoder-pooling": Fault(
+        TRANS + "model.bi_encoders.0.pooling=sum",
+        "model.bi_encoders[0].pooling: must be one of ['mean', 'cls', 'max'] or null, got 'sum'",
+    ),
     # --- BAM -----------------------------------------------------------------------------------------------------------
-    "bam-duplicate-task": Fault(BAM + "data.tasks.1.name=reviews", "data.tasks: task 'reviews' is listed twice (entries 0 and 1)", cli=True),
+    "bam-duplicate-task": Fault(
+        BAM + "data.tasks.1.name=reviews", "data.tasks: task 'reviews' is listed twice (entries 0 and 1)", cli=True
+    ),
     "bam-negative-sampling-exponent": Fault(
-        BAM + "data.sampling_exponent=-0.5", "data.sampling_exponent: must be >= 0 (0 uniform, 1 proportional), got -0.5"),
+        BAM + "data.sampling_exponent=-0.5",
+        "data.sampling_exponent: must be >= 0 (0 uniform, 1 proportional), got -0.5",
+    ),
     "bam-teacher-label-count": Fault(
         BAM + "+method.trained_teachers.reviews={teacher3}",
-        "method.trained_teachers.reviews: the teacher has 3 labels ({teacher3}/config.json) but task 'reviews' has 2"),
+        "method.trained_teachers.reviews: the teacher has 3 labels ({teacher3}/config.json) but task 'reviews' has 2",
+    ),
     "bam-teacher-missing": Fault(
         BAM + "+method.trained_teachers.sts={nowhere}",
-        "method.trained_teachers.sts: {nowhere} does not exist (expected a model folder or a kdlab .ckpt)"),
-    "bam-teacher-of-no-task": Fault(BAM + "+method.trained_teachers.qnli={teacher3}",
-                                    "method.trained_teachers.qnli: names no task of data.tasks ['reviews', 'sts']"),
+        "method.trained_teachers.sts: {nowhere} does not exist (expected a model folder or a kdlab .ckpt)",
+    ),
+    "bam-teacher-of-no-task": Fault(
+        BAM + "+method.trained_teachers.qnli={teacher3}",
+        "method.trained_teachers.qnli: names no task of data.tasks ['reviews', 'sts']",
+    ),
     "bam-fixed-lambda": Fault(BAM + "method.fixed_lambda=1.5", "method.fixed_lambda: must be in [0, 1], got 1.5"),
     "bam-switch": Fault(BAM + "method.teachers=yes", "method.teachers: must be true or false, got 'yes'"),
     "bam-switch-missing": Fault(BAM + "~method.teacher_annealing", "method.teacher_annealing: is required"),
-    "bam-no-tasks": Fault(BAM + "data.tasks=[]", "data.tasks: needs at least one task (a list of single-task data configs)"),
-    "bam-task-kind": Fault(BAM + "data.tasks.0.task=ranking", "data.tasks[0].task: must be classification or regression, got 'ranking'"),
+    "bam-no-tasks": Fault(
+        BAM + "data.tasks=[]", "data.tasks: needs at least one task (a list of single-task data configs)"
+    ),
+    "bam-task-kind": Fault(
+        BAM + "data.tasks.0.task=ranking", "data.tasks[0].task: must be classification or regression, got 'ranking'"
+    ),
     "bam-task-metric": Fault(
         BAM + "data.tasks.0.metrics=[acc,pearson]",
-        "data.tasks[0].metrics: 'pearson' is not a classification metric; choose from ['acc', 'f1', 'mcc']"),
+        "data.tasks[0].metrics: 'pearson' is not a classification metric; choose from ['acc', 'f1', 'mcc']",
+    ),
     "bam-unknown-column": Fault(
         BAM + "data.tasks.1.columns.label=similarity",
-        "data.tasks[1].columns.label: column 'similarity' is not in embedded dataset 'sts_toy' (columns: ['sentence1', 'sentence2', 'score'])"),
+        "data.tasks[1].columns.label: column 'similarity' is not in embedded dataset 'sts_toy' (columns: ['sentence1', 'sentence2', 'score'])",
+    ),
     "bam-task-batch-size": Fault(BAM + "+data.tasks.0.batch_size=0", "data.tasks[0].batch_size: must be >= 1, got 0"),
-    "bam-teacher-layers": Fault(BAM + "model.student.from_teacher_layers=[0]",
-                                "model.student.from_teacher_layers: is not available for bam (one teacher per task): set it to null"),
+    "bam-teacher-layers": Fault(
+        BAM + "model.student.from_teacher_layers=[0]",
+        "model.student.from_teacher_layers: is not available for bam (one teacher per task): set it to null",
+    ),
     "bam-optimized-metric": Fault(
         BAM + "optimized_metric=student/val/rte/acc",
-        "optimized_metric: must be <student|teacher>/<val|test>/glue_mean or .../<task>/<metric> of data.tasks, got 'student/val/rte/acc'"),
+        "optimized_metric: must be <student|teacher>/<val|test>/glue_mean or .../<task>/<metric> of data.tasks, got 'student/val/rte/acc'",
+    ),
     # --- kdlab-eval ----------------------------------------------------------------------------------------------------
     "eval-model-path-missing": Fault(
-        "", "model_path: is required (??? in the config): give it, e.g. on the command line as model_path=...", cli=True, entry="eval"),
-    "eval-splits": Fault("model_path={teacher} splits=[train]", "splits: must be a list of validation and/or test, got ['train']",
-                         cli=True, entry="eval"),
+        "",
+        "model_path: is required (??? in the config): give it, e.g. on the command line as model_path=...",
+        cli=True,
+        entry="eval",
+    ),
+    "eval-splits": Fault(
+        "model_path={teacher} splits=[train]",
+        "splits: must be a list of validation and/or test, got ['train']",
+        cli=True,
+        entry="eval",
+    ),
 }
 
 
@@ -199,25 +308,47 @@ def files(tmp_path_factory, tiny_tokenizer) -> dict[str, str]:
 
     root = tmp_path_factory.mktemp("fault_files")
     (root / "teacher3").mkdir()
-    (root / "teacher3" / "config.json").write_text(json.dumps({"model_type": "bert", "id2label": {"0": "a", "1": "b", "2": "c"}}))
+    (root / "teacher3" / "config.json").write_text(
+        json.dumps({"model_type": "bert", "id2label": {"0": "a", "1": "b", "2": "c"}})
+    )
     tiny_tokenizer.save_pretrained(root / "tokenizer")
     sst = root / "data" / "glue" / "SST-2"
     sst.mkdir(parents=True)
     for split in ("train", "dev", "test"):
         (sst / f"{split}.tsv").write_text("sentence\tlabel\nit 's good\t1\nit 's bad\t0\n")
-    narrow = BertModel(BertConfig(vocab_size=len(tiny_tokenizer), hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
-                                  intermediate_size=32, max_position_embeddings=128))
+    narrow = BertModel(
+        BertConfig(
+            vocab_size=len(tiny_tokenizer),
+            hidden_size=16,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            intermediate_size=32,
+            max_position_embeddings=128,
+        )
+    )
     export_model(narrow, tiny_tokenizer, root / "narrow")
     tiny = {"config": {"hidden_size": 16, "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 32}}
-    export_model(build_model(tiny, "classification", ["negative", "positive"], tiny_tokenizer), tiny_tokenizer, root / "teacher")
-    return {"teacher3": str(root / "teacher3"), "tokenizer": str(root / "tokenizer"), "data": str(root / "data"),
-            "narrow": str(root / "narrow"), "teacher": str(root / "teacher"), "nowhere": str(root / "nowhere" / "teacher"),
-            "tokenizer_identity": tokenizer_identity({"tokenizer": str(root / "tokenizer")})}
+    export_model(
+        build_model(tiny, "classification", ["negative", "positive"], tiny_tokenizer), tiny_tokenizer, root / "teacher"
+    )
+    return {
+        "teacher3": str(root / "teacher3"),
+        "tokenizer": str(root / "tokenizer"),
+        "data": str(root / "data"),
+        "narrow": str(root / "narrow"),
+        "teacher": str(root / "teacher"),
+        "nowhere": str(root / "nowhere" / "teacher"),
+        "tokenizer_identity": tokenizer_identity({"tokenizer": str(root / "tokenizer")}),
+    }
 
 
 def output_env(tmp_path: Path) -> dict[str, str]:
     """What the `cli` fixture sets: outputs and caches under tmp_path."""
-    return {"KDLAB_OUTPUT_DIR": str(tmp_path / "outputs"), "KDLAB_CACHE_DIR": str(tmp_path / "cache"), "HF_HUB_OFFLINE": "1"}
+    return {
+        "KDLAB_OUTPUT_DIR": str(tmp_path / "outputs"),
+        "KDLAB_CACHE_DIR": str(tmp_path / "cache"),
+        "HF_HUB_OFFLINE": "1",
+    }
 
 
 def tamper_teacher_outputs(args: list[str], tmp_path: Path, monkeypatch) -> str:
@@ -255,7 +386,9 @@ def in_process(args: list[str], tmp_path: Path, env: dict[str, str], monkeypatch
 
 
 @pytest.mark.parametrize("name", list(FAULTS))
-def test_a_config_fault_stops_with_one_line_naming_the_key_and_leaves_no_finished_run(name, cli, files, tmp_path, monkeypatch, capsys):
+def test_a_config_fault_stops_with_one_line_naming_the_key_and_leaves_no_finished_run(
+    name, cli, files, tmp_path, monkeypatch, capsys
+):
     fault = FAULTS[name]
     args = fault.args.format(**files).split()
     env = {key: value.format(**files) for key, value in fault.env.items()}
@@ -285,7 +418,10 @@ def test_a_config_fault_stops_with_one_line_naming_the_key_and_leaves_no_finishe
 HYDRA_FAULTS = {
     "misspelt-key": ("loss.temprature=2", "overrides: Could not override 'loss.temprature'."),
     "unknown-group-option": ("data=sst3", "overrides: In 'train': Could not find 'data/sst3'"),
-    "misspelt-key-in-a-sweep": ("-m loss.temprature=1 loss.temperature=1,2", "overrides: Could not override 'loss.temprature'."),
+    "misspelt-key-in-a-sweep": (
+        "-m loss.temprature=1 loss.temperature=1,2",
+        "overrides: Could not override 'loss.temprature'.",
+    ),
 }
 
 
@@ -293,7 +429,11 @@ HYDRA_FAULTS = {
 def test_a_composition_fault_is_one_line_too(name, cli):
     args, start = HYDRA_FAULTS[name]
     result = cli(*args.split(), timeout=120)
-    assert result.returncode == 2 and result.stderr.strip().startswith(f"kdlab: error: {start}") and len(result.stderr.strip().splitlines()) == 1
+    assert (
+        result.returncode == 2
+        and result.stderr.strip().startswith(f"kdlab: error: {start}")
+        and len(result.stderr.strip().splitlines()) == 1
+    )
 
 
 def test_the_embedded_datasets_declare_the_columns_their_rows_have():

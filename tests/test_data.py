@@ -16,9 +16,18 @@ COLUMNS = {"text": "sentence", "text_pair": None, "label": "label"}
 
 def data_cfg(train, validation=None, test=None, **overrides):
     cfg = {
-        "name": "t", "task": "classification", "labels": ["neg", "pos"], "label_scale": None,
-        "columns": dict(COLUMNS), "train": train, "validation": validation or train, "test": test or train,
-        "max_length": 16, "batch_size": 4, "eval_batch_size": 8, "num_workers": 0,
+        "name": "t",
+        "task": "classification",
+        "labels": ["neg", "pos"],
+        "label_scale": None,
+        "columns": dict(COLUMNS),
+        "train": train,
+        "validation": validation or train,
+        "test": test or train,
+        "max_length": 16,
+        "batch_size": 4,
+        "eval_batch_size": 8,
+        "num_workers": 0,
     }
     cfg.update(overrides)
     return cfg
@@ -32,7 +41,10 @@ def write(path, text, encoding="utf-8"):
 def test_reads_tsv_csv_and_jsonl_with_column_mapping(tmp_path):
     tsv = write(tmp_path / "a.tsv", 'sentence\tlabel\nit is "great"\tpos\nbad\tneg\n')
     csv_ = write(tmp_path / "a.csv", 'label,sentence\npos,"fine, really"\nneg,awful\n')
-    jsonl = write(tmp_path / "a.jsonl", json.dumps({"sentence": "ok", "label": "pos"}) + "\n\n" + json.dumps({"sentence": "no", "label": "neg"}) + "\n")
+    jsonl = write(
+        tmp_path / "a.jsonl",
+        json.dumps({"sentence": "ok", "label": "pos"}) + "\n\n" + json.dumps({"sentence": "no", "label": "neg"}) + "\n",
+    )
     for path, first in ((tsv, 'it is "great"'), (csv_, "fine, really"), (jsonl, "ok")):
         module = TextDataModule(data_cfg({"path": str(path)}))
         rows = module.records("train")
@@ -42,12 +54,22 @@ def test_reads_tsv_csv_and_jsonl_with_column_mapping(tmp_path):
 
 
 def test_headerless_file_uses_field_indices_and_pairs(tmp_path):
-    path = write(tmp_path / "sts.tsv", "g\tf\t2012\t1\t4.0\tA man plays.\tA man is playing.\textra\n" "g\tf\t2012\t2\t1.5\tA dog.\tA cat.\n")
-    cfg = data_cfg({"path": str(path), "header": False}, task="regression", labels=None, label_scale=5.0,
-                   columns={"text": 5, "text_pair": 6, "label": 4})
+    path = write(
+        tmp_path / "sts.tsv",
+        "g\tf\t2012\t1\t4.0\tA man plays.\tA man is playing.\textra\ng\tf\t2012\t2\t1.5\tA dog.\tA cat.\n",
+    )
+    cfg = data_cfg(
+        {"path": str(path), "header": False},
+        task="regression",
+        labels=None,
+        label_scale=5.0,
+        columns={"text": 5, "text_pair": 6, "label": 4},
+    )
     rows = TextDataModule(cfg).records("train")
     assert [(r["text"], r["text_pair"], r["label"]) for r in rows] == [
-        ("A man plays.", "A man is playing.", 0.8), ("A dog.", "A cat.", 0.3)]
+        ("A man plays.", "A man is playing.", 0.8),
+        ("A dog.", "A cat.", 0.3),
+    ]
 
 
 def test_holdout_splits_one_file_into_disjoint_train_and_dev_parts(tmp_path):
@@ -63,9 +85,11 @@ def test_holdout_splits_one_file_into_disjoint_train_and_dev_parts(tmp_path):
     # a limit applies after the split: the train part never reaches into the held-out rows
     limited = load_records({"path": str(path), "limit": 10, "holdout": {"size": 8, "seed": 1, "part": "rest"}}, COLUMNS)
     assert len(limited) == 10 and not {r["text"] for r in limited} & {r["text"] for r in held}
-    for spec, match in (({"size": 40, "part": "held"}, r"holdout\.size: must be an integer in \[1, 39\]"),
-                        ({"size": 8, "part": "dev"}, r"holdout\.part: must be held .* got 'dev'"),
-                        ({"size": 8, "part": "held", "fraction": 0.1}, r"holdout: unknown keys \['fraction'\]")):
+    for spec, match in (
+        ({"size": 40, "part": "held"}, r"holdout\.size: must be an integer in \[1, 39\]"),
+        ({"size": 8, "part": "dev"}, r"holdout\.part: must be held .* got 'dev'"),
+        ({"size": 8, "part": "held", "fraction": 0.1}, r"holdout: unknown keys \['fraction'\]"),
+    ):
         with pytest.raises(ConfigError, match=match):
             load_records({"path": str(path), "holdout": spec}, COLUMNS)
 
@@ -95,13 +119,25 @@ def test_limit_takes_a_seeded_subset_in_file_order(tmp_path):
     "name,content,match",
     [
         ("few.tsv", "sentence\tlabel\ngood\tpos\nonly-one-column\n", r"few\.tsv:3: expected 2 columns, found 1"),
-        ("many.tsv", "sentence\tlabel\ngood\tpos\tsurplus\n", r"many\.tsv:2: expected 2 columns \(as the header\), found 3"),
-        ("label.tsv", "sentence\tlabel\ngood\tpos\nmeh\tneutral\n", r"label\.tsv:3: label 'neutral' is not in the label set \['neg', 'pos'\]"),
+        (
+            "many.tsv",
+            "sentence\tlabel\ngood\tpos\tsurplus\n",
+            r"many\.tsv:2: expected 2 columns \(as the header\), found 3",
+        ),
+        (
+            "label.tsv",
+            "sentence\tlabel\ngood\tpos\nmeh\tneutral\n",
+            r"label\.tsv:3: label 'neutral' is not in the label set \['neg', 'pos'\]",
+        ),
         ("empty.tsv", "", r"empty\.tsv: empty file"),
         ("header_only.tsv", "sentence\tlabel\n", r"header_only\.tsv: empty file"),
         ("blank_text.tsv", "sentence\tlabel\n  \tpos\n", r"blank_text\.tsv:2: empty text"),
         ("bad.jsonl", '{"sentence": "a", "label": "pos"}\n{"sentence": oops}\n', r"bad\.jsonl:2: invalid JSON"),
-        ("nokey.jsonl", '{"sentence": "a", "label": "pos"}\n{"sentence": "b"}\n', r"nokey\.jsonl:2: missing key 'label'"),
+        (
+            "nokey.jsonl",
+            '{"sentence": "a", "label": "pos"}\n{"sentence": "b"}\n',
+            r"nokey\.jsonl:2: missing key 'label'",
+        ),
     ],
 )
 def test_bad_files_raise_data_error_naming_file_and_line(tmp_path, name, content, match):
@@ -127,7 +163,10 @@ def test_missing_file_and_bad_encoding(tmp_path):
 
 def test_unknown_column_is_a_config_error_from_the_header_alone(tmp_path):
     path = write(tmp_path / "a.tsv", "sentence\tlabel\ngood\tpos\n")
-    with pytest.raises(ConfigError, match=r"data\.columns\.text: column 'sentense' is not in .*a\.tsv \(columns: \['sentence', 'label'\]\)"):
+    with pytest.raises(
+        ConfigError,
+        match=r"data\.columns\.text: column 'sentense' is not in .*a\.tsv \(columns: \['sentence', 'label'\]\)",
+    ):
         check_columns({"path": str(path)}, {"text": "sentense", "label": "label"}, "data.columns")
 
 
@@ -172,8 +211,11 @@ def test_sentence_pairs_get_segment_ids(tiny_tokenizer):
 
 
 def test_datamodule_batches_are_dynamically_padded(tiny_tokenizer):
-    cfg = data_cfg({"embedded": "reviews", "split": "train", "size": 40}, labels=["negative", "positive"],
-                   columns={"text": "text", "text_pair": None, "label": "label"})
+    cfg = data_cfg(
+        {"embedded": "reviews", "split": "train", "size": 40},
+        labels=["negative", "positive"],
+        columns={"text": "text", "text_pair": None, "label": "label"},
+    )
     module = TextDataModule(cfg, tokenizer=tiny_tokenizer)
     module.setup("fit")
     batch = next(iter(module.val_dataloader()))

@@ -15,8 +15,8 @@ import math
 
 import pytest
 import torch
-
 from conftest import run_dirs
+
 from kdlab.data.multitask import TaskBatchSampler
 from kdlab.data.sampling import LengthGroupedBatchSampler, ShuffledBatchSampler
 from kdlab.errors import ConfigError
@@ -32,11 +32,17 @@ def as_sets(batches: list[list[int]]) -> list[set[int]]:
     return [set(batch) for batch in batches]
 
 
-@pytest.mark.parametrize("make", [
-    lambda rank, world: ShuffledBatchSampler(101, 16, seed=5, rank=rank, world_size=world),
-    lambda rank, world: LengthGroupedBatchSampler([(i * 7) % 50 + 1 for i in range(101)], 16, mega_batches=3, seed=5, rank=rank, world_size=world),
-    lambda rank, world: TaskBatchSampler([40, 25, 36], [8, 4, 16], 0.75, seed=5, rank=rank, world_size=world),
-], ids=["shuffled", "length-grouped", "multi-task"])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda rank, world: ShuffledBatchSampler(101, 16, seed=5, rank=rank, world_size=world),
+        lambda rank, world: LengthGroupedBatchSampler(
+            [(i * 7) % 50 + 1 for i in range(101)], 16, mega_batches=3, seed=5, rank=rank, world_size=world
+        ),
+        lambda rank, world: TaskBatchSampler([40, 25, 36], [8, 4, 16], 0.75, seed=5, rank=rank, world_size=world),
+    ],
+    ids=["shuffled", "length-grouped", "multi-task"],
+)
 def test_processes_share_each_global_batch_of_the_single_process_order(make):
     single = make(0, 1)
     for epoch in (0, 3):
@@ -71,7 +77,9 @@ def test_the_order_depends_only_on_seed_and_epoch():
 
 
 def test_a_global_batch_that_does_not_divide_names_the_key():
-    with pytest.raises(ConfigError, match=r"data\.batch_size: the global batch of 15 does not divide across 2 processes"):
+    with pytest.raises(
+        ConfigError, match=r"data\.batch_size: the global batch of 15 does not divide across 2 processes"
+    ):
         ShuffledBatchSampler(100, 15, rank=0, world_size=2)
     with pytest.raises(ConfigError, match=r"data\.tasks\.b\.batch_size"):
         TaskBatchSampler([40, 25], [8, 5], 0.75, rank=1, world_size=2, names=["a", "b"])
@@ -80,29 +88,55 @@ def test_a_global_batch_that_does_not_divide_names_the_key():
 def test_other_ranks_of_a_multirun_job_rerun_that_job_only():
     argv = ["-m", "--config-dir", "/my/conf", "loss.temperature=1,2", "hardware=ddp_cpu", "-cn=train"]
     assert job_command(argv, ["loss.temperature=2", "hardware=ddp_cpu"]) == [
-        "--config-dir", "/my/conf", "-cn=train", "loss.temperature=2", "hardware=ddp_cpu"]
+        "--config-dir",
+        "/my/conf",
+        "-cn=train",
+        "loss.temperature=2",
+        "hardware=ddp_cpu",
+    ]
 
 
-NO_DROPOUT = [f"model.{role}.config.{key}=0" for role in ("teacher", "student")
-              for key in ("hidden_dropout_prob", "attention_probs_dropout_prob")]
+NO_DROPOUT = [
+    f"model.{role}.config.{key}=0"
+    for role in ("teacher", "student")
+    for key in ("hidden_dropout_prob", "attention_probs_dropout_prob")
+]
 HINTON = [
-    "data.train.size=640", "data.validation.size=100", "data.test.size=100", "data.batch_size=16",
-    "method.teacher.epochs=3", "method.teacher.optimizer.lr=1e-3", "method.student.epochs=2", "model.teacher.config.num_hidden_layers=2",
-    "model.teacher.config.hidden_size=64", "model.teacher.config.intermediate_size=128", "trainer.enable_progress_bar=false",
+    "data.train.size=640",
+    "data.validation.size=100",
+    "data.test.size=100",
+    "data.batch_size=16",
+    "method.teacher.epochs=3",
+    "method.teacher.optimizer.lr=1e-3",
+    "method.student.epochs=2",
+    "model.teacher.config.num_hidden_layers=2",
+    "model.teacher.config.hidden_size=64",
+    "model.teacher.config.intermediate_size=128",
+    "trainer.enable_progress_bar=false",
     *NO_DROPOUT,
 ]
 MULTILINGUAL = [
-    "experiment=multilingual_toy", "data.sources.0.size=480", "data.sources.1.size=480", "data.dev.0.size=100",
-    "data.dev.1.size=100", "method.student.epochs=2", "trainer.enable_progress_bar=false",
-    "model.teacher.config.hidden_dropout_prob=0", "model.teacher.config.attention_probs_dropout_prob=0",
+    "experiment=multilingual_toy",
+    "data.sources.0.size=480",
+    "data.sources.1.size=480",
+    "data.dev.0.size=100",
+    "data.dev.1.size=100",
+    "method.student.epochs=2",
+    "trainer.enable_progress_bar=false",
+    "model.teacher.config.hidden_dropout_prob=0",
+    "model.teacher.config.attention_probs_dropout_prob=0",
 ]
 
 
 def one_and_two_processes(cli, args: list[str]) -> tuple[dict, dict, object]:
-    single = cli(*args, f"hydra.run.dir={cli.tmp_path / 'single'}", env={"KDLAB_CACHE_DIR": str(cli.tmp_path / "cache1")})
+    single = cli(
+        *args, f"hydra.run.dir={cli.tmp_path / 'single'}", env={"KDLAB_CACHE_DIR": str(cli.tmp_path / "cache1")}
+    )
     assert single.returncode == 0, single.stderr[-3000:]
     ddp_dir = cli.tmp_path / "ddp"
-    ddp = cli(*args, "hardware=ddp_cpu", f"hydra.run.dir={ddp_dir}", env={"KDLAB_CACHE_DIR": str(cli.tmp_path / "cache2")})
+    ddp = cli(
+        *args, "hardware=ddp_cpu", f"hydra.run.dir={ddp_dir}", env={"KDLAB_CACHE_DIR": str(cli.tmp_path / "cache2")}
+    )
     assert ddp.returncode == 0, ddp.stderr[-3000:]
     assert "epochs on 2 processes" in (ddp_dir / "train.log").read_text()  # kdlab's own line (Lightning's is off)
     one = json.loads((cli.tmp_path / "single" / "metrics.json").read_text())
@@ -136,8 +170,16 @@ def test_multilingual_on_two_processes_ends_with_the_single_process_metrics(cli)
 
 
 def test_a_ddp_multirun_runs_each_job_once(cli):
-    result = cli("-m", "loss.temperature=1,4", "hardware=ddp_cpu", "debug=fast", "data.train.size=200",
-                 "data.validation.size=50", "data.test.size=50", "data.batch_size=16")
+    result = cli(
+        "-m",
+        "loss.temperature=1,4",
+        "hardware=ddp_cpu",
+        "debug=fast",
+        "data.train.size=200",
+        "data.validation.size=50",
+        "data.test.size=50",
+        "data.batch_size=16",
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     sweeps = sorted((cli.tmp_path / "outputs").rglob("multirun.yaml"))
     assert len(sweeps) == 1  # rank 1 did not start a second sweep
@@ -155,16 +197,27 @@ def test_a_batch_that_does_not_divide_across_processes_stops_before_training(cli
     assert result.returncode == 2
     assert result.stderr.strip().splitlines()[-1] == (
         "kdlab: error: data.batch_size: the global batch of 15 does not divide across 2 processes "
-        "(per-process batch = global ÷ processes); use a multiple of 2")
+        "(per-process batch = global ÷ processes); use a multiple of 2"
+    )
     assert not run_dirs(cli.tmp_path)
 
 
 TRANS_ENCODER = [
-    "experiment=trans_encoder_toy", "trainer.enable_progress_bar=false", "method.cycles=1", "data.train.size=160",
-    "data.validation.size=80", "data.test.size=80", "method.simcse.epochs=1", "method.cross.epochs=1", "method.bi.epochs=1",
+    "experiment=trans_encoder_toy",
+    "trainer.enable_progress_bar=false",
+    "method.cycles=1",
+    "data.train.size=160",
+    "data.validation.size=80",
+    "data.test.size=80",
+    "method.simcse.epochs=1",
+    "method.cross.epochs=1",
+    "method.bi.epochs=1",
     "method.bi.batch_size=32",
-    *[f"model.{kind}.0.config.{key}=0" for kind in ("bi_encoders", "cross_encoders")
-      for key in ("hidden_dropout_prob", "attention_probs_dropout_prob")],
+    *[
+        f"model.{kind}.0.config.{key}=0"
+        for kind in ("bi_encoders", "cross_encoders")
+        for key in ("hidden_dropout_prob", "attention_probs_dropout_prob")
+    ],
 ]
 
 
@@ -179,7 +232,13 @@ def test_trans_encoder_on_two_processes_labels_in_shares_and_ends_with_the_singl
         assert max(abs(a - b) for a, b in labels) < 1e-6
         assert torch.tensor([a for a, _ in labels]).std() > 1e-5
     progress = json.loads((ddp_dir / "progress.json").read_text())
-    assert progress["done"] == ["start", "cycle1/bi_labels", "cycle1/cross_train", "cycle1/cross_labels", "cycle1/bi_train"]
+    assert progress["done"] == [
+        "start",
+        "cycle1/bi_labels",
+        "cycle1/cross_train",
+        "cycle1/cross_labels",
+        "cycle1/bi_train",
+    ]
     assert (ddp_dir / "best" / "bi" / "config.json").exists() and (ddp_dir / "train_ddp_process_1.log").exists()
 
 

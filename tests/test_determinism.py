@@ -22,20 +22,59 @@ from safetensors.torch import load_file
 
 TINY = ["trainer.enable_progress_bar=false", "trainer.limit_val_batches=2", "trainer.limit_test_batches=2"]
 CASES = {  # each method's tiny setting, as its own tests use it (a few batches, a few epochs)
-    "hinton": [*TINY, "method.baseline=true", "data.train.size=200", "data.validation.size=50", "data.test.size=50",
-               "trainer.limit_train_batches=4", "model.teacher.config.num_hidden_layers=2"],
-    "multilingual": [*TINY, "experiment=multilingual_toy", "data.sources.0.size=120", "data.sources.1.size=120",
-                     "data.dev.0.size=40", "data.dev.1.size=40", "model.teacher.config.hidden_size=32",
-                     "model.teacher.config.intermediate_size=64", "model.teacher.config.num_attention_heads=2",
-                     "method.student.epochs=2", "data.batch_size=16"],
-    "trans_encoder": [*TINY, "experiment=trans_encoder_toy", "method.cycles=1", "data.train.size=96", "data.validation.size=40",
-                      "data.test.size=40", "method.simcse.epochs=1", "method.cross.epochs=1", "method.bi.epochs=1",
-                      "method.bi.batch_size=32"],
-    "bam": [*TINY, "experiment=bam_toy", "data.tasks.0.train.size=96", "data.tasks.0.validation.size=32", "data.tasks.0.test.size=32",
-            "data.tasks.1.train.size=64", "data.tasks.1.validation.size=32", "data.tasks.1.test.size=32", "data.batch_size=16",
-            "data.max_length=32", "model.teacher.config.hidden_size=32", "model.teacher.config.num_hidden_layers=1",
-            "model.teacher.config.intermediate_size=64", "model.student.config.hidden_size=32",
-            "model.student.config.intermediate_size=64", "method.teacher.epochs=1", "method.student.epochs=2"],
+    "hinton": [
+        *TINY,
+        "method.baseline=true",
+        "data.train.size=200",
+        "data.validation.size=50",
+        "data.test.size=50",
+        "trainer.limit_train_batches=4",
+        "model.teacher.config.num_hidden_layers=2",
+    ],
+    "multilingual": [
+        *TINY,
+        "experiment=multilingual_toy",
+        "data.sources.0.size=120",
+        "data.sources.1.size=120",
+        "data.dev.0.size=40",
+        "data.dev.1.size=40",
+        "model.teacher.config.hidden_size=32",
+        "model.teacher.config.intermediate_size=64",
+        "model.teacher.config.num_attention_heads=2",
+        "method.student.epochs=2",
+        "data.batch_size=16",
+    ],
+    "trans_encoder": [
+        *TINY,
+        "experiment=trans_encoder_toy",
+        "method.cycles=1",
+        "data.train.size=96",
+        "data.validation.size=40",
+        "data.test.size=40",
+        "method.simcse.epochs=1",
+        "method.cross.epochs=1",
+        "method.bi.epochs=1",
+        "method.bi.batch_size=32",
+    ],
+    "bam": [
+        *TINY,
+        "experiment=bam_toy",
+        "data.tasks.0.train.size=96",
+        "data.tasks.0.validation.size=32",
+        "data.tasks.0.test.size=32",
+        "data.tasks.1.train.size=64",
+        "data.tasks.1.validation.size=32",
+        "data.tasks.1.test.size=32",
+        "data.batch_size=16",
+        "data.max_length=32",
+        "model.teacher.config.hidden_size=32",
+        "model.teacher.config.num_hidden_layers=1",
+        "model.teacher.config.intermediate_size=64",
+        "model.student.config.hidden_size=32",
+        "model.student.config.intermediate_size=64",
+        "method.teacher.epochs=1",
+        "method.student.epochs=2",
+    ],
 }
 OTHER_SEED = ("hinton_seed7", [*CASES["hinton"], "seed=7"])  # shows that the comparison can tell two runs apart
 
@@ -49,11 +88,24 @@ for name, overrides, folder in json.loads(sys.argv[1]):
 
 def run_all(root: Path, jobs: list[tuple[str, list[str]]], hash_seed: str) -> None:
     """Run `jobs` one after another in one fresh process, with its own cache and output folders under `root`."""
-    env = {**os.environ, "KDLAB_OUTPUT_DIR": str(root / "outputs"), "KDLAB_CACHE_DIR": str(root / "cache"),
-           "HF_HUB_OFFLINE": "1", "WANDB_MODE": "disabled", "PYTHONHASHSEED": hash_seed}
+    env = {
+        **os.environ,
+        "KDLAB_OUTPUT_DIR": str(root / "outputs"),
+        "KDLAB_CACHE_DIR": str(root / "cache"),
+        "HF_HUB_OFFLINE": "1",
+        "WANDB_MODE": "disabled",
+        "PYTHONHASHSEED": hash_seed,
+    }
     plan = [(name, overrides, str(root / name)) for name, overrides in jobs]
-    result = subprocess.run([sys.executable, "-c", RUN_ALL, json.dumps(plan)], cwd=REPO, env=env,
-                            capture_output=True, text=True, timeout=900, check=False)
+    result = subprocess.run(
+        [sys.executable, "-c", RUN_ALL, json.dumps(plan)],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
 
 
@@ -98,12 +150,16 @@ def test_the_teacher_output_caches_of_both_processes_are_identical(two_processes
     a, b = (root / "cache" / "teacher_outputs" for root in two_processes)
     entries = files(a, ".safetensors")
     assert len(entries) >= 3  # hinton's logits, multilingual's embeddings, bam's per-task logits
-    assert entries.keys() <= files(b, ".safetensors").keys()  # keys hash the teacher's weights: equal teachers, equal keys
+    assert (
+        entries.keys() <= files(b, ".safetensors").keys()
+    )  # keys hash the teacher's weights: equal teachers, equal keys
     for name, path in entries.items():
         assert differing_tensors(path, b / name) == [], name
 
 
 def test_another_seed_gives_other_weights(two_processes):
     _, b = two_processes
-    seed42, seed7 = (files(b / name, ".safetensors")["student/model/model.safetensors"] for name in ("hinton", OTHER_SEED[0]))
+    seed42, seed7 = (
+        files(b / name, ".safetensors")["student/model/model.safetensors"] for name in ("hinton", OTHER_SEED[0])
+    )
     assert differing_tensors(seed42, seed7)

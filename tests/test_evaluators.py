@@ -4,8 +4,8 @@ import math
 
 import pytest
 import torch
-
 from conftest import SHARED_DATA, needs_shared_data
+
 from kdlab.data.benchmarks import crosslingual_sts, read_stsb_multi, read_tatoeba, tatoeba_languages
 from kdlab.errors import DataError
 from kdlab.evaluation.retrieval import embedding_mse, translation_accuracy
@@ -174,7 +174,9 @@ def test_tatoeba_languages(tmp_path):
 def test_read_stsb_multi(tmp_path):
     write(tmp_path / "stsb-de-test.csv", 'Ein Mädchen frisiert ihr Haar.,"Sie sagte: ""Hallo, du""",2.5\nA,B,5.0\n')
     assert read_stsb_multi(tmp_path, "de", "test") == (
-        ["Ein Mädchen frisiert ihr Haar.", "A"], ['Sie sagte: "Hallo, du"', "B"], [2.5, 5.0]
+        ["Ein Mädchen frisiert ihr Haar.", "A"],
+        ['Sie sagte: "Hallo, du"', "B"],
+        [2.5, 5.0],
     )
 
 

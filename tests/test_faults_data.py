@@ -12,9 +12,9 @@ Deterministic (`derandomize`, no example database) and small (`max_examples` mod
 from __future__ import annotations
 
 import io
-import os
 import json
 import math
+import os
 import re
 from pathlib import Path
 
@@ -41,12 +41,19 @@ HUGE = "<huge>"  # expanded after generation: a 200 000-character field (cheaper
 WHOLE_FILE = ("empty file", "zipped files must be row-aligned", "file not found")
 
 plain = st.sampled_from(["good", "bad movie", "it is fine", "café", "日本語", "x" * 40])  # texts every loader takes
-words = st.sampled_from(["good", "bad movie", "it is \"great\"", "café", "日本語", "a,b", "x" * 40, HUGE, "\x00", "\u2028"])
-scores = st.sampled_from(["0.5", "3", "-1", "nan", "NaN", "inf", "-Infinity", "1e400", "abc", "", " ", "0x1A", "1_0", "4,5"])
+words = st.sampled_from(
+    ["good", "bad movie", 'it is "great"', "café", "日本語", "a,b", "x" * 40, HUGE, "\x00", "\u2028"]
+)
+scores = st.sampled_from(
+    ["0.5", "3", "-1", "nan", "NaN", "inf", "-Infinity", "1e400", "abc", "", " ", "0x1A", "1_0", "4,5"]
+)
 labels = st.sampled_from(["neg", "pos", " pos ", "neutral", "", "1", "NEG"])
 cells = st.one_of(words, scores, labels, st.text(max_size=12))
 garbage = st.sampled_from([b"\xff\xfe", b"\xc3", b"\x80abc", b"caf\xe9", b"\xef\xbb\xbf", b"\xed\xa0\x80"])
-GOOD_LABELS = {"classification": st.sampled_from(["neg", "pos", " pos"]), "regression": st.sampled_from(["0.5", "3", "-1", "4.25"])}
+GOOD_LABELS = {
+    "classification": st.sampled_from(["neg", "pos", " pos"]),
+    "regression": st.sampled_from(["0.5", "3", "-1", "4.25"]),
+}
 # most lines are good, so that whole files load often enough for the checks on what loaded to bite
 ROW_KINDS = ["good"] * 14 + ["short", "long", "blank", "garbage", "random"]
 
@@ -92,13 +99,31 @@ def good_rows(*columns: st.SearchStrategy[str]) -> st.SearchStrategy[list[str]]:
 
 
 json_values = st.one_of(
-    st.none(), st.booleans(), st.integers(-5, 5), st.floats(allow_nan=True, allow_infinity=True),
-    words, labels, scores, st.lists(st.integers(), max_size=2), st.dictionaries(st.text(max_size=3), st.integers(), max_size=2),
+    st.none(),
+    st.booleans(),
+    st.integers(-5, 5),
+    st.floats(allow_nan=True, allow_infinity=True),
+    words,
+    labels,
+    scores,
+    st.lists(st.integers(), max_size=2),
+    st.dictionaries(st.text(max_size=3), st.integers(), max_size=2),
 )
-bad_json_lines = st.sampled_from([
-    "{bad", "[1, 2]", "null", '"a string"', "3", '{"text": "a", "label": 1e400}', '{"text": "a", "label": ' + "9" * 5000 + "}",
-    "[" * 5_000 + "]" * 5_000, '{"text": "\\ud800", "label": "pos"}', '{"text": NaN, "label": "pos"}', "\x00",
-])
+bad_json_lines = st.sampled_from(
+    [
+        "{bad",
+        "[1, 2]",
+        "null",
+        '"a string"',
+        "3",
+        '{"text": "a", "label": 1e400}',
+        '{"text": "a", "label": ' + "9" * 5000 + "}",
+        "[" * 5_000 + "]" * 5_000,
+        '{"text": "\\ud800", "label": "pos"}',
+        '{"text": NaN, "label": "pos"}',
+        "\x00",
+    ]
+)
 
 
 @st.composite
@@ -113,8 +138,14 @@ def jsonl_file(draw, task: str) -> bytes:
                 obj["label"] = float(obj["label"])
             lines.append(json.dumps(obj, ensure_ascii=draw(st.booleans())).encode())
         elif kind == "random":
-            obj = {key: expand(v) if isinstance(v, str) else v
-                   for key, v in draw(st.fixed_dictionaries({}, optional={"text": json_values, "label": json_values, "other": json_values})).items()}
+            obj = {
+                key: expand(v) if isinstance(v, str) else v
+                for key, v in draw(
+                    st.fixed_dictionaries(
+                        {}, optional={"text": json_values, "label": json_values, "other": json_values}
+                    )
+                ).items()
+            }
             lines.append(json.dumps(obj).encode())
         elif kind in ("short", "long"):
             lines.append(draw(bad_json_lines).encode())
@@ -175,8 +206,13 @@ def folder(tmp_path_factory):
 
 
 def text_cfg(path: Path, task: str, **source) -> dict:
-    return {"task": task, "labels": LABELS if task == "classification" else None, "label_scale": 5.0 if task == "regression" else None,
-            "columns": {"text": "text", "text_pair": None, "label": "label"}, "train": {"path": str(path), **source}}
+    return {
+        "task": task,
+        "labels": LABELS if task == "classification" else None,
+        "label_scale": 5.0 if task == "regression" else None,
+        "columns": {"text": "text", "text_pair": None, "label": "label"},
+        "train": {"path": str(path), **source},
+    }
 
 
 def load_text_file(path: Path, raw: bytes, task: str) -> list[dict] | None:
@@ -206,7 +242,11 @@ def load_text_file(path: Path, raw: bytes, task: str) -> list[dict] | None:
 def test_tsv_and_csv_either_load_correctly_or_name_file_and_line(folder, data, task):
     fmt = data.draw(st.sampled_from(["tsv", "csv"]))
     path = folder / f"train.{fmt}"
-    raw = data.draw(delimited_file("\t" if fmt == "tsv" else ",", ["text", "label", "id"], good_rows(plain, GOOD_LABELS[task], plain)))
+    raw = data.draw(
+        delimited_file(
+            "\t" if fmt == "tsv" else ",", ["text", "label", "id"], good_rows(plain, GOOD_LABELS[task], plain)
+        )
+    )
     records = load_text_file(path, raw, task)
     if records is not None and fmt == "tsv":
         assert len(records) == data_lines(file_lines(raw), "\t", header=True)  # no row silently dropped
@@ -234,9 +274,17 @@ def test_separated_pair_files_either_load_or_name_file_and_line(folder, data):
     raw = data.draw(delimited_file("||", None, good_rows(plain, plain)))
     path.write_bytes(raw)
     dev = folder / "dev.tsv"
-    dev.write_bytes(data.draw(delimited_file("\t", ["s1", "s2", "score"], good_rows(plain, plain, GOOD_LABELS["regression"]))))
-    pair_data = PairData({"train": {"path": str(path), "separator": "||", "columns": {"text": 0, "text_pair": 1}}, "validation": {"path": str(dev)},
-                          "columns": {"text": "s1", "text_pair": "s2", "label": "score"}, "max_length": 16})
+    dev.write_bytes(
+        data.draw(delimited_file("\t", ["s1", "s2", "score"], good_rows(plain, plain, GOOD_LABELS["regression"])))
+    )
+    pair_data = PairData(
+        {
+            "train": {"path": str(path), "separator": "||", "columns": {"text": 0, "text_pair": 1}},
+            "validation": {"path": str(dev)},
+            "columns": {"text": "s1", "text_pair": "s2", "label": "score"},
+            "max_length": 16,
+        }
+    )
     try:
         pairs = pair_data.pairs()
     except (DataError, ConfigError) as err:
@@ -267,8 +315,13 @@ def test_parallel_sources_either_load_or_name_file_and_line(folder, data):
         first, second = folder / "side.en.txt", folder / "side.de.txt"
         first.write_bytes(data.draw(delimited_file("\t", None, good_rows(plain))))
         second.write_bytes(data.draw(delimited_file("\t", None, good_rows(plain, plain))))
-        source = {"zip": [{"path": str(first), "header": False, "column": 0}, {"path": str(second), "header": False, "column": 1}],
-                  "lang": "en-de"}
+        source = {
+            "zip": [
+                {"path": str(first), "header": False, "column": 0},
+                {"path": str(second), "header": False, "column": 1},
+            ],
+            "lang": "en-de",
+        }
         paths = (first, second)
     source["skip_empty"] = data.draw(st.booleans())
     try:
@@ -307,25 +360,81 @@ def test_an_unreadable_file_is_a_data_error(tmp_path):
 
 
 NASTY = [  # (file name, content, task, the error expected): the faults the fuzzing above found or aims at, pinned
-    ("surrogate.jsonl", b'{"text": "a\\ud800", "label": "pos"}\n', "classification",
-     r"surrogate\.jsonl:1: text is not valid Unicode \(surrogates not allowed '\\ud800' at character 1\)"),
-    ("longint.jsonl", b'{"text": "a", "label": ' + b"9" * 5000 + b"}\n", "regression",
-     r"longint\.jsonl:1: invalid JSON \(ValueError: Exceeds the limit \(4300 digits\) for integer string conversion"),
-    ("bigint.jsonl", b'{"text": "a", "label": 0.5}\n{"text": "b", "label": 1' + b"0" * 400 + b"}\n", "regression",
-     r"bigint\.jsonl:2: score 1000+\.\.\. \(401 characters\) is not finite"),
-    ("deep.jsonl", b"[" * 5000 + b"]" * 5000 + b"\n", "classification", r"deep\.jsonl:1: invalid JSON \(RecursionError: maximum recursion depth"),
+    (
+        "surrogate.jsonl",
+        b'{"text": "a\\ud800", "label": "pos"}\n',
+        "classification",
+        r"surrogate\.jsonl:1: text is not valid Unicode \(surrogates not allowed '\\ud800' at character 1\)",
+    ),
+    (
+        "longint.jsonl",
+        b'{"text": "a", "label": ' + b"9" * 5000 + b"}\n",
+        "regression",
+        r"longint\.jsonl:1: invalid JSON \(ValueError: Exceeds the limit \(4300 digits\) for integer string conversion",
+    ),
+    (
+        "bigint.jsonl",
+        b'{"text": "a", "label": 0.5}\n{"text": "b", "label": 1' + b"0" * 400 + b"}\n",
+        "regression",
+        r"bigint\.jsonl:2: score 1000+\.\.\. \(401 characters\) is not finite",
+    ),
+    (
+        "deep.jsonl",
+        b"[" * 5000 + b"]" * 5000 + b"\n",
+        "classification",
+        r"deep\.jsonl:1: invalid JSON \(RecursionError: maximum recursion depth",
+    ),
     ("bool.jsonl", b'{"text": "a", "label": true}\n', "regression", r"bool\.jsonl:1: score True is not a number"),
-    ("list.jsonl", b'{"text": ["a", "b"], "label": "pos"}\n', "classification", r"list\.jsonl:1: text must be a string, got list \['a', 'b'\]"),
-    ("nantext.jsonl", b'{"text": NaN, "label": "pos"}\n', "classification", r"nantext\.jsonl:1: text must be a string, got float nan"),
-    ("array.jsonl", b'{"text": "a", "label": "pos"}\n["a", "pos"]\n', "classification", r"array\.jsonl:2: expected a JSON object, got list"),
-    ("huge.tsv", b"text\tlabel\nfine\tpos\n" + b"y" * 200_000 + b"\tpos\n", "classification",
-     r"huge\.tsv:3: a field is longer than 131072 characters"),
-    ("hugelabel.tsv", b"text\tlabel\nfine\t" + b"z" * 100_000 + b"\n", "classification", r"hugelabel\.tsv:2: label 'z+\.\.\. \(100002 characters\) is not in"),
-    ("multiline.csv", b'text,label\n"two\nlines",maybe\n', "classification", r"multiline\.csv:2: label 'maybe' is not in the label set"),
+    (
+        "list.jsonl",
+        b'{"text": ["a", "b"], "label": "pos"}\n',
+        "classification",
+        r"list\.jsonl:1: text must be a string, got list \['a', 'b'\]",
+    ),
+    (
+        "nantext.jsonl",
+        b'{"text": NaN, "label": "pos"}\n',
+        "classification",
+        r"nantext\.jsonl:1: text must be a string, got float nan",
+    ),
+    (
+        "array.jsonl",
+        b'{"text": "a", "label": "pos"}\n["a", "pos"]\n',
+        "classification",
+        r"array\.jsonl:2: expected a JSON object, got list",
+    ),
+    (
+        "huge.tsv",
+        b"text\tlabel\nfine\tpos\n" + b"y" * 200_000 + b"\tpos\n",
+        "classification",
+        r"huge\.tsv:3: a field is longer than 131072 characters",
+    ),
+    (
+        "hugelabel.tsv",
+        b"text\tlabel\nfine\t" + b"z" * 100_000 + b"\n",
+        "classification",
+        r"hugelabel\.tsv:2: label 'z+\.\.\. \(100002 characters\) is not in",
+    ),
+    (
+        "multiline.csv",
+        b'text,label\n"two\nlines",maybe\n',
+        "classification",
+        r"multiline\.csv:2: label 'maybe' is not in the label set",
+    ),
     ("nan.tsv", b"text\tlabel\na\t0.5\nb\tNaN\n", "regression", r"nan\.tsv:3: score 'NaN' is not finite"),
     ("inf.tsv", b"text\tlabel\na\t-inf\n", "regression", r"inf\.tsv:2: score '-inf' is not finite"),
-    ("latin1.tsv", b"text\tlabel\na\tpos\ncaf\xe9\tneg\n", "classification", r"latin1\.tsv:3: not valid utf-8-sig text"),
-    ("noheadercol.tsv", b"text\tscore\na\tpos\n", "classification", r"noheadercol\.tsv:1: column 'label' \(for label\) not in header"),
+    (
+        "latin1.tsv",
+        b"text\tlabel\na\tpos\ncaf\xe9\tneg\n",
+        "classification",
+        r"latin1\.tsv:3: not valid utf-8-sig text",
+    ),
+    (
+        "noheadercol.tsv",
+        b"text\tscore\na\tpos\n",
+        "classification",
+        r"noheadercol\.tsv:1: column 'label' \(for label\) not in header",
+    ),
 ]
 
 
@@ -342,7 +451,15 @@ def test_zipped_parallel_files_of_different_lengths_name_both_files(tmp_path):
     first, second = tmp_path / "a.en", tmp_path / "a.de"
     first.write_text("one\ntwo\nthree\n")
     second.write_text("eins\nzwei\n")
-    source = {"zip": [{"path": str(first), "format": "tsv", "header": False, "column": 0},
-                      {"path": str(second), "format": "tsv", "header": False, "column": 0}], "lang": "en-de"}
-    with pytest.raises(DataError, match=rf"{re.escape(str(first))}: has 3 rows but {re.escape(str(second))} has 2; zipped files must be row-aligned"):
+    source = {
+        "zip": [
+            {"path": str(first), "format": "tsv", "header": False, "column": 0},
+            {"path": str(second), "format": "tsv", "header": False, "column": 0},
+        ],
+        "lang": "en-de",
+    }
+    with pytest.raises(
+        DataError,
+        match=rf"{re.escape(str(first))}: has 3 rows but {re.escape(str(second))} has 2; zipped files must be row-aligned",
+    ):
         read_pairs(source, "data.sources[0]")

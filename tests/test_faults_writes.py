@@ -34,8 +34,21 @@ KEY = "f" * 32  # a teacher-output cache key
 ROWS, WIDTH = 1000, 1000  # a cache entry of 4 MB
 VALUES = 50_000  # floats in metrics.json (about 1 MB)
 LIMIT = 256 * 1024  # RLIMIT_FSIZE for the refused-write check: every payload is larger
-ASYNC_ROUNDS = {"metrics": 16, "cache": 8, "export": 6}  # metrics.json's write is the shortest: more tries to land in it
-STEP_EVENTS = {"open", "os.mkdir", "os.remove", "os.rename", "os.rmdir", "shutil.rmtree", "tempfile.mkstemp", "tempfile.mkdtemp"}
+ASYNC_ROUNDS = {
+    "metrics": 16,
+    "cache": 8,
+    "export": 6,
+}  # metrics.json's write is the shortest: more tries to land in it
+STEP_EVENTS = {
+    "open",
+    "os.mkdir",
+    "os.remove",
+    "os.rename",
+    "os.rmdir",
+    "shutil.rmtree",
+    "tempfile.mkstemp",
+    "tempfile.mkdtemp",
+}
 WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT
 
 
@@ -244,7 +257,9 @@ def drive(root: Path) -> dict[str, Any]:
             report[kind]["limit"] = None
         except Exception as err:  # noqa: BLE001 - reported for the test to compare
             report[kind]["limit"] = str(err) if isinstance(err, OutputError) else repr(err)
-        report[kind]["limit_left"] = leftovers(kind, folder) + ([target(kind, folder).name] if target(kind, folder).exists() else [])
+        report[kind]["limit_left"] = leftovers(kind, folder) + (
+            [target(kind, folder).name] if target(kind, folder).exists() else []
+        )
     return report
 
 
@@ -253,7 +268,15 @@ def killed_writes(tmp_path_factory) -> tuple[Path, dict[str, Any]]:
     """Run `drive` in a fresh process (it forks the processes it kills; pytest itself is never forked)."""
     root = tmp_path_factory.mktemp("writes")
     env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1"}
-    result = subprocess.run([sys.executable, __file__, str(root)], cwd=REPO, env=env, capture_output=True, text=True, timeout=300, check=False)
+    result = subprocess.run(
+        [sys.executable, __file__, str(root)],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     return root, json.loads(result.stdout.strip().splitlines()[-1])
 
@@ -271,7 +294,13 @@ def check_killed_writes(kind: str, runs: list[dict[str, Any]], write: dict[str, 
     for run in runs:
         folder = Path(run["folder"])
         assert run["outcome"] in ("killed", "done"), run
-        allowed = {1} if run["outcome"] == "done" else {None, 1} if run["old"] is None else {0, 1} | ({None} if kind == "export" else set())
+        allowed = (
+            {1}
+            if run["outcome"] == "done"
+            else {None, 1}
+            if run["old"] is None
+            else {0, 1} | ({None} if kind == "export" else set())
+        )
         found = read(kind, folder)
         assert found in allowed, (run, found)
         write[kind](folder, 2)
@@ -315,8 +344,12 @@ def namespaces() -> str | None:
     """Why this machine cannot mount a file system in a user namespace (no root needed), or None when it can."""
     if shutil.which("unshare") is None:
         return "unshare (util-linux) is not installed"
-    probe = subprocess.run(["unshare", "--user", "--map-root-user", "--mount", "sh", "-c", "mount -t tmpfs tmpfs /mnt"],
-                           capture_output=True, text=True, check=False)
+    probe = subprocess.run(
+        ["unshare", "--user", "--map-root-user", "--mount", "sh", "-c", "mount -t tmpfs tmpfs /mnt"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     return None if probe.returncode == 0 else f"no user namespaces here ({probe.stderr.strip()})"
 
 
@@ -324,8 +357,15 @@ def on_own_file_system(mount: Path, options: str, *command: str, env: dict[str, 
     """Run `command` with a fresh tmpfs (mount `options`) at `mount`, in a user and mount namespace; after it, the
     namespace's shell lists what is left under `mount` (the tmpfs goes with the namespace)."""
     script = f'mount -t tmpfs -o {options} tmpfs "$0" && "$@"; code=$?; echo "--- left:"; find "$0" -mindepth 1 | sort; exit $code'
-    return subprocess.run(["unshare", "--user", "--map-root-user", "--mount", "sh", "-c", script, str(mount), *command],
-                          cwd=REPO, env=env, capture_output=True, text=True, timeout=300, check=False)
+    return subprocess.run(
+        ["unshare", "--user", "--map-root-user", "--mount", "sh", "-c", script, str(mount), *command],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
 
 
 def one_error_line(result: subprocess.CompletedProcess) -> str:
@@ -342,8 +382,11 @@ def test_an_output_folder_under_a_file_is_refused_before_anything_is_written(cli
     blocker.write_text("a file\n")
     result = cli(*(["-m"] if multirun else []), *SMALL, env={"KDLAB_OUTPUT_DIR": str(blocker / "outputs")})
     key, kind = ("hydra.sweep.dir", "sweeps") if multirun else ("hydra.run.dir", "runs")
-    assert re.fullmatch(rf"kdlab: error: {key}: cannot create {re.escape(str(blocker))}/outputs/{kind}/\S+: {re.escape(str(blocker))} "
-                        rf"is a file, not a folder \(set KDLAB_OUTPUT_DIR or {key} to a writable folder\)", one_error_line(result))
+    assert re.fullmatch(
+        rf"kdlab: error: {key}: cannot create {re.escape(str(blocker))}/outputs/{kind}/\S+: {re.escape(str(blocker))} "
+        rf"is a file, not a folder \(set KDLAB_OUTPUT_DIR or {key} to a writable folder\)",
+        one_error_line(result),
+    )
     assert blocker.read_text() == "a file\n"
 
 
@@ -351,8 +394,10 @@ def test_a_cache_folder_that_cannot_be_created_is_refused_before_training(cli, t
     blocker = tmp_path / "not-a-folder"
     blocker.write_text("a file\n")
     result = cli(*SMALL, env={"KDLAB_CACHE_DIR": str(blocker / "cache")})
-    assert one_error_line(result) == (f"kdlab: error: paths.cache_dir: cannot create {blocker}/cache: {blocker} is a file, "
-                                      "not a folder (set KDLAB_CACHE_DIR or paths.cache_dir to a writable folder)")
+    assert one_error_line(result) == (
+        f"kdlab: error: paths.cache_dir: cannot create {blocker}/cache: {blocker} is a file, "
+        "not a folder (set KDLAB_CACHE_DIR or paths.cache_dir to a writable folder)"
+    )
     assert run_dirs(tmp_path) == []  # the run folder Hydra made is removed: nothing looks like a run
 
 
@@ -362,9 +407,11 @@ def test_an_output_folder_on_a_read_only_file_system_is_refused_before_anything_
     mount.mkdir()
     env = {**os.environ, "KDLAB_OUTPUT_DIR": str(mount / "outputs"), "KDLAB_CACHE_DIR": str(tmp_path / "cache")}
     result = on_own_file_system(mount, "ro", sys.executable, "-m", "kdlab.train", *SMALL, env=env)
-    assert re.fullmatch(rf"kdlab: error: hydra.run.dir: cannot create {re.escape(str(mount))}/outputs/runs/\S+: {re.escape(str(mount))} "
-                        r"is not writable \(read-only file system\) \(set KDLAB_OUTPUT_DIR or hydra.run.dir to a writable folder\)",
-                        one_error_line(result))
+    assert re.fullmatch(
+        rf"kdlab: error: hydra.run.dir: cannot create {re.escape(str(mount))}/outputs/runs/\S+: {re.escape(str(mount))} "
+        r"is not writable \(read-only file system\) \(set KDLAB_OUTPUT_DIR or hydra.run.dir to a writable folder\)",
+        one_error_line(result),
+    )
 
 
 @pytest.mark.skipif(namespaces() is not None, reason=str(namespaces()))
@@ -374,14 +421,28 @@ def test_a_full_disk_stops_the_run_with_one_line_naming_the_file_and_leaves_no_p
     mount = tmp_path / "small"
     mount.mkdir()
     env = {**os.environ, "KDLAB_CACHE_DIR": str(tmp_path / "cache"), "HF_HUB_OFFLINE": "1", "WANDB_MODE": "disabled"}
-    result = on_own_file_system(mount, "size=1m", sys.executable, "-m", "kdlab.train", *SMALL, f"hydra.run.dir={mount / 'run'}",
-                                "callbacks.model_checkpoint=null", "+trainer.enable_checkpointing=false", env=env)
+    result = on_own_file_system(
+        mount,
+        "size=1m",
+        sys.executable,
+        "-m",
+        "kdlab.train",
+        *SMALL,
+        f"hydra.run.dir={mount / 'run'}",
+        "callbacks.model_checkpoint=null",
+        "+trainer.enable_checkpointing=false",
+        env=env,
+    )
     export = mount / "run" / "teacher" / "model"
-    assert one_error_line(result) == f"kdlab: error: {export}: cannot be written: No space left on device (free space or choose another folder)"
+    assert (
+        one_error_line(result)
+        == f"kdlab: error: {export}: cannot be written: No space left on device (free space or choose another folder)"
+    )
     left = result.stdout.split("--- left:\n", 1)[1].split()
     assert str(mount / "run" / "train.log") in left  # the run did start
-    assert not [name for name in left if name.startswith(str(export.parent) + "/")]  # no partial export, no temporary file
-
+    assert not [
+        name for name in left if name.startswith(str(export.parent) + "/")
+    ]  # no partial export, no temporary file
 
 
 @pytest.mark.skipif(namespaces() is not None, reason=str(namespaces()))
@@ -390,10 +451,15 @@ def test_a_checkpoint_meeting_a_full_disk_is_one_line_naming_it(tmp_path):
     mount = tmp_path / "small"
     mount.mkdir()
     env = {**os.environ, "KDLAB_CACHE_DIR": str(tmp_path / "cache"), "HF_HUB_OFFLINE": "1", "WANDB_MODE": "disabled"}
-    result = on_own_file_system(mount, "size=1m", sys.executable, "-m", "kdlab.train", *SMALL, f"hydra.run.dir={mount / 'run'}", env=env)
+    result = on_own_file_system(
+        mount, "size=1m", sys.executable, "-m", "kdlab.train", *SMALL, f"hydra.run.dir={mount / 'run'}", env=env
+    )
     folder = mount / "run" / "teacher" / "checkpoints"
-    assert re.fullmatch(rf"kdlab: error: {re.escape(str(folder))}/\w+\.ckpt: cannot be written: No space left on device "
-                        r"\(free space or choose another folder\)", one_error_line(result))
+    assert re.fullmatch(
+        rf"kdlab: error: {re.escape(str(folder))}/\w+\.ckpt: cannot be written: No space left on device "
+        r"\(free space or choose another folder\)",
+        one_error_line(result),
+    )
     left = result.stdout.split("--- left:\n", 1)[1].split()
     assert not [name for name in left if name.startswith(str(folder) + "/")]  # no partial checkpoint, no temporary file
 

@@ -11,7 +11,6 @@ import sys
 
 import pytest
 import torch
-
 from conftest import REPO, kdlab_folders
 
 LABELS = ["negative", "positive"]
@@ -29,9 +28,17 @@ def reference_attention_mse(student, teacher, mask):
     """Plain-Python MSE of [B][H][L][L] nested lists over the heads (each side averaged over its heads first when the
     counts differ) and the (query, key) pairs whose tokens are both real."""
     if len(student[0]) != len(teacher[0]):
+
         def average(maps):
-            return [[[[sum(head[i][j] for head in heads) / len(heads) for j in range(len(heads[0]))]
-                      for i in range(len(heads[0]))]] for heads in maps]
+            return [
+                [
+                    [
+                        [sum(head[i][j] for head in heads) / len(heads) for j in range(len(heads[0]))]
+                        for i in range(len(heads[0]))
+                    ]
+                ]
+                for heads in maps
+            ]
 
         student, teacher = average(student), average(teacher)
     total, count = 0.0, 0
@@ -61,8 +68,10 @@ def test_the_table_names_each_term_and_its_module():
 
 
 def test_the_table_and_the_config_check_import_no_torch():
-    probe = ("import sys; import kdlab.config; from kdlab.losses import registry; registry.TERMS['attention'];"
-             "print(sorted(m for m in ('torch', 'transformers') if m in sys.modules))")
+    probe = (
+        "import sys; import kdlab.config; from kdlab.losses import registry; registry.TERMS['attention'];"
+        "print(sorted(m for m in ('torch', 'transformers') if m in sys.modules))"
+    )
     result = subprocess.run([sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, timeout=60)
     assert result.stdout.strip() == "[]", result.stderr[-2000:]
 
@@ -78,8 +87,11 @@ def test_logit_mse_golden_value_by_hand():
     assert logit_mse_loss(torch.tensor(ZS), torch.tensor(ZT)).item() == pytest.approx(soft, abs=1e-6)
     hard = cross_entropy(ZS, Y)
     for alpha in (0.0, 0.3, 1.0):
-        out = LogitMSEKDLoss(alpha=alpha)(torch.tensor(ZS, dtype=torch.float64), torch.tensor(ZT, dtype=torch.float64),
-                                          torch.tensor(Y) if alpha < 1 else None)
+        out = LogitMSEKDLoss(alpha=alpha)(
+            torch.tensor(ZS, dtype=torch.float64),
+            torch.tensor(ZT, dtype=torch.float64),
+            torch.tensor(Y) if alpha < 1 else None,
+        )
         assert out.soft.item() == pytest.approx(soft, abs=1e-6)
         assert out.hard.item() == pytest.approx(hard if alpha < 1 else 0.0, abs=1e-6)
         assert out.total.item() == pytest.approx(alpha * soft + (1 - alpha) * (hard if alpha < 1 else 0.0), abs=1e-6)
@@ -88,7 +100,9 @@ def test_logit_mse_golden_value_by_hand():
 def test_logit_mse_regression_is_the_mse_mix():
     from kdlab.losses.logit_mse import LogitMSEKDLoss
 
-    out = LogitMSEKDLoss(alpha=0.25, task="regression")(torch.tensor([[0.2], [0.9]]), torch.tensor([[0.4], [0.5]]), torch.tensor([0.0, 1.0]))
+    out = LogitMSEKDLoss(alpha=0.25, task="regression")(
+        torch.tensor([[0.2], [0.9]]), torch.tensor([[0.4], [0.5]]), torch.tensor([0.0, 1.0])
+    )
     soft, hard = ((0.2 - 0.4) ** 2 + (0.9 - 0.5) ** 2) / 2, ((0.2 - 0.0) ** 2 + (0.9 - 1.0) ** 2) / 2
     assert (out.soft.item(), out.hard.item()) == (pytest.approx(soft, abs=1e-6), pytest.approx(hard, abs=1e-6))
     assert out.total.item() == pytest.approx(0.25 * soft + 0.75 * hard, abs=1e-6)
@@ -131,7 +145,10 @@ def test_attention_transfer_sums_mapped_layers_against_the_plain_formula(student
     teacher = (maps(teacher_heads), maps(teacher_heads), maps(teacher_heads))
     mask = torch.tensor([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]])
     loss = AttentionMSE([(1, 3), (2, 1)], weight=0.5)
-    expected = 0.5 * sum(reference_attention_mse(student[s - 1].tolist(), teacher[t - 1].tolist(), mask.tolist()) for s, t in [(1, 3), (2, 1)])
+    expected = 0.5 * sum(
+        reference_attention_mse(student[s - 1].tolist(), teacher[t - 1].tolist(), mask.tolist())
+        for s, t in [(1, 3), (2, 1)]
+    )
     assert loss(student, teacher, mask).item() == pytest.approx(expected, abs=1e-6)
 
 
@@ -146,7 +163,13 @@ def tiny_bert(tokenizer, layers, heads, width=32, seed=0):
     from kdlab.models.backbone import build_model
 
     torch.manual_seed(seed)
-    config = {"model_type": "bert", "hidden_size": width, "num_hidden_layers": layers, "num_attention_heads": heads, "intermediate_size": 64}
+    config = {
+        "model_type": "bert",
+        "hidden_size": width,
+        "num_hidden_layers": layers,
+        "num_attention_heads": heads,
+        "intermediate_size": 64,
+    }
     return build_model({"config": config}, "classification", LABELS, tokenizer)
 
 
@@ -165,8 +188,18 @@ def test_hinton_attention_term_matches_an_independent_computation_on_real_models
 
     teacher, student = tiny_bert(tiny_tokenizer, 2, 4, seed=1), tiny_bert(tiny_tokenizer, 1, 2, seed=2)
     implementation = student.config._attn_implementation
-    module = HintonKD(student, teacher, tiny_tokenizer, "classification", 2, {"lr": 1e-3}, ["acc"], alpha=0.5, temperature=2.0,
-                      terms={"attention": AttentionMSE([(1, 2)], weight=2.0)}).eval()  # eval: no attention dropout
+    module = HintonKD(
+        student,
+        teacher,
+        tiny_tokenizer,
+        "classification",
+        2,
+        {"lr": 1e-3},
+        ["acc"],
+        alpha=0.5,
+        temperature=2.0,
+        terms={"attention": AttentionMSE([(1, 2)], weight=2.0)},
+    ).eval()  # eval: no attention dropout
     batch = padded_batch(tiny_tokenizer)
     terms = module.compute_loss(batch)
     assert student.config._attn_implementation == teacher.config._attn_implementation == implementation
@@ -180,7 +213,9 @@ def test_hinton_attention_term_matches_an_independent_computation_on_real_models
         model.set_attn_implementation(implementation)
     expected = 2.0 * reference_attention_mse(*maps, batch["attention_mask"].tolist())
     assert terms["loss_attention"].item() == pytest.approx(expected, abs=1e-6)
-    assert terms["loss"].item() == pytest.approx((0.5 * terms["loss_soft"] + 0.5 * terms["loss_hard"] + terms["loss_attention"]).item(), abs=1e-6)
+    assert terms["loss"].item() == pytest.approx(
+        (0.5 * terms["loss_soft"] + 0.5 * terms["loss_hard"] + terms["loss_attention"]).item(), abs=1e-6
+    )
     terms["loss"].backward()
     assert student.bert.encoder.layer[0].attention.self.query.weight.grad is not None
 
@@ -191,7 +226,9 @@ def test_the_student_maps_are_probabilities_before_dropout_and_its_output_is_eag
     student = tiny_bert(tiny_tokenizer, 1, 2).train()
     student.config.attention_probs_dropout_prob = 0.5
     student.bert.encoder.layer[0].attention.self.dropout.p = 0.5
-    inputs = {k: v for k, v in padded_batch(tiny_tokenizer).items() if k in ("input_ids", "attention_mask", "token_type_ids")}
+    inputs = {
+        k: v for k, v in padded_batch(tiny_tokenizer).items() if k in ("input_ids", "attention_mask", "token_type_ids")
+    }
     torch.manual_seed(3)
     with attention_probabilities(student):
         ours = student(**inputs, output_attentions=True)
@@ -201,14 +238,18 @@ def test_the_student_maps_are_probabilities_before_dropout_and_its_output_is_eag
     assert torch.equal(ours.logits, eager.logits)  # same maths, same dropout draws
     sums = ours.attentions[0].sum(dim=-1)
     assert torch.allclose(sums, torch.ones_like(sums), atol=1e-6)
-    assert not torch.allclose(eager.attentions[0].sum(dim=-1), torch.ones_like(sums), atol=1e-3)  # eager's maps: after dropout
+    assert not torch.allclose(
+        eager.attentions[0].sum(dim=-1), torch.ones_like(sums), atol=1e-3
+    )  # eager's maps: after dropout
 
 
 def test_a_model_without_switchable_attention_is_a_config_error():
     from kdlab.errors import ConfigError
     from kdlab.models.attention_maps import attention_probabilities
 
-    with pytest.raises(ConfigError, match=r"^loss.attention.weight: attention transfer needs a Hugging Face transformer, got a Linear$"):
+    with pytest.raises(
+        ConfigError, match=r"^loss.attention.weight: attention transfer needs a Hugging Face transformer, got a Linear$"
+    ):
         with attention_probabilities(torch.nn.Linear(2, 2)):
             pass
 
@@ -218,19 +259,26 @@ def test_the_default_hinton_loss_is_the_soft_target_formula(tiny_tokenizer):
     from kdlab.methods.hinton import HintonKD
 
     teacher, student = tiny_bert(tiny_tokenizer, 2, 2, seed=1), tiny_bert(tiny_tokenizer, 1, 2, seed=2)
-    module = HintonKD(student, teacher, tiny_tokenizer, "classification", 2, {"lr": 1e-3}, ["acc"], alpha=0.3, temperature=2.0).eval()
+    module = HintonKD(
+        student, teacher, tiny_tokenizer, "classification", 2, {"lr": 1e-3}, ["acc"], alpha=0.3, temperature=2.0
+    ).eval()
     batch = padded_batch(tiny_tokenizer)
     terms = module.compute_loss(batch)
     assert set(terms) == {"loss", "loss_soft", "loss_hard"}
     with torch.no_grad():
-        zs, zt = module(batch).tolist(), teacher(**{k: batch[k] for k in ("input_ids", "attention_mask", "token_type_ids")}).logits.tolist()
+        zs, zt = (
+            module(batch).tolist(),
+            teacher(**{k: batch[k] for k in ("input_ids", "attention_mask", "token_type_ids")}).logits.tolist(),
+        )
     soft = 0.0
     for s_row, t_row in zip(zs, zt):
         p_s = [math.exp(v / 2) / sum(math.exp(u / 2) for u in s_row) for v in s_row]
         p_t = [math.exp(v / 2) / sum(math.exp(u / 2) for u in t_row) for v in t_row]
         soft += sum(pt * math.log(pt / ps) for pt, ps in zip(p_t, p_s))
     soft, hard = 4 * soft / len(zs), cross_entropy(zs, [1, 0])
-    assert terms["loss_soft"].item() == pytest.approx(soft, abs=1e-6) and terms["loss_hard"].item() == pytest.approx(hard, abs=1e-6)
+    assert terms["loss_soft"].item() == pytest.approx(soft, abs=1e-6) and terms["loss_hard"].item() == pytest.approx(
+        hard, abs=1e-6
+    )
     assert terms["loss"].item() == pytest.approx(0.3 * soft + 0.7 * hard, abs=1e-6)
 
 
@@ -254,23 +302,39 @@ def config_error(tmp_path, *overrides):
     return None
 
 
-@pytest.mark.parametrize("overrides,error", [
-    (["loss=logit_mse"], None),
-    (["loss=logit_mse", "method.teacher_outputs=live", "loss.attention.weight=1", "loss.hidden.weight=0.5"], None),
-    (["loss.soft=kl"], "loss.soft: must be one of ['soft_target', 'logit_mse'], got 'kl'"),
-    (["loss=logit_mse", "loss.temperature=3"],
-     "loss.temperature: is not used by loss.soft=logit_mse (logit MSE); select the term with loss=logit_mse, which leaves it null"),
-    (["loss.soft=logit_mse"],
-     "loss.temperature: is not used by loss.soft=logit_mse (logit MSE); select the term with loss=logit_mse, which leaves it null"),
-    (["loss=logit_mse", "loss.alpha=2"], "loss.alpha: must be in [0, 1], got 2"),
-    (["loss.attention.weight=1"], "loss.attention.weight: attention transfer needs method.teacher_outputs=live (the cache holds logits only)"),
-    (["loss.attention.weight=-1"], "loss.attention.weight: must be >= 0, got -1"),
-    (["loss.attention.weight=x"], "loss.attention.weight: must be a number, got 'x'"),
-    (["loss.attention.layer_map=[[0,1]]"], "loss.attention.layer_map: pair [0, 1] is outside student 1..1 / teacher 1..4"),
-    (["loss.attention.layer_map=[1,2]"], "loss.attention.layer_map: must be a list of [student, teacher] integer index pairs, got [1, 2]"),
-    (["loss.hidden.layer_map=[[0,0]]"], None),  # hidden-state index 0 is the embeddings
-    (["+loss.distance=1"], None),  # refused by the added-key check of compose (below)
-])
+@pytest.mark.parametrize(
+    "overrides,error",
+    [
+        (["loss=logit_mse"], None),
+        (["loss=logit_mse", "method.teacher_outputs=live", "loss.attention.weight=1", "loss.hidden.weight=0.5"], None),
+        (["loss.soft=kl"], "loss.soft: must be one of ['soft_target', 'logit_mse'], got 'kl'"),
+        (
+            ["loss=logit_mse", "loss.temperature=3"],
+            "loss.temperature: is not used by loss.soft=logit_mse (logit MSE); select the term with loss=logit_mse, which leaves it null",
+        ),
+        (
+            ["loss.soft=logit_mse"],
+            "loss.temperature: is not used by loss.soft=logit_mse (logit MSE); select the term with loss=logit_mse, which leaves it null",
+        ),
+        (["loss=logit_mse", "loss.alpha=2"], "loss.alpha: must be in [0, 1], got 2"),
+        (
+            ["loss.attention.weight=1"],
+            "loss.attention.weight: attention transfer needs method.teacher_outputs=live (the cache holds logits only)",
+        ),
+        (["loss.attention.weight=-1"], "loss.attention.weight: must be >= 0, got -1"),
+        (["loss.attention.weight=x"], "loss.attention.weight: must be a number, got 'x'"),
+        (
+            ["loss.attention.layer_map=[[0,1]]"],
+            "loss.attention.layer_map: pair [0, 1] is outside student 1..1 / teacher 1..4",
+        ),
+        (
+            ["loss.attention.layer_map=[1,2]"],
+            "loss.attention.layer_map: must be a list of [student, teacher] integer index pairs, got [1, 2]",
+        ),
+        (["loss.hidden.layer_map=[[0,0]]"], None),  # hidden-state index 0 is the embeddings
+        (["+loss.distance=1"], None),  # refused by the added-key check of compose (below)
+    ],
+)
 def test_the_loss_rules_at_config_time(tmp_path, overrides, error):
     from kdlab.errors import ConfigError
 
@@ -285,16 +349,19 @@ def test_a_stray_key_under_loss_names_the_terms():
     from kdlab.errors import ConfigError
     from kdlab.losses.registry import check_loss_keys
 
-    with pytest.raises(ConfigError, match=r"^loss.attn: is not a loss setting; extra terms are \['hidden', 'attention'\], "
-                                          r"soft terms \['soft_target', 'logit_mse'\]$"):
+    with pytest.raises(
+        ConfigError,
+        match=r"^loss.attn: is not a loss setting; extra terms are \['hidden', 'attention'\], "
+        r"soft terms \['soft_target', 'logit_mse'\]$",
+    ):
         check_loss_keys(["soft", "alpha", "attn"])
 
 
 def test_the_run_time_guards_give_the_config_time_lines(tmp_path, tiny_tokenizer):
     from kdlab import api
     from kdlab.errors import ConfigError
-    from kdlab.methods.hinton import HintonKD
     from kdlab.losses.attention import AttentionMSE
+    from kdlab.methods.hinton import HintonKD
     from kdlab.pipelines.supervised import loss_terms
 
     teacher, student = tiny_bert(tiny_tokenizer, 4, 4), tiny_bert(tiny_tokenizer, 1, 2)
@@ -309,15 +376,32 @@ def test_the_run_time_guards_give_the_config_time_lines(tmp_path, tiny_tokenizer
     live = "loss.attention.weight: attention transfer needs method.teacher_outputs=live (the cache holds logits only)"
     assert config_error(tmp_path, "loss.attention.weight=1") == live
     with pytest.raises(ConfigError) as caught:
-        HintonKD(student, None, tiny_tokenizer, "classification", 2, {"lr": 1e-3}, ["acc"], alpha=0.5, temperature=2.0,
-                 teacher_outputs=torch.zeros(4, 2), terms={"attention": AttentionMSE([(1, 1)])})
+        HintonKD(
+            student,
+            None,
+            tiny_tokenizer,
+            "classification",
+            2,
+            {"lr": 1e-3},
+            ["acc"],
+            alpha=0.5,
+            temperature=2.0,
+            teacher_outputs=torch.zeros(4, 2),
+            terms={"attention": AttentionMSE([(1, 1)])},
+        )
     assert str(caught.value) == live
 
 
 # --- end to end: a tiny hinton run with each new term ----------------------------------------------------------------
 
-SMALL = ("debug=fast", "data.train.size=64", "data.validation.size=32", "data.test.size=32", "trainer.limit_train_batches=3",
-         "method.baseline=false")
+SMALL = (
+    "debug=fast",
+    "data.train.size=64",
+    "data.validation.size=32",
+    "data.test.size=32",
+    "trainer.limit_train_batches=3",
+    "method.baseline=false",
+)
 
 
 @pytest.fixture(scope="module")
@@ -344,7 +428,9 @@ def test_a_hinton_run_with_logit_mse(tmp_path, given_teacher):
         run = api.train(*SMALL, "loss=logit_mse", f"model.teacher.trained={given_teacher}")
     assert run.config.loss.soft == "logit_mse" and run.config.loss.temperature is None
     rows = student_log(run.path)
-    assert rows and all(math.isfinite(float(row[name])) for row in rows for name in ("train/loss", "train/loss_soft", "train/loss_hard"))
+    assert rows and all(
+        math.isfinite(float(row[name])) for row in rows for name in ("train/loss", "train/loss_soft", "train/loss_hard")
+    )
     assert float(rows[0]["train/loss_soft"]) > 0
     assert math.isfinite(json.loads((run.path / "metrics.json").read_text())["student/val/loss"])
 
@@ -353,9 +439,15 @@ def test_a_hinton_run_with_attention_transfer_and_the_live_teacher(tmp_path, giv
     from kdlab import api
 
     with kdlab_folders(tmp_path):
-        run = api.train(*SMALL, "method.teacher_outputs=live", "loss.attention.weight=1", f"model.teacher.trained={given_teacher}")
+        run = api.train(
+            *SMALL, "method.teacher_outputs=live", "loss.attention.weight=1", f"model.teacher.trained={given_teacher}"
+        )
     rows = student_log(run.path)
-    assert rows and all(math.isfinite(float(row[name])) for row in rows for name in ("train/loss", "train/loss_soft", "train/loss_attention"))
+    assert rows and all(
+        math.isfinite(float(row[name]))
+        for row in rows
+        for name in ("train/loss", "train/loss_soft", "train/loss_attention")
+    )
     assert all(float(row["train/loss_attention"]) > 0 for row in rows)
     config = json.loads((run.path / "student" / "model" / "config.json").read_text())
     assert "attn_implementation" not in json.dumps(config)  # the switch is not exported

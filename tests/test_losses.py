@@ -89,7 +89,11 @@ def test_hidden_state_matching_golden_value_with_mask_and_projection():
 
     # one sequence of 3 tokens, the last one padding; student width 2, teacher width 3
     h_s = [torch.zeros(1, 3, 2), torch.tensor([[[1.0, 2.0], [3.0, 4.0], [9.0, 9.0]]])]
-    h_t = [torch.zeros(1, 3, 3), torch.zeros(1, 3, 3), torch.tensor([[[1.0, 0.0, 1.0], [0.0, 1.0, 0.0], [5.0, 5.0, 5.0]]])]
+    h_t = [
+        torch.zeros(1, 3, 3),
+        torch.zeros(1, 3, 3),
+        torch.tensor([[[1.0, 0.0, 1.0], [0.0, 1.0, 0.0], [5.0, 5.0, 5.0]]]),
+    ]
     mask = torch.tensor([[1, 1, 0]])
     loss = HiddenStateMSE([(1, 2)], student_width=2, teacher_width=3, weight=0.5)
     with torch.no_grad():  # P(x) = [x0, x1, x0 + x1]

@@ -9,7 +9,13 @@ from kdlab.errors import DataError
 from kdlab.models.backbone import build_model, export_model, keep_layers, load_trained
 from kdlab.optim import build_optimizer, linear_warmup_decay
 
-TINY = {"model_type": "bert", "hidden_size": 32, "num_hidden_layers": 4, "num_attention_heads": 2, "intermediate_size": 64}
+TINY = {
+    "model_type": "bert",
+    "hidden_size": 32,
+    "num_hidden_layers": 4,
+    "num_attention_heads": 2,
+    "intermediate_size": 64,
+}
 
 
 def test_random_init_model_from_config(tiny_tokenizer):
@@ -30,10 +36,15 @@ def test_student_keeps_the_chosen_teacher_layers(tiny_tokenizer):
         for (name, p_s), (_, p_t) in zip(s_layers[s_index].named_parameters(), t_layers[t_index].named_parameters()):
             assert torch.equal(p_s, p_t), name
     assert torch.equal(student.bert.embeddings.word_embeddings.weight, teacher.bert.embeddings.word_embeddings.weight)
-    assert student.bert.embeddings.word_embeddings.weight.data_ptr() != teacher.bert.embeddings.word_embeddings.weight.data_ptr()
+    assert (
+        student.bert.embeddings.word_embeddings.weight.data_ptr()
+        != teacher.bert.embeddings.word_embeddings.weight.data_ptr()
+    )
     batch = tiny_tokenizer(["the plot was good"], return_tensors="pt")
     assert student(**batch).logits.shape == (1, 2)
-    via_spec = build_model({"from_teacher_layers": [1]}, "classification", ["neg", "pos"], tiny_tokenizer, teacher=teacher)
+    via_spec = build_model(
+        {"from_teacher_layers": [1]}, "classification", ["neg", "pos"], tiny_tokenizer, teacher=teacher
+    )
     assert via_spec.config.num_hidden_layers == 1
 
 
@@ -51,8 +62,15 @@ def test_a_pretrained_backbone_can_keep_some_of_its_layers(tiny_tokenizer, tmp_p
         assert encoder.config.num_hidden_layers == 2 and len(encoder.encoder.layer) == 2
         for kept, source in zip(encoder.encoder.layer, [full.bert.encoder.layer[0], full.bert.encoder.layer[2]]):
             assert all(torch.equal(a, b) for a, b in zip(kept.parameters(), source.parameters()))
-    assert build_model({"name_or_path": str(tmp_path / "pretrained")}, "regression", [], tiny_tokenizer).config.num_hidden_layers == 4
-    with pytest.raises(ConfigError, match=r"^model\.layers: needs layer indices in \[0, 3\] for this model, got \[0, 4\]"):
+    assert (
+        build_model(
+            {"name_or_path": str(tmp_path / "pretrained")}, "regression", [], tiny_tokenizer
+        ).config.num_hidden_layers
+        == 4
+    )
+    with pytest.raises(
+        ConfigError, match=r"^model\.layers: needs layer indices in \[0, 3\] for this model, got \[0, 4\]"
+    ):
         build_model({**spec, "layers": [0, 4]}, "regression", [], tiny_tokenizer)
 
 
@@ -60,7 +78,9 @@ def test_bad_layer_indices_are_refused(tiny_tokenizer):
     from kdlab.errors import ConfigError
 
     teacher = build_model({"config": TINY}, "classification", ["neg", "pos"], tiny_tokenizer)
-    with pytest.raises(ConfigError, match=r"model\.student\.from_teacher_layers: needs layer indices in \[0, 3\] for this model"):
+    with pytest.raises(
+        ConfigError, match=r"model\.student\.from_teacher_layers: needs layer indices in \[0, 3\] for this model"
+    ):
         keep_layers(teacher, [0, 7])
 
 
@@ -128,7 +148,9 @@ def test_optimizer_implementations_take_the_same_steps(tiny_tokenizer):
     weights = {}
     for implementation in ("for_loop", "foreach", "fused"):
         model = copy.deepcopy(base).eval()  # no dropout: the same gradients each time
-        setup = build_optimizer(model.named_parameters(), {"lr": 1e-3, "weight_decay": 0.1, "implementation": implementation}, 10)
+        setup = build_optimizer(
+            model.named_parameters(), {"lr": 1e-3, "weight_decay": 0.1, "implementation": implementation}, 10
+        )
         for _ in range(3):
             model(**batch).loss.backward()
             setup["optimizer"].step()
@@ -157,12 +179,28 @@ def test_training_puts_the_student_in_train_mode_and_keeps_the_teacher_frozen(ti
         def on_train_batch_start(self, trainer, module, batch, batch_idx):
             seen.append((module.model.training, module.teacher.training))
 
-    cfg = {"task": "classification", "labels": ["negative", "positive"], "columns": {"text": "text", "text_pair": None, "label": "label"},
-           "train": {"embedded": "reviews", "split": "train", "size": 64}, "validation": {"embedded": "reviews", "split": "validation", "size": 32},
-           "test": {"embedded": "reviews", "split": "test", "size": 32}, "max_length": 32, "batch_size": 16}
-    module = HintonKD(student, teacher, tiny_tokenizer, "classification", 2, {"lr": 1e-3}, ["acc"], alpha=0.5, temperature=2.0)
-    trainer = pl.Trainer(max_epochs=2, logger=False, enable_progress_bar=False, enable_model_summary=False,
-                         num_sanity_val_steps=0, default_root_dir=tmp_path, callbacks=[Probe()])
+    cfg = {
+        "task": "classification",
+        "labels": ["negative", "positive"],
+        "columns": {"text": "text", "text_pair": None, "label": "label"},
+        "train": {"embedded": "reviews", "split": "train", "size": 64},
+        "validation": {"embedded": "reviews", "split": "validation", "size": 32},
+        "test": {"embedded": "reviews", "split": "test", "size": 32},
+        "max_length": 32,
+        "batch_size": 16,
+    }
+    module = HintonKD(
+        student, teacher, tiny_tokenizer, "classification", 2, {"lr": 1e-3}, ["acc"], alpha=0.5, temperature=2.0
+    )
+    trainer = pl.Trainer(
+        max_epochs=2,
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        default_root_dir=tmp_path,
+        callbacks=[Probe()],
+    )
     trainer.fit(module, datamodule=TextDataModule(cfg, tokenizer=tiny_tokenizer))
     assert seen and all(s_train and not t_train for s_train, t_train in seen)
     for key, value in teacher.state_dict().items():
@@ -176,13 +214,31 @@ def test_hidden_state_projections_are_trained_with_the_student(tiny_tokenizer):
     from kdlab.methods.hinton import HintonKD
 
     teacher = build_model({"config": TINY}, "classification", ["negative", "positive"], tiny_tokenizer)
-    student = build_model({"config": {**TINY, "hidden_size": 16, "num_hidden_layers": 2}}, "classification", ["negative", "positive"], tiny_tokenizer)
+    student = build_model(
+        {"config": {**TINY, "hidden_size": 16, "num_hidden_layers": 2}},
+        "classification",
+        ["negative", "positive"],
+        tiny_tokenizer,
+    )
     hidden = HiddenStateMSE([(1, 2), (2, 4)], 16, 32, weight=1.0)
-    module = HintonKD(student, teacher, tiny_tokenizer, "classification", 2, {"lr": 1e-3}, ["acc"], alpha=0.5, temperature=2.0, hidden_loss=hidden)
+    module = HintonKD(
+        student,
+        teacher,
+        tiny_tokenizer,
+        "classification",
+        2,
+        {"lr": 1e-3},
+        ["acc"],
+        alpha=0.5,
+        temperature=2.0,
+        hidden_loss=hidden,
+    )
     batch = dict(tiny_tokenizer(["the plot was good", "the food was not good"], padding=True, return_tensors="pt"))
     batch.update(labels=torch.tensor([1, 0]), index=torch.tensor([0, 1]))
     terms = module.compute_loss(batch)
-    assert terms["loss"].item() == pytest.approx((terms["loss_soft"] * 0.5 + terms["loss_hard"] * 0.5 + terms["loss_hidden"]).item(), rel=1e-6)
+    assert terms["loss"].item() == pytest.approx(
+        (terms["loss_soft"] * 0.5 + terms["loss_hard"] * 0.5 + terms["loss_hidden"]).item(), rel=1e-6
+    )
     terms["loss"].backward()
     assert hidden.projections[0].weight.grad is not None and teacher.bert.pooler.dense.weight.grad is None
     names = [name for name, _ in module.trainable_named_parameters()]
@@ -203,7 +259,9 @@ def test_trained_vocabulary_is_the_same_in_every_process(tmp_path):
     vocabularies = []
     for seed in ("1", "2"):
         env = {**__import__("os").environ, "PYTHONHASHSEED": seed}
-        out = subprocess.run([sys.executable, "-c", script, str(tmp_path / seed)], env=env, capture_output=True, text=True, check=True)
+        out = subprocess.run(
+            [sys.executable, "-c", script, str(tmp_path / seed)], env=env, capture_output=True, text=True, check=True
+        )
         vocabularies.append(json.loads(out.stdout.strip().splitlines()[-1]))
     assert vocabularies[0] == vocabularies[1] and len(vocabularies[0]) == 45  # of 50 candidates: a cut among tied words
 
@@ -214,7 +272,9 @@ def test_words_outside_the_vocabulary_fall_back_to_characters(tmp_path):
     texts = ["the cat sat", "the cat ran", "the dog"]
     vocab = wordpiece_vocabulary(texts, 100)
     assert list(vocab)[: len(SPECIAL_TOKENS)] == list(SPECIAL_TOKENS)
-    assert {"the", "cat", "t", "##h", "##e"} <= set(vocab) and vocab["the"] < vocab["cat"] < vocab["dog"]  # by count, then text
+    assert {"the", "cat", "t", "##h", "##e"} <= set(vocab) and vocab["the"] < vocab["cat"] < vocab[
+        "dog"
+    ]  # by count, then text
     tokenizer = train_wordpiece(texts, 100, tmp_path)
     assert tokenizer.tokenize("The hat") == ["the", "h", "##a", "##t"]
     assert tokenizer.tokenize("zoo") == ["[UNK]"]  # 'z' was never seen

@@ -13,37 +13,57 @@ SIZES = [50, 200, 800]
 
 
 def reviews_task(name="reviews", size=40, **overrides):
-    cfg = {"name": name, "task": "classification", "labels": ["negative", "positive"],
-           "columns": {"text": "text", "text_pair": None, "label": "label"},
-           "train": {"embedded": "reviews", "split": "train", "size": size},
-           "validation": {"embedded": "reviews", "split": "validation", "size": 12},
-           "test": {"embedded": "reviews", "split": "test", "size": 10}, "metrics": ["acc"]}
+    cfg = {
+        "name": name,
+        "task": "classification",
+        "labels": ["negative", "positive"],
+        "columns": {"text": "text", "text_pair": None, "label": "label"},
+        "train": {"embedded": "reviews", "split": "train", "size": size},
+        "validation": {"embedded": "reviews", "split": "validation", "size": 12},
+        "test": {"embedded": "reviews", "split": "test", "size": 10},
+        "metrics": ["acc"],
+    }
     cfg.update(overrides)
     return cfg
 
 
 def sts_task(name="sts", size=24, **overrides):
-    cfg = {"name": name, "task": "regression", "label_scale": 5.0,
-           "columns": {"text": "sentence1", "text_pair": "sentence2", "label": "score"},
-           "train": {"embedded": "sts_toy", "split": "train", "size": size},
-           "validation": {"embedded": "sts_toy", "split": "validation", "size": 8},
-           "test": {"embedded": "sts_toy", "split": "test", "size": 8}, "metrics": ["pearson", "spearman"]}
+    cfg = {
+        "name": name,
+        "task": "regression",
+        "label_scale": 5.0,
+        "columns": {"text": "sentence1", "text_pair": "sentence2", "label": "score"},
+        "train": {"embedded": "sts_toy", "split": "train", "size": size},
+        "validation": {"embedded": "sts_toy", "split": "validation", "size": 8},
+        "test": {"embedded": "sts_toy", "split": "test", "size": 8},
+        "metrics": ["pearson", "spearman"],
+    }
     cfg.update(overrides)
     return cfg
 
 
 def mixture(*tasks, **overrides):
-    cfg = {"tasks": list(tasks), "sampling_exponent": 0.75, "seed": 0, "max_length": 32, "batch_size": 8, "eval_batch_size": 5}
+    cfg = {
+        "tasks": list(tasks),
+        "sampling_exponent": 0.75,
+        "seed": 0,
+        "max_length": 32,
+        "batch_size": 8,
+        "eval_batch_size": 5,
+    }
     cfg.update(overrides)
     return cfg
 
 
-@pytest.mark.parametrize("exponent,expected", [
-    (1.0, [50 / 1050, 200 / 1050, 800 / 1050]),
-    (0.0, [1 / 3, 1 / 3, 1 / 3]),
-    # 50^0.75 = 18.803, 200^0.75 = 53.183, 800^0.75 = 150.424 (sum 222.410)
-    (0.75, [0.084543, 0.239121, 0.676336]),
-])
+@pytest.mark.parametrize(
+    "exponent,expected",
+    [
+        (1.0, [50 / 1050, 200 / 1050, 800 / 1050]),
+        (0.0, [1 / 3, 1 / 3, 1 / 3]),
+        # 50^0.75 = 18.803, 200^0.75 = 53.183, 800^0.75 = 150.424 (sum 222.410)
+        (0.75, [0.084543, 0.239121, 0.676336]),
+    ],
+)
 def test_drawn_task_frequencies_match_size_to_the_exponent(exponent, expected):
     assert sampling_probabilities(SIZES, exponent) == pytest.approx(expected, abs=1e-6)
     sampler = TaskBatchSampler(SIZES, [1, 1, 1], exponent, seed=3)
@@ -87,7 +107,9 @@ def test_datamodule_batches_carry_their_task_index_and_labels(tiny_tokenizer):
     data = MultiTaskDataModule(mixture(reviews_task(), sts_task(batch_size=4)), tokenizer=tiny_tokenizer)
     data.setup("fit")
     assert data.names == ["reviews", "sts"]
-    assert data.probabilities() == pytest.approx({"reviews": 40**0.75 / (40**0.75 + 24**0.75), "sts": 24**0.75 / (40**0.75 + 24**0.75)})
+    assert data.probabilities() == pytest.approx(
+        {"reviews": 40**0.75 / (40**0.75 + 24**0.75), "sts": 24**0.75 / (40**0.75 + 24**0.75)}
+    )
     ids = {name: set(data.content_ids(name, "train")) for name in data.names}
     loader = data.train_dataloader()
     seen = {"reviews": 0, "sts": 0}
@@ -115,7 +137,9 @@ def test_datamodule_batches_carry_their_task_index_and_labels(tiny_tokenizer):
 
 
 def test_shared_keys_are_defaults_that_a_task_may_override(tiny_tokenizer):
-    data = MultiTaskDataModule(mixture(reviews_task(), sts_task(batch_size=4, max_length=None)), tokenizer=tiny_tokenizer)
+    data = MultiTaskDataModule(
+        mixture(reviews_task(), sts_task(batch_size=4, max_length=None)), tokenizer=tiny_tokenizer
+    )
     reviews, sts = data.task_modules["reviews"].cfg, data.task_modules["sts"].cfg
     assert (reviews["batch_size"], reviews["max_length"], reviews["eval_batch_size"]) == (8, 32, 5)
     assert (sts["batch_size"], sts["max_length"]) == (4, 32)
@@ -127,19 +151,42 @@ def write_tsv(path, rows):
 
 
 def test_content_ids_follow_the_text_not_the_position(tmp_path, tiny_tokenizer):
-    rows = [(f"the plot was {word}", label) for word, label in
-            [("good", "pos"), ("bad", "neg"), ("dull", "neg"), ("great", "pos"), ("good", "pos"), ("warm", "pos")]]
+    rows = [
+        (f"the plot was {word}", label)
+        for word, label in [
+            ("good", "pos"),
+            ("bad", "neg"),
+            ("dull", "neg"),
+            ("great", "pos"),
+            ("good", "pos"),
+            ("warm", "pos"),
+        ]
+    ]
     shuffled = rows[:]
     random.Random(4).shuffle(shuffled)
     assert shuffled != rows
 
     def task(name, source):
-        return {"name": name, "task": "classification", "labels": ["neg", "pos"],
-                "columns": {"text": "sentence", "text_pair": None, "label": "label"},
-                "train": source, "validation": source, "test": source, "metrics": ["acc"]}
+        return {
+            "name": name,
+            "task": "classification",
+            "labels": ["neg", "pos"],
+            "columns": {"text": "sentence", "text_pair": None, "label": "label"},
+            "train": source,
+            "validation": source,
+            "test": source,
+            "metrics": ["acc"],
+        }
 
-    data = MultiTaskDataModule(mixture(task("a", write_tsv(tmp_path / "a.tsv", rows)), task("b", write_tsv(tmp_path / "b.tsv", shuffled)),
-                                       batch_size=2, sampling_exponent=1.0), tokenizer=tiny_tokenizer)
+    data = MultiTaskDataModule(
+        mixture(
+            task("a", write_tsv(tmp_path / "a.tsv", rows)),
+            task("b", write_tsv(tmp_path / "b.tsv", shuffled)),
+            batch_size=2,
+            sampling_exponent=1.0,
+        ),
+        tokenizer=tiny_tokenizer,
+    )
     a, b = data.content_ids("a", "train"), data.content_ids("b", "train")
     assert a[0] == a[4] and len(set(a)) == 5  # the repeated text has one id
     assert a == [content_id(text) for text, _ in rows]  # the teacher-output cache's own digest
@@ -171,7 +218,9 @@ def test_a_task_listed_twice_is_refused():
 
 @pytest.mark.parametrize("exponent", [-0.5, -1])
 def test_a_negative_sampling_exponent_is_refused(exponent):
-    with pytest.raises(ConfigError, match=rf"^data\.sampling_exponent: must be >= 0 \(0 uniform, 1 proportional\), got {exponent:g}$"):
+    with pytest.raises(
+        ConfigError, match=rf"^data\.sampling_exponent: must be >= 0 \(0 uniform, 1 proportional\), got {exponent:g}$"
+    ):
         MultiTaskDataModule(mixture(reviews_task(), sts_task(), sampling_exponent=exponent))
     with pytest.raises(ConfigError, match=r"^data\.sampling_exponent"):
         TaskBatchSampler(SIZES, [1, 1, 1], exponent)

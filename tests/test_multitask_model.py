@@ -11,8 +11,14 @@ from kdlab.errors import ConfigError, DataError
 from kdlab.losses import hard_loss
 from kdlab.models.multitask import MultiTaskModel, build_multitask_model, export_multitask, load_multitask
 
-TINY = {"model_type": "bert", "hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2,
-        "intermediate_size": 64, "max_position_embeddings": 64}
+TINY = {
+    "model_type": "bert",
+    "hidden_size": 32,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 2,
+    "intermediate_size": 64,
+    "max_position_embeddings": 64,
+}
 TASKS = [
     {"name": "nli", "task": "classification", "labels": ["entailment", "neutral", "contradiction"]},
     {"name": "sts", "task": "regression", "labels": None},
@@ -54,11 +60,20 @@ def test_export_loads_back_with_identical_logits(tiny_tokenizer, tmp_path):
     folder = export_multitask(model, tiny_tokenizer, tmp_path / "student")
     described = json.loads((folder / "heads.json").read_text())
     assert described["pooling"] == "pooler" and described["dropout"] == 0.1
-    assert [(t["name"], t["task"], t["num_labels"]) for t in described["tasks"]] == [("nli", "classification", 3), ("sts", "regression", 1), ("sst", "classification", 2)]
+    assert [(t["name"], t["task"], t["num_labels"]) for t in described["tasks"]] == [
+        ("nli", "classification", 3),
+        ("sts", "regression", 1),
+        ("sst", "classification", 2),
+    ]
     reloaded, tokenizer = load_multitask(folder)
     reloaded.eval()
     batch = batch_of(tokenizer, ["the view was lovely", "the staff was not warm"], ["it was", "so bad"])
-    assert batch["input_ids"].tolist() == batch_of(tiny_tokenizer, ["the view was lovely", "the staff was not warm"], ["it was", "so bad"])["input_ids"].tolist()
+    assert (
+        batch["input_ids"].tolist()
+        == batch_of(tiny_tokenizer, ["the view was lovely", "the staff was not warm"], ["it was", "so bad"])[
+            "input_ids"
+        ].tolist()
+    )
     for name in model.names:
         torch.testing.assert_close(reloaded(batch, name), model(batch, name), rtol=0, atol=0)
     assert reloaded.tasks == model.tasks
@@ -67,13 +82,24 @@ def test_export_loads_back_with_identical_logits(tiny_tokenizer, tmp_path):
     torch.testing.assert_close(encoder(**batch).pooler_output, model.encode(batch), rtol=0, atol=0)
     # a student built from the export gets its encoder weights and fresh heads
     again = build_multitask_model({"name_or_path": str(folder)}, TASKS[:2], tiny_tokenizer)
-    assert torch.equal(again.encoder.encoder.layer[1].output.dense.weight, model.encoder.encoder.layer[1].output.dense.weight)
+    assert torch.equal(
+        again.encoder.encoder.layer[1].output.dense.weight, model.encoder.encoder.layer[1].output.dense.weight
+    )
     assert not torch.equal(again.heads["nli"].weight, model.heads["nli"].weight)
 
 
 def test_an_encoder_without_pooler_reads_the_first_token(tiny_tokenizer, tmp_path):
     torch.manual_seed(2)
-    spec = {"config": {"model_type": "distilbert", "dim": 32, "n_layers": 2, "n_heads": 2, "hidden_dim": 64, "max_position_embeddings": 64}}
+    spec = {
+        "config": {
+            "model_type": "distilbert",
+            "dim": 32,
+            "n_layers": 2,
+            "n_heads": 2,
+            "hidden_dim": 64,
+            "max_position_embeddings": 64,
+        }
+    }
     model = build_multitask_model(spec, TASKS[1:], tiny_tokenizer).eval()
     assert model.pooling == "first_token"
     batch = {k: v for k, v in batch_of(tiny_tokenizer, ["the plot was good"]).items() if k != "token_type_ids"}
@@ -86,19 +112,29 @@ def test_an_encoder_without_pooler_reads_the_first_token(tiny_tokenizer, tmp_pat
 def test_bad_task_lists_and_exports_are_refused(tiny_tokenizer, tmp_path):
     with pytest.raises(ConfigError, match=r"^data\.tasks: task 'sts' is listed twice \(entries 1 and 3\)$"):
         build_multitask_model({"config": TINY}, TASKS + [TASKS[1]], tiny_tokenizer)
-    with pytest.raises(ConfigError, match=r"^data\.tasks\[0\]\.task: must be classification or regression, got 'ranking'$"):
+    with pytest.raises(
+        ConfigError, match=r"^data\.tasks\[0\]\.task: must be classification or regression, got 'ranking'$"
+    ):
         build_multitask_model({"config": TINY}, [{"name": "x", "task": "ranking"}], tiny_tokenizer)
-    with pytest.raises(ConfigError, match=r"^data\.tasks\[1\]\.labels: a classification task needs at least 2 labels, got \['yes'\]$"):
-        build_multitask_model({"config": TINY}, [TASKS[0], {"name": "x", "task": "classification", "labels": ["yes"]}], tiny_tokenizer)
+    with pytest.raises(
+        ConfigError, match=r"^data\.tasks\[1\]\.labels: a classification task needs at least 2 labels, got \['yes'\]$"
+    ):
+        build_multitask_model(
+            {"config": TINY}, [TASKS[0], {"name": "x", "task": "classification", "labels": ["yes"]}], tiny_tokenizer
+        )
     with pytest.raises(ConfigError, match=r"^model: needs name_or_path"):
         build_multitask_model({}, TASKS, tiny_tokenizer)
     with pytest.raises(DataError, match=r"heads\.json: not found: not a kdlab multi-task export"):
         load_multitask(tmp_path)
-    folder = export_multitask(build_multitask_model({"config": TINY}, TASKS, tiny_tokenizer), tiny_tokenizer, tmp_path / "m")
+    folder = export_multitask(
+        build_multitask_model({"config": TINY}, TASKS, tiny_tokenizer), tiny_tokenizer, tmp_path / "m"
+    )
     described = json.loads((folder / "heads.json").read_text())
     described["tasks"] = described["tasks"][:2] + [{**described["tasks"][2], "name": "sst2"}]
     (folder / "heads.json").write_text(json.dumps(described))
-    with pytest.raises(DataError, match=r"heads\.safetensors: holds .*'sst\.bias'.* but heads\.json describes .*'sst2\.bias'"):
+    with pytest.raises(
+        DataError, match=r"heads\.safetensors: holds .*'sst\.bias'.* but heads\.json describes .*'sst2\.bias'"
+    ):
         load_multitask(folder)
 
 
@@ -122,26 +158,51 @@ class MultiTaskProbe(pl.LightningModule):
     def configure_optimizers(self):
         from kdlab.optim import build_optimizer
 
-        return build_optimizer(self.model.named_parameters(), self.optimizer_cfg, int(self.trainer.estimated_stepping_batches))
+        return build_optimizer(
+            self.model.named_parameters(), self.optimizer_cfg, int(self.trainer.estimated_stepping_batches)
+        )
 
 
 def test_lightning_fit_follows_the_logged_mix_with_layerwise_decay(tiny_tokenizer, tmp_path):
     from kdlab.data.multitask import MultiTaskDataModule
 
     tasks = [
-        {"name": "reviews", "task": "classification", "labels": ["negative", "positive"], "columns": {"text": "text", "text_pair": None, "label": "label"},
-         "train": {"embedded": "reviews", "split": "train", "size": 48}, "validation": {"embedded": "reviews", "split": "validation", "size": 8},
-         "test": {"embedded": "reviews", "split": "test", "size": 8}},
-        {"name": "sts", "task": "regression", "label_scale": 5.0, "columns": {"text": "sentence1", "text_pair": "sentence2", "label": "score"},
-         "train": {"embedded": "sts_toy", "split": "train", "size": 16}, "validation": {"embedded": "sts_toy", "split": "validation", "size": 8},
-         "test": {"embedded": "sts_toy", "split": "test", "size": 8}},
+        {
+            "name": "reviews",
+            "task": "classification",
+            "labels": ["negative", "positive"],
+            "columns": {"text": "text", "text_pair": None, "label": "label"},
+            "train": {"embedded": "reviews", "split": "train", "size": 48},
+            "validation": {"embedded": "reviews", "split": "validation", "size": 8},
+            "test": {"embedded": "reviews", "split": "test", "size": 8},
+        },
+        {
+            "name": "sts",
+            "task": "regression",
+            "label_scale": 5.0,
+            "columns": {"text": "sentence1", "text_pair": "sentence2", "label": "score"},
+            "train": {"embedded": "sts_toy", "split": "train", "size": 16},
+            "validation": {"embedded": "sts_toy", "split": "validation", "size": 8},
+            "test": {"embedded": "sts_toy", "split": "test", "size": 8},
+        },
     ]
-    data = MultiTaskDataModule({"tasks": tasks, "sampling_exponent": 0.0, "seed": 5, "max_length": 32, "batch_size": 8, "eval_batch_size": 4},
-                               tokenizer=tiny_tokenizer)
+    data = MultiTaskDataModule(
+        {"tasks": tasks, "sampling_exponent": 0.0, "seed": 5, "max_length": 32, "batch_size": 8, "eval_batch_size": 4},
+        tokenizer=tiny_tokenizer,
+    )
     torch.manual_seed(0)
-    probe = MultiTaskProbe(build_multitask_model({"config": TINY}, tasks, tiny_tokenizer), {"lr": 1e-3, "layerwise_decay": 0.9})
-    trainer = pl.Trainer(max_epochs=2, logger=False, enable_progress_bar=False, enable_model_summary=False,
-                         enable_checkpointing=False, num_sanity_val_steps=0, default_root_dir=tmp_path)
+    probe = MultiTaskProbe(
+        build_multitask_model({"config": TINY}, tasks, tiny_tokenizer), {"lr": 1e-3, "layerwise_decay": 0.9}
+    )
+    trainer = pl.Trainer(
+        max_epochs=2,
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        enable_checkpointing=False,
+        num_sanity_val_steps=0,
+        default_root_dir=tmp_path,
+    )
     trainer.fit(probe, datamodule=data)
     for epoch in (0, 1):  # Lightning sets the sampler's epoch: the batches follow the mix reported for it
         counts = [probe.train_tasks[epoch].count(t) for t in (0, 1)]

@@ -11,12 +11,11 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from conftest import kdlab_folders
 from jupyter_client.manager import KernelManager
 from nbclient import NotebookClient
 from nbformat.v4 import new_code_cell
 from omegaconf import OmegaConf
-
-from conftest import kdlab_folders
 
 REPO = Path(__file__).resolve().parents[1]
 NOTEBOOKS = REPO / "notebooks"
@@ -75,6 +74,8 @@ def test_notebook_runs_and_draws(name, notebook_env, kernel):
 
     # it trained through kdlab.api into KDLAB_OUTPUT_DIR: a finished run (or sweep job) folder of its method
     kind = "sweeps" if name == "sweeps" else "runs"
-    finished = [p.parent for p in (notebook_env / "outputs" / kind).rglob("metrics.json") if (p.parent / "config.yaml").exists()]
+    finished = [
+        p.parent for p in (notebook_env / "outputs" / kind).rglob("metrics.json") if (p.parent / "config.yaml").exists()
+    ]
     methods = {OmegaConf.load(folder / "config.yaml").method.name for folder in finished}
     assert {"hinton_kd": "hinton", "sweeps": "hinton"}.get(name, name) in methods

@@ -12,8 +12,15 @@ LR, BETA = 1e-3, 0.5
 
 def tiny_bert(layers: int = 3) -> BertForSequenceClassification:
     torch.manual_seed(0)
-    config = BertConfig(vocab_size=60, hidden_size=32, num_hidden_layers=layers, num_attention_heads=2,
-                        intermediate_size=64, max_position_embeddings=32, num_labels=3)
+    config = BertConfig(
+        vocab_size=60,
+        hidden_size=32,
+        num_hidden_layers=layers,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=32,
+        num_labels=3,
+    )
     return BertForSequenceClassification(config)
 
 
@@ -55,13 +62,16 @@ def test_each_depth_gets_lr_times_beta_to_the_distance_from_the_top():
 
 def test_layerwise_groups_keep_the_weight_decay_split():
     model = tiny_bert()
-    optimizer = build_optimizer(model.named_parameters(), {"lr": LR, "weight_decay": 0.1, "layerwise_decay": BETA}, 100)["optimizer"]
+    optimizer = build_optimizer(
+        model.named_parameters(), {"lr": LR, "weight_decay": 0.1, "layerwise_decay": BETA}, 100
+    )["optimizer"]
     for name, group in group_of(optimizer, model).items():
         plain = name.endswith("bias") or "LayerNorm" in name
         assert group["weight_decay"] == (0.0 if plain else 0.1), name
     # one decayed and one plain group per depth (embeddings, 3 layers, top), bottom first
     assert [(g["depth"], g["weight_decay"]) for g in optimizer.param_groups] == [
-        (d, wd) for d in range(5) for wd in (0.1, 0.0)]
+        (d, wd) for d in range(5) for wd in (0.1, 0.0)
+    ]
 
 
 def test_beta_one_gives_the_two_groups_of_before():
@@ -94,7 +104,9 @@ def test_frozen_parameters_stay_out_and_the_layer_count_can_come_from_the_config
     for parameter in model.bert.embeddings.parameters():
         parameter.requires_grad_(False)
     cfg = {"lr": LR, "layerwise_decay": BETA}
-    optimizer = build_optimizer(model.named_parameters(), cfg, 10, num_layers=model.config.num_hidden_layers)["optimizer"]
+    optimizer = build_optimizer(model.named_parameters(), cfg, 10, num_layers=model.config.num_hidden_layers)[
+        "optimizer"
+    ]
     groups = group_of(optimizer, model)
     assert not any(name.startswith("bert.embeddings.") for name in groups)
     assert groups["bert.encoder.layer.0.output.dense.weight"]["lr"] == LR * BETA**3
@@ -108,7 +120,9 @@ def test_frozen_parameters_stay_out_and_the_layer_count_can_come_from_the_config
 def test_gpt2_names_and_the_fused_kernel():
     torch.manual_seed(0)
     model = GPT2Model(GPT2Config(vocab_size=50, n_positions=16, n_embd=16, n_layer=2, n_head=2))
-    setup = build_optimizer(model.named_parameters(), {"lr": LR, "layerwise_decay": BETA, "implementation": "fused"}, 10)
+    setup = build_optimizer(
+        model.named_parameters(), {"lr": LR, "layerwise_decay": BETA, "implementation": "fused"}, 10
+    )
     groups = group_of(setup["optimizer"], model)
     assert groups["wte.weight"]["lr"] == groups["wpe.weight"]["lr"] == LR * BETA**3
     assert groups["h.0.attn.c_attn.weight"]["lr"] == LR * BETA**2
@@ -128,17 +142,25 @@ def test_beta_outside_zero_one_is_refused(beta):
 
 def test_a_model_without_a_layer_stack_is_refused():
     mlp = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.Linear(4, 2))
-    with pytest.raises(ConfigError, match=r"optimizer\.layerwise_decay: needs one transformer layer stack in the model, found no transformer layer"):
+    with pytest.raises(
+        ConfigError,
+        match=r"optimizer\.layerwise_decay: needs one transformer layer stack in the model, found no transformer layer",
+    ):
         build_optimizer(mlp.named_parameters(), {"lr": LR, "layerwise_decay": BETA}, 10)
     two = torch.nn.ModuleDict({"a": tiny_bert(1), "b": tiny_bert(1)})
-    with pytest.raises(ConfigError, match=r"several layer stacks \['a\.bert\.encoder\.layer', 'b\.bert\.encoder\.layer'\]"):
+    with pytest.raises(
+        ConfigError, match=r"several layer stacks \['a\.bert\.encoder\.layer', 'b\.bert\.encoder\.layer'\]"
+    ):
         build_optimizer(two.named_parameters(), {"lr": LR, "layerwise_decay": BETA}, 10)
 
 
-@pytest.mark.parametrize("experiment,key,value", [
-    (None, "method.student.optimizer", 1.5),
-    ("trans_encoder_toy", "method.bi.optimizer", 0),
-])
+@pytest.mark.parametrize(
+    "experiment,key,value",
+    [
+        (None, "method.student.optimizer", 1.5),
+        ("trans_encoder_toy", "method.bi.optimizer", 0),
+    ],
+)
 def test_composed_configs_check_layerwise_decay(experiment, key, value, tmp_path, monkeypatch):
     from hydra import compose, initialize_config_dir
     from omegaconf import OmegaConf
@@ -152,5 +174,7 @@ def test_composed_configs_check_layerwise_decay(experiment, key, value, tmp_path
         cfg = compose("train", overrides=[f"experiment={experiment}"] if experiment else [])
     assert OmegaConf.select(cfg, f"{key}.layerwise_decay") == 1.0  # the default: off
     OmegaConf.update(cfg, f"{key}.layerwise_decay", value)
-    with pytest.raises(ConfigError, match=rf"^{key}\.layerwise_decay: must be in \(0, 1\] \(1\.0 = off\), got {value:g}$"):
+    with pytest.raises(
+        ConfigError, match=rf"^{key}\.layerwise_decay: must be in \(0, 1\] \(1\.0 = off\), got {value:g}$"
+    ):
         validate(cfg)

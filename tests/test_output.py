@@ -4,11 +4,18 @@ train.log too; the libraries' routine notices only with verbose=true; the thread
 from __future__ import annotations
 
 import pytest
-
 from conftest import run_dirs
 
-NOISE = ("Seed set", "GPU available", "TPU available", "litlogger", "val_check_interval", "LeafSpec", "Loading weights",
-         "Writing model shards")
+NOISE = (
+    "Seed set",
+    "GPU available",
+    "TPU available",
+    "litlogger",
+    "val_check_interval",
+    "LeafSpec",
+    "Loading weights",
+    "Writing model shards",
+)
 FAST = ["debug=fast", "data.train.size=200", "data.validation.size=64", "data.test.size=64"]
 
 
@@ -72,7 +79,9 @@ def test_wandb_without_a_login_is_one_line_at_config_time(monkeypatch, tmp_path)
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.netrc
     cfg = compose("logger=wandb")
-    with pytest.raises(ConfigError, match=r"^logger\.wandb: W&B has no login here: run `wandb login`.*WANDB_MODE=offline"):
+    with pytest.raises(
+        ConfigError, match=r"^logger\.wandb: W&B has no login here: run `wandb login`.*WANDB_MODE=offline"
+    ):
         validate(cfg)
     monkeypatch.setenv("WANDB_MODE", "offline")
     validate(cfg)

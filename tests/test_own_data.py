@@ -19,9 +19,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from omegaconf import OmegaConf
-
 from conftest import REPO, kdlab_folders
+from omegaconf import OmegaConf
 from test_readme import COMMANDS, Command, category
 
 OWN = [c for c in COMMANDS if category(c) == "own data"]
@@ -30,6 +29,7 @@ LOCAL = ["data=local", "data.text=sentence", "data.label=kind"]
 
 
 # --- files ------------------------------------------------------------------------------------------------------
+
 
 def write_rows(path: Path, header: list[str], rows: list[list[str]]) -> Path:
     """`rows` under `header` as tsv, csv or jsonl (by the extension)."""
@@ -67,15 +67,27 @@ def write_files_for(cmd: Command, folder: Path) -> None:
 
 # --- the README's commands --------------------------------------------------------------------------------------
 
+
 def env(root: Path) -> dict[str, str]:
-    return {**os.environ, "KDLAB_OUTPUT_DIR": str(root / "outputs"), "KDLAB_CACHE_DIR": str(root / "cache"),
-            "HF_HUB_OFFLINE": "1", "WANDB_MODE": "disabled"}
+    return {
+        **os.environ,
+        "KDLAB_OUTPUT_DIR": str(root / "outputs"),
+        "KDLAB_CACHE_DIR": str(root / "cache"),
+        "HF_HUB_OFFLINE": "1",
+        "WANDB_MODE": "disabled",
+    }
 
 
 def run_cli(root: Path, entry: str, *args: str, timeout: int = 600) -> subprocess.CompletedProcess:
     """`python -m kdlab.<entry> args` started in `root` (the README's relative file names are there)."""
-    return subprocess.run([sys.executable, "-m", f"kdlab.{entry}", *args], cwd=root, env=env(root), capture_output=True,
-                          text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", f"kdlab.{entry}", *args],
+        cwd=root,
+        env=env(root),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -87,7 +99,8 @@ def ws(tmp_path_factory) -> Path:
             write_files_for(cmd, root)
     (root / "my_conf" / "data").mkdir(parents=True)
     (root / "my_conf" / "data" / "mine.yaml").write_text(
-        "defaults: [local, _self_]\ntrain: my.csv\ntext: sentence\nlabel: kind\n", encoding="utf-8")
+        "defaults: [local, _self_]\ntrain: my.csv\ntext: sentence\nlabel: kind\n", encoding="utf-8"
+    )
     return root
 
 
@@ -118,9 +131,16 @@ def test_the_one_line_recipe_infers_the_labels_holds_out_dev_and_test_and_prints
     assert {"teacher/val/acc", "teacher/test/acc", "student/val/acc", "student/test/acc"} <= set(metrics)
     log = (run / "train.log").read_text()
     assert f"labels inferred from {ws / 'my.csv'} (column 'kind'), sorted: ['question', 'statement']" in log
-    assert f"validation and test held out of {ws / 'my.csv'} (4 rows each, holdout.seed=0); 32 rows left to train on" in log
+    assert (
+        f"validation and test held out of {ws / 'my.csv'} (4 rows each, holdout.seed=0); 32 rows left to train on"
+        in log
+    )
     data = OmegaConf.load(run / "config.yaml").data
-    assert data.labels == ["question", "statement"] and data.columns == {"text": "sentence", "text_pair": None, "label": "kind"}
+    assert data.labels == ["question", "statement"] and data.columns == {
+        "text": "sentence",
+        "text_pair": None,
+        "label": "kind",
+    }
     assert data.train.path == data.validation.path == data.test.path == str(ws / "my.csv")
 
 
@@ -129,8 +149,12 @@ def test_the_held_out_rows_are_disjoint_and_chosen_by_the_holdout_seed_alone(tmp
     from kdlab.data.records import split_records
 
     path = write_rows(tmp_path / "my.csv", ["sentence", "kind"], [[f"s{i}", KINDS[i % 2][1]] for i in range(40)])
-    short = {**OmegaConf.to_container(OmegaConf.load(REPO / "conf" / "data" / "local.yaml")), "train": str(path), "text": "sentence",
-             "label": "kind"}
+    short = {
+        **OmegaConf.to_container(OmegaConf.load(REPO / "conf" / "data" / "local.yaml")),
+        "train": str(path),
+        "text": "sentence",
+        "label": "kind",
+    }
 
     def rows(data: dict) -> dict[str, list[str]]:
         return {split: [r["_where"] for r in split_records(data, split)] for split in ("train", "validation", "test")}
@@ -149,7 +173,9 @@ def test_kdlab_eval_scores_the_recipe_run_on_its_own_held_out_rows(recipe, ws):
     (folder,) = (ws / "outputs" / "eval").iterdir()
     scores = json.loads((folder / "metrics.json").read_text())
     trained = json.loads((run / "metrics.json").read_text())
-    assert scores["test/acc"] == pytest.approx(trained["student/test/acc"]) and scores["val/acc"] == pytest.approx(trained["student/val/acc"])
+    assert scores["test/acc"] == pytest.approx(trained["student/test/acc"]) and scores["val/acc"] == pytest.approx(
+        trained["student/val/acc"]
+    )
 
 
 @pytest.mark.parametrize("cmd", VARIANTS, ids=[f"L{c.line}" for c in VARIANTS])
@@ -187,13 +213,20 @@ def test_the_config_dir_command_composes_checks_and_keeps_the_override_checks(ws
         validate(job)
     assert job.data.train.path == str(ws / "my.csv") and list(job.data.labels) == ["question", "statement"]
     bad = run_cli(ws, "train", *CONFIG_DIR.argv[1:], "+data.txt=x", timeout=120)
-    assert (bad.returncode, bad.stderr.strip()) == (2, "kdlab: error: data.txt: no part of kdlab reads this key, so adding it with + "
-                                                       "would change nothing; did you mean data.text?")
+    assert (bad.returncode, bad.stderr.strip()) == (
+        2,
+        "kdlab: error: data.txt: no part of kdlab reads this key, so adding it with + "
+        "would change nothing; did you mean data.text?",
+    )
     missing = run_cli(ws, "train", "--config-dir", "no_conf", "data=mine", timeout=120)
-    assert (missing.returncode, missing.stderr.strip()) == (2, f"kdlab: error: --config-dir: {ws / 'no_conf'} is not a folder")
+    assert (missing.returncode, missing.stderr.strip()) == (
+        2,
+        f"kdlab: error: --config-dir: {ws / 'no_conf'} is not a folder",
+    )
 
 
 # --- data-file errors, before any model is loaded -----------------------------------------------------------------
+
 
 def refused(tmp_path: Path, monkeypatch, capsys, *args: str) -> str:
     """Compose `args` as kdlab-train does (in `tmp_path`) and check them through the CLI's entry point: the one line
@@ -216,33 +249,51 @@ def refused(tmp_path: Path, monkeypatch, capsys, *args: str) -> str:
     return line.removeprefix("kdlab: error: ")
 
 
-KINDS = [["a", "question"], ["b", "statement"], ["c", "neutral"], ["d", "Question"], ["e", "neutral"], ["f", "statement"]]
+KINDS = [
+    ["a", "question"],
+    ["b", "statement"],
+    ["c", "neutral"],
+    ["d", "Question"],
+    ["e", "neutral"],
+    ["f", "statement"],
+]
 
 
 def test_labels_outside_the_given_labels_are_all_named_with_the_line_they_first_occur_on(tmp_path, monkeypatch, capsys):
     path = write_rows(tmp_path / "my.csv", ["sentence", "kind"], KINDS)
     line = refused(tmp_path, monkeypatch, capsys, *LOCAL, "data.train=my.csv", "data.labels=[question,statement]")
-    assert line == (f"{path}:4: label 'neutral' is not in the label set ['question', 'statement'] (data.labels); "
-                    f"nor are 'Question' ({path}:5)")
+    assert line == (
+        f"{path}:4: label 'neutral' is not in the label set ['question', 'statement'] (data.labels); "
+        f"nor are 'Question' ({path}:5)"
+    )
 
 
 def test_a_typo_in_the_label_list_is_named(tmp_path, monkeypatch, capsys):
     path = write_rows(tmp_path / "my.tsv", ["sentence", "kind"], [["a", "question"], ["b", "statement"]] * 3)
     line = refused(tmp_path, monkeypatch, capsys, *LOCAL, f"data.train={path}", "data.labels=[question,statment]")
-    assert line == (f"{path}:3: label 'statement' is not in the label set ['question', 'statment'] (data.labels); "
-                    "'statment' of data.labels is in no row: a typo for 'statement'?")
+    assert line == (
+        f"{path}:3: label 'statement' is not in the label set ['question', 'statment'] (data.labels); "
+        "'statment' of data.labels is in no row: a typo for 'statement'?"
+    )
 
 
-def test_a_label_of_a_given_file_that_the_training_file_lacks_names_where_the_labels_came_from(tmp_path, monkeypatch, capsys):
+def test_a_label_of_a_given_file_that_the_training_file_lacks_names_where_the_labels_came_from(
+    tmp_path, monkeypatch, capsys
+):
     write_rows(tmp_path / "train.jsonl", ["sentence", "kind"], KINDS[:2] * 3)
     dev = write_rows(tmp_path / "dev.jsonl", ["sentence", "kind"], [["x", "question"], ["y", "maybe"]])
     line = refused(tmp_path, monkeypatch, capsys, *LOCAL, "data.train=train.jsonl", "data.validation=dev.jsonl")
-    assert line == (f"{dev}:2: label 'maybe' is not in the label set ['question', 'statement'] (the labels of data.train "
-                    f"{tmp_path / 'train.jsonl'}; list every label with data.labels=[...])")
+    assert line == (
+        f"{dev}:2: label 'maybe' is not in the label set ['question', 'statement'] (the labels of data.train "
+        f"{tmp_path / 'train.jsonl'}; list every label with data.labels=[...])"
+    )
 
 
-@pytest.mark.parametrize("content,error", [("sentence,kind\n", "empty file: a header but no data rows"),
-                                           ("", "empty file: no header and no rows")], ids=["header-only", "empty"])
+@pytest.mark.parametrize(
+    "content,error",
+    [("sentence,kind\n", "empty file: a header but no data rows"), ("", "empty file: no header and no rows")],
+    ids=["header-only", "empty"],
+)
 def test_a_file_without_rows(content, error, tmp_path, monkeypatch, capsys):
     (tmp_path / "my.csv").write_text(content)
     assert refused(tmp_path, monkeypatch, capsys, *LOCAL, "data.train=my.csv") == f"{tmp_path / 'my.csv'}: {error}"
@@ -253,7 +304,10 @@ def test_a_missing_file_names_similar_files_in_its_folder_not_kdlab_data_dir(tmp
     line = refused(tmp_path, monkeypatch, capsys, *LOCAL, f"data.train={tmp_path / 'my_dta.csv'}")
     assert line == f"data.train: {tmp_path / 'my_dta.csv'}: file not found; similar names in {tmp_path}: my_data.csv"
     line = refused(tmp_path, monkeypatch, capsys, *LOCAL, f"data.train={tmp_path / 'nowhere' / 'my.csv'}")
-    assert line == f"data.train: {tmp_path / 'nowhere' / 'my.csv'}: file not found (there is no folder {tmp_path / 'nowhere'})"
+    assert (
+        line
+        == f"data.train: {tmp_path / 'nowhere' / 'my.csv'}: file not found (there is no folder {tmp_path / 'nowhere'})"
+    )
 
 
 def test_a_file_of_a_configured_source_names_similar_files_too(tmp_path, monkeypatch, capsys):
@@ -268,16 +322,29 @@ def test_a_file_of_a_configured_source_names_similar_files_too(tmp_path, monkeyp
 
 def test_a_score_that_is_not_a_number(tmp_path, monkeypatch, capsys):
     path = write_rows(tmp_path / "scores.csv", ["sentence", "score"], [["a", "0.5"], ["b", "high"], ["c", "1"]])
-    line = refused(tmp_path, monkeypatch, capsys, "data=local", "data.text=sentence", "data.label=score", "data.task=regression",
-                   "data.train=scores.csv", "data.holdout.size=1")
+    line = refused(
+        tmp_path,
+        monkeypatch,
+        capsys,
+        "data=local",
+        "data.text=sentence",
+        "data.label=score",
+        "data.task=regression",
+        "data.train=scores.csv",
+        "data.holdout.size=1",
+    )
     assert line == f"{path}:3: score 'high' is not a number"
 
 
 def test_fractional_numbers_as_classes_suggest_regression(tmp_path, monkeypatch, capsys):
     path = write_rows(tmp_path / "scores.csv", ["sentence", "score"], [["a", "0.5"], ["b", "4.25"], ["c", "1"]])
-    line = refused(tmp_path, monkeypatch, capsys, "data=local", "data.text=sentence", "data.label=score", "data.train=scores.csv")
-    assert line == (f"data.task: column 'score' of {path} holds numbers such as '0.5' (3 distinct values): for scores set "
-                    "data.task=regression; for classes list them with data.labels=[...]")
+    line = refused(
+        tmp_path, monkeypatch, capsys, "data=local", "data.text=sentence", "data.label=score", "data.train=scores.csv"
+    )
+    assert line == (
+        f"data.task: column 'score' of {path} holds numbers such as '0.5' (3 distinct values): for scores set "
+        "data.task=regression; for classes list them with data.labels=[...]"
+    )
 
 
 def test_a_column_that_is_not_in_the_file_names_the_short_key(tmp_path, monkeypatch, capsys):
@@ -288,53 +355,92 @@ def test_a_column_that_is_not_in_the_file_names_the_short_key(tmp_path, monkeypa
 
 def test_a_file_name_for_a_split_of_another_data_config_points_at_data_local(tmp_path, monkeypatch, capsys):
     line = refused(tmp_path, monkeypatch, capsys, "data=reviews", "data.train=my.csv")
-    assert line == ("data.train: a file name (my.csv) stands for a split only in data=local (for your own files: data=local "
-                    "data.train=FILE data.text=COLUMN data.label=COLUMN, see the README)")
+    assert line == (
+        "data.train: a file name (my.csv) stands for a split only in data=local (for your own files: data=local "
+        "data.train=FILE data.text=COLUMN data.label=COLUMN, see the README)"
+    )
 
 
 def test_a_holdout_that_leaves_nothing_to_train_on(tmp_path, monkeypatch, capsys):
     path = write_rows(tmp_path / "my.csv", ["sentence", "kind"], KINDS)
     line = refused(tmp_path, monkeypatch, capsys, *LOCAL, "data.train=my.csv", "data.holdout.size=3")
-    assert line == (f"data.holdout.size: holding out 3 row(s) for each of validation and test leaves no training rows of the 6 in "
-                    f"{path}; give smaller data.holdout.size or the files")
+    assert line == (
+        f"data.holdout.size: holding out 3 row(s) for each of validation and test leaves no training rows of the 6 in "
+        f"{path}; give smaller data.holdout.size or the files"
+    )
 
 
 def test_a_bad_label_through_the_command_line_stops_before_heavy_imports_and_leaves_no_run_folder(tmp_path):
     path = write_rows(tmp_path / "my.csv", ["sentence", "kind"], KINDS)
     argv = ["kdlab-train", *LOCAL, "data.train=my.csv", "data.labels=[question,statement]"]
-    probe = (f"import sys, runpy; sys.argv={argv!r}\ntry:\n    runpy.run_module('kdlab.train', run_name='__main__')\n"
-             "except SystemExit as stop:\n    print('EXIT', stop.code)\n"
-             "print('HEAVY', sorted(m for m in ('torch', 'transformers', 'pytorch_lightning') if m in sys.modules))")
-    result = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, env=env(tmp_path), capture_output=True, text=True, timeout=120)
+    probe = (
+        f"import sys, runpy; sys.argv={argv!r}\ntry:\n    runpy.run_module('kdlab.train', run_name='__main__')\n"
+        "except SystemExit as stop:\n    print('EXIT', stop.code)\n"
+        "print('HEAVY', sorted(m for m in ('torch', 'transformers', 'pytorch_lightning') if m in sys.modules))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe], cwd=tmp_path, env=env(tmp_path), capture_output=True, text=True, timeout=120
+    )
     assert "EXIT 2" in result.stdout and "HEAVY []" in result.stdout, result.stdout[-2000:] + result.stderr[-2000:]
-    assert result.stderr.strip() == (f"kdlab: error: {path}:4: label 'neutral' is not in the label set ['question', 'statement'] "
-                                     f"(data.labels); nor are 'Question' ({path}:5)")
+    assert result.stderr.strip() == (
+        f"kdlab: error: {path}:4: label 'neutral' is not in the label set ['question', 'statement'] "
+        f"(data.labels); nor are 'Question' ({path}:5)"
+    )
     assert not (tmp_path / "outputs" / "runs").exists() or not list((tmp_path / "outputs" / "runs").iterdir())
 
 
 # --- keys added with + --------------------------------------------------------------------------------------------
 
+
 def test_a_key_added_with_plus_that_kdlab_does_not_read_is_refused_naming_the_nearest_key(tmp_path):
-    result = subprocess.run([sys.executable, "-m", "kdlab.train", "+loss.temprature=4"], cwd=tmp_path, env=env(tmp_path),
-                            capture_output=True, text=True, timeout=120)
-    assert (result.returncode, result.stderr.strip()) == (2, "kdlab: error: loss.temprature: no part of kdlab reads this key, so "
-                                                             "adding it with + would change nothing; did you mean loss.temperature?")
+    result = subprocess.run(
+        [sys.executable, "-m", "kdlab.train", "+loss.temprature=4"],
+        cwd=tmp_path,
+        env=env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert (result.returncode, result.stderr.strip()) == (
+        2,
+        "kdlab: error: loss.temprature: no part of kdlab reads this key, so "
+        "adding it with + would change nothing; did you mean loss.temperature?",
+    )
     assert not (tmp_path / "outputs").exists()
 
 
-@pytest.mark.parametrize("args,error", [
-    (["+model.student.confg.layers=2"], "model.student.confg.layers: no part of kdlab reads this key, so adding it with + would "
-                                        "change nothing; did you mean model.student.config?"),
-    (["-m", "+loss.temprature=1,2"], "loss.temprature: no part of kdlab reads this key, so adding it with + would change "
-                                     "nothing; did you mean loss.temperature?"),
-    (["+model.teacher.config.num_hiden_layers=2"], "model.teacher.config.num_hiden_layers: is not an architecture key of this "
-                                                   "model type, so adding it with + would change nothing; did you mean "
-                                                   "model.teacher.config.num_hidden_layers?"),
-    (["loss.temprature=2"], "overrides: Could not override 'loss.temprature'. No config file has this key; did you mean "
-                            "loss.temperature?"),
-    (["data.train.path=my.csv"], "overrides: Could not override 'data.train.path'. The chosen data config has no such key (for "
-                                 "your own files: data=local data.train=FILE data.text=COLUMN data.label=COLUMN, see the README)"),
-], ids=["plus-typo", "plus-typo-swept", "plus-architecture-typo", "typo", "data-path-on-embedded-data"])
+@pytest.mark.parametrize(
+    "args,error",
+    [
+        (
+            ["+model.student.confg.layers=2"],
+            "model.student.confg.layers: no part of kdlab reads this key, so adding it with + would "
+            "change nothing; did you mean model.student.config?",
+        ),
+        (
+            ["-m", "+loss.temprature=1,2"],
+            "loss.temprature: no part of kdlab reads this key, so adding it with + would change "
+            "nothing; did you mean loss.temperature?",
+        ),
+        (
+            ["+model.teacher.config.num_hiden_layers=2"],
+            "model.teacher.config.num_hiden_layers: is not an architecture key of this "
+            "model type, so adding it with + would change nothing; did you mean "
+            "model.teacher.config.num_hidden_layers?",
+        ),
+        (
+            ["loss.temprature=2"],
+            "overrides: Could not override 'loss.temprature'. No config file has this key; did you mean "
+            "loss.temperature?",
+        ),
+        (
+            ["data.train.path=my.csv"],
+            "overrides: Could not override 'data.train.path'. The chosen data config has no such key (for "
+            "your own files: data=local data.train=FILE data.text=COLUMN data.label=COLUMN, see the README)",
+        ),
+    ],
+    ids=["plus-typo", "plus-typo-swept", "plus-architecture-typo", "typo", "data-path-on-embedded-data"],
+)
 def test_override_errors_are_one_line_with_a_suggestion(args, error, capsys):
     from kdlab.app import refuse_bad_overrides
 
@@ -343,16 +449,29 @@ def test_override_errors_are_one_line_with_a_suggestion(args, error, capsys):
     assert (stopped.value.code, capsys.readouterr().err.strip()) == (2, f"kdlab: error: {error}")
 
 
-@pytest.mark.parametrize("args", [
-    ["+data.train.limit=100"],  # a key of a data source (kdlab/data/loading.py SOURCE_KEYS)
-    ["+trainer.accumulate_grad_batches=2"],  # Lightning's Trainer refuses unknown arguments itself
-    ["+export_artifact.csv=true"],  # logger names: the runner checks them
-    ["experiment=bam_toy", "+method.trained_teachers.reviews=x"],  # task names
-    ["experiment=bam_toy", "+data.tasks.0.batch_size=8"],  # a task may have any key of a single-task data config
-    ["experiment=bam_toy", "++data.tasks.0.train.limit=64"],
-    ["+hydra.job.env_set.A=1"],
-    ["+model.teacher.config.hidden_act=relu"],  # an architecture key of the model type's transformers config class
-], ids=["source-key", "trainer", "export-artifact", "trained-teachers", "task-key", "force-add", "hydra", "architecture"])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["+data.train.limit=100"],  # a key of a data source (kdlab/data/loading.py SOURCE_KEYS)
+        ["+trainer.accumulate_grad_batches=2"],  # Lightning's Trainer refuses unknown arguments itself
+        ["+export_artifact.csv=true"],  # logger names: the runner checks them
+        ["experiment=bam_toy", "+method.trained_teachers.reviews=x"],  # task names
+        ["experiment=bam_toy", "+data.tasks.0.batch_size=8"],  # a task may have any key of a single-task data config
+        ["experiment=bam_toy", "++data.tasks.0.train.limit=64"],
+        ["+hydra.job.env_set.A=1"],
+        ["+model.teacher.config.hidden_act=relu"],  # an architecture key of the model type's transformers config class
+    ],
+    ids=[
+        "source-key",
+        "trainer",
+        "export-artifact",
+        "trained-teachers",
+        "task-key",
+        "force-add",
+        "hydra",
+        "architecture",
+    ],
+)
 def test_keys_kdlab_reads_may_be_added(args):
     from kdlab import api
 

@@ -4,13 +4,17 @@ import json
 
 import pytest
 import torch
-
 from conftest import run_dirs
 
 SMALL = [
-    "data.train.size=1200", "data.validation.size=200", "data.test.size=400",
-    "model.teacher.config.hidden_size=64", "model.teacher.config.num_hidden_layers=2",
-    "model.teacher.config.intermediate_size=128", "method.teacher.epochs=5", "method.student.epochs=5",
+    "data.train.size=1200",
+    "data.validation.size=200",
+    "data.test.size=400",
+    "model.teacher.config.hidden_size=64",
+    "model.teacher.config.num_hidden_layers=2",
+    "model.teacher.config.intermediate_size=128",
+    "method.teacher.epochs=5",
+    "method.student.epochs=5",
     "data.batch_size=16",
     "trainer.enable_progress_bar=false",
 ]
@@ -26,9 +30,20 @@ def finished_run(tmp_path_factory):
     from conftest import REPO
 
     tmp = tmp_path_factory.mktemp("e2e")
-    env = {**os.environ, "KDLAB_OUTPUT_DIR": str(tmp / "outputs"), "KDLAB_CACHE_DIR": str(tmp / "cache"), "HF_HUB_OFFLINE": "1"}
-    result = subprocess.run([sys.executable, "-m", "kdlab.train", *SMALL, "method.baseline=true"],
-                            cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    env = {
+        **os.environ,
+        "KDLAB_OUTPUT_DIR": str(tmp / "outputs"),
+        "KDLAB_CACHE_DIR": str(tmp / "cache"),
+        "HF_HUB_OFFLINE": "1",
+    }
+    result = subprocess.run(
+        [sys.executable, "-m", "kdlab.train", *SMALL, "method.baseline=true"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     (run,) = run_dirs(tmp)
     return run, result, env, tmp
@@ -45,7 +60,9 @@ def test_run_folder_has_config_commit_metrics_checkpoints_and_models(finished_ru
         for key in ("val/acc", "test/acc", "val/f1", "test/f1"):
             assert isinstance(metrics[f"{role}/{key}"], float)
     for stage in ("teacher", "student", "baseline"):
-        assert (run / stage / "checkpoints" / "best.ckpt").exists() and (run / stage / "checkpoints" / "last.ckpt").exists()
+        assert (run / stage / "checkpoints" / "best.ckpt").exists() and (
+            run / stage / "checkpoints" / "last.ckpt"
+        ).exists()
         assert (run / stage / "model" / "model.safetensors").exists()
     header = (run / "logs" / "student" / "metrics.csv").read_text().splitlines()[0].split(",")
     assert {"train/loss", "train/loss_soft", "train/loss_hard", "val/acc"} <= set(header)
@@ -86,8 +103,14 @@ def test_second_run_reuses_the_stored_teacher(finished_run):
     from conftest import REPO
 
     first, _, env, tmp = finished_run
-    result = subprocess.run([sys.executable, "-m", "kdlab.train", *SMALL, "method.student.epochs=1"],
-                            cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    result = subprocess.run(
+        [sys.executable, "-m", "kdlab.train", *SMALL, "method.student.epochs=1"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     second = run_dirs(tmp)[-1]
     info = json.loads((second / "teacher" / "teacher.json").read_text())
@@ -108,8 +131,14 @@ def test_kdlab_eval_on_the_exported_model_and_its_checkpoint(finished_run):
     run, _, env, tmp = finished_run
     expected = json.loads((run / "metrics.json").read_text())
     for target in (run / "student" / "model", run / "student" / "checkpoints" / "best.ckpt"):
-        result = subprocess.run([sys.executable, "-m", "kdlab.eval", f"model_path={target}"],  # the run's own data
-                                cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+        result = subprocess.run(
+            [sys.executable, "-m", "kdlab.eval", f"model_path={target}"],  # the run's own data
+            cwd=REPO,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         assert result.returncode == 0, result.stderr[-3000:]
         line = next(line for line in result.stdout.splitlines() if line.startswith("test/acc"))
         assert float(line.split("\t")[1]) == pytest.approx(expected["student/test/acc"], abs=1e-4)
@@ -117,8 +146,15 @@ def test_kdlab_eval_on_the_exported_model_and_its_checkpoint(finished_run):
 
 def test_multirun_sweep_and_cached_teacher_outputs_train_like_a_live_teacher(cli):
     """Two sweep jobs, teacher logits from the cache vs live every step: same seed ⇒ the same student."""
-    result = cli("-m", "method.teacher_outputs=cache,live", "debug=fast", "trainer.limit_train_batches=8",
-                 "data.train.size=200", "data.validation.size=64", "data.test.size=64")
+    result = cli(
+        "-m",
+        "method.teacher_outputs=cache,live",
+        "debug=fast",
+        "trainer.limit_train_batches=8",
+        "data.train.size=200",
+        "data.validation.size=64",
+        "data.test.size=64",
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     (sweep,) = (cli.tmp_path / "outputs" / "sweeps").iterdir()
     jobs = sorted(p for p in sweep.iterdir() if p.name.isdigit())
@@ -131,8 +167,14 @@ def test_multirun_sweep_and_cached_teacher_outputs_train_like_a_live_teacher(cli
 
 
 def test_wandb_offline_run_records_metrics_and_config(cli):
-    result = cli("logger=wandb", "debug=fast", "data.train.size=200", "data.validation.size=50", "data.test.size=50",
-                 env={"WANDB_MODE": "offline"})
+    result = cli(
+        "logger=wandb",
+        "debug=fast",
+        "data.train.size=200",
+        "data.validation.size=50",
+        "data.test.size=50",
+        env={"WANDB_MODE": "offline"},
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     (run,) = run_dirs(cli.tmp_path)
     offline = sorted((run / "wandb").glob("offline-run-*"))
@@ -166,7 +208,9 @@ def test_sentence_pair_regression_through_a_user_config_folder(cli, tmp_path):
         f"test: {{path: {data_file}, limit: 100, seed: 2}}\n"
         "max_length: 96\nbatch_size: 16\neval_batch_size: 64\nnum_workers: 0\nmetrics: [pearson, spearman]\nmain_metric: spearman\n"
     )
-    result = cli(f"hydra.searchpath=[file://{tmp_path / 'myconf'}]", "data=toy_pairs", "debug=fast", "method.baseline=true")
+    result = cli(
+        f"hydra.searchpath=[file://{tmp_path / 'myconf'}]", "data=toy_pairs", "debug=fast", "method.baseline=true"
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     (run,) = run_dirs(cli.tmp_path)
     metrics = json.loads((run / "metrics.json").read_text())
@@ -178,17 +222,38 @@ def test_sentence_pair_regression_through_a_user_config_folder(cli, tmp_path):
 
 
 def test_finetune_method_trains_one_model(cli):
-    result = cli("method=finetune", "method.train=student", "debug=fast", "data.train.size=200", "data.validation.size=50", "data.test.size=50")
+    result = cli(
+        "method=finetune",
+        "method.train=student",
+        "debug=fast",
+        "data.train.size=200",
+        "data.validation.size=50",
+        "data.test.size=50",
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     (run,) = run_dirs(cli.tmp_path)
-    assert set(json.loads((run / "metrics.json").read_text())) == {"student/val/acc", "student/val/f1", "student/val/loss", "student/test/acc", "student/test/f1", "student/test/loss",
-                                                                   "student/checkpoint/epoch", "student/checkpoint/step"}
+    assert set(json.loads((run / "metrics.json").read_text())) == {
+        "student/val/acc",
+        "student/val/f1",
+        "student/val/loss",
+        "student/test/acc",
+        "student/test/f1",
+        "student/test/loss",
+        "student/checkpoint/epoch",
+        "student/checkpoint/step",
+    }
     assert (run / "student" / "model" / "config.json").exists() and not (run / "teacher").exists()
 
 
 def test_hidden_state_matching_run_logs_its_term(cli):
-    result = cli("debug=fast", "method.teacher_outputs=live", "loss.hidden.weight=0.5", "data.train.size=200",
-                 "data.validation.size=50", "data.test.size=50")
+    result = cli(
+        "debug=fast",
+        "method.teacher_outputs=live",
+        "loss.hidden.weight=0.5",
+        "data.train.size=200",
+        "data.validation.size=50",
+        "data.test.size=50",
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     (run,) = run_dirs(cli.tmp_path)
     rows = (run / "logs" / "student" / "metrics.csv").read_text().splitlines()

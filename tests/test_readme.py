@@ -43,7 +43,6 @@ from functools import cached_property
 from pathlib import Path
 
 import pytest
-
 from conftest import REPO, SHARED_DATA, needs_minilm, needs_shared_data
 
 README = REPO / "README.md"
@@ -53,45 +52,82 @@ VERBATIM_PROGRAMS = {"kdlab-report", "kdlab-eval", "kdlab-sweep-summary", "jupyt
 LINKED = ("benchmarks", "notebooks")  # repository folders the README's commands name by relative path
 PLACEHOLDER = re.compile(r"<[a-z_ ]+>|\bPATH\b")
 
-TRAINER_LIMITS = ["trainer.limit_train_batches=4", "trainer.limit_val_batches=2", "trainer.limit_test_batches=2",
-                  "trainer.enable_progress_bar=false"]
+TRAINER_LIMITS = [
+    "trainer.limit_train_batches=4",
+    "trainer.limit_val_batches=2",
+    "trainer.limit_test_batches=2",
+    "trainer.enable_progress_bar=false",
+]
 # tiny limits per experiment (None: the embedded default); a README value of the same key is replaced
 LIMITS = {
     None: ["debug=fast", "data.train.size=200", "data.validation.size=50", "data.test.size=50"],
     # not debug=fast: it sets method.teacher.epochs, and multilingual has no teacher stage (the run stops on it)
     "multilingual_toy": [*TRAINER_LIMITS, "method.student.epochs=1"],
-    "trans_encoder_toy": [*TRAINER_LIMITS, "method.cycles=1", "method.simcse.epochs=1", "method.cross.epochs=1",
-                          "method.bi.epochs=1", "data.train.size=160", "data.validation.size=80", "data.test.size=80"],
+    "trans_encoder_toy": [
+        *TRAINER_LIMITS,
+        "method.cycles=1",
+        "method.simcse.epochs=1",
+        "method.cross.epochs=1",
+        "method.bi.epochs=1",
+        "data.train.size=160",
+        "data.validation.size=80",
+        "data.test.size=80",
+    ],
     "bam_toy": ["debug=fast"],
     "hinton_sst2": ["debug=fast", "data.train.limit=320", "data.validation.limit=64", "data.test.limit=64"],
-    "multilingual_minilm": [*TRAINER_LIMITS, "method.student.epochs=1", *[f"data.sources.{i}.limit=40" for i in range(5)],
-                            "data.holdout=8", "method.evaluation.tatoeba.languages=[deu]", "method.evaluation.sts.pairs=[[en,de]]"],
-    "trans_encoder_stsb": [*TRAINER_LIMITS, "method.cycles=1", "data.train.limit=96", "method.cross.epochs=1",
-                           "method.bi.epochs=1", "method.bi.batch_size=32"],
+    "multilingual_minilm": [
+        *TRAINER_LIMITS,
+        "method.student.epochs=1",
+        *[f"data.sources.{i}.limit=40" for i in range(5)],
+        "data.holdout=8",
+        "method.evaluation.tatoeba.languages=[deu]",
+        "method.evaluation.sts.pairs=[[en,de]]",
+    ],
+    "trans_encoder_stsb": [
+        *TRAINER_LIMITS,
+        "method.cycles=1",
+        "data.train.limit=96",
+        "method.cross.epochs=1",
+        "method.bi.epochs=1",
+        "method.bi.batch_size=32",
+    ],
     "bam_glue": ["debug=fast", *[f"++data.tasks.{i}.train.limit=64" for i in range(5)]],
 }
 SWEEP_LIMITS = ["hydra.sweeper.n_trials=2", "hydra.sweeper.sampler.n_startup_trials=2"]  # Optuna searches
 SCRIPT_ARGS = {
-    "benchmarks/vs_sentence_transformers.py": ["--repeats", "1", "--pairs", "64", "--threads", "1", "--quiet", "-1", "--retries", "0"],
+    "benchmarks/vs_sentence_transformers.py": [
+        "--repeats",
+        "1",
+        "--pairs",
+        "64",
+        "--threads",
+        "1",
+        "--quiet",
+        "-1",
+        "--retries",
+        "0",
+    ],
     "benchmarks/overhead.py": ["--rounds", "2", "--steps", "8"],
 }
 GRID = "kdlab-train -m loss.temperature=1,2,4 loss.alpha=0.5,0.9"
 # README command → {placeholder: (the README command whose run or sweep folder fills it, path inside that folder)}
 FILL = {
     "kdlab-train model.teacher.trained=PATH": {"PATH": ("kdlab-train", "teacher/model")},
-    "kdlab-train experiment=trans_encoder_toy hydra.run.dir=outputs/runs/<run> resume=auto":
-        {"outputs/runs/<run>": ("kdlab-train experiment=trans_encoder_toy", "")},
-    "kdlab-eval model_path=outputs/runs/<run>/student/model data=multitask_toy":
-        {"outputs/runs/<run>": ("kdlab-train experiment=bam_toy", "")},
+    "kdlab-train experiment=trans_encoder_toy hydra.run.dir=outputs/runs/<run> resume=auto": {
+        "outputs/runs/<run>": ("kdlab-train experiment=trans_encoder_toy", "")
+    },
+    "kdlab-eval model_path=outputs/runs/<run>/student/model data=multitask_toy": {
+        "outputs/runs/<run>": ("kdlab-train experiment=bam_toy", "")
+    },
     "kdlab-report outputs/runs/<run>": {"outputs/runs/<run>": ("kdlab-train experiment=bam_toy", "")},
     "kdlab-report outputs/sweeps/<sweep>": {"outputs/sweeps/<sweep>": (GRID, "")},
-    "kdlab-report outputs/sweeps/<sweep> --param loss.temperature --metric student/val/f1 --out reports/temperature":
-        {"outputs/sweeps/<sweep>": (GRID, "")},
+    "kdlab-report outputs/sweeps/<sweep> --param loss.temperature --metric student/val/f1 --out reports/temperature": {
+        "outputs/sweeps/<sweep>": (GRID, "")
+    },
     "kdlab-sweep-summary outputs/sweeps/<date>_<time>": {"outputs/sweeps/<date>_<time>": (GRID, "")},
 }
 MANUAL = {
-    'python -m venv .venv && .venv/bin/pip install torch==2.13.0 && .venv/bin/pip install -e ".[dev,minilm,hf,st,tracking,sweep,cluster]"':
-        "installs packages; compared with the Makefile's install recipe",
+    'python -m venv .venv && .venv/bin/pip install torch==2.13.0 && .venv/bin/pip install -e ".[dev,minilm,hf,st,tracking,sweep,cluster]"': "installs packages; compared with the Makefile's install recipe",
     "pip install jupyterlab && jupyter lab notebooks/": "installs a package and starts an interactive server",
 }
 
@@ -121,7 +157,7 @@ class Command:
 
     @cached_property
     def argv(self) -> list[str]:
-        return self.words[len(self.env):]
+        return self.words[len(self.env) :]
 
     @property
     def overrides(self) -> list[str]:
@@ -238,8 +274,14 @@ def uncovered(cmd: Command) -> str | None:
 def _is_slow(cmd: Command) -> bool:
     """Real data (but not a console block's config error), an Optuna search, a submitit launch, a notebook or a
     benchmark script: the slow suite."""
-    return ("KDLAB_DATA_DIR" in cmd.env and not cmd.expected or cmd.uses("hparams_search=") or cmd.uses("hydra/launcher=")
-            or cmd.argv[:1] == ["jupyter"] or category(cmd) == "script")
+    return (
+        "KDLAB_DATA_DIR" in cmd.env
+        and not cmd.expected
+        or cmd.uses("hparams_search=")
+        or cmd.uses("hydra/launcher=")
+        or cmd.argv[:1] == ["jupyter"]
+        or category(cmd) == "script"
+    )
 
 
 def _marks(cmd: Command) -> list:
@@ -294,9 +336,14 @@ class Workspace:
         """The environment of a README command: offline, outputs and caches here, the command's own variables
         (a relative KDLAB_DATA_DIR is the repository's ../shared/data, i.e. DATA)."""
         env = {k: v for k, v in os.environ.items() if k not in ("KDLAB_DATA_DIR", "KDLAB_ROOT")}
-        env.update(HF_HUB_OFFLINE="1", WANDB_MODE="offline", TOKENIZERS_PARALLELISM="false",
-                   KDLAB_OUTPUT_DIR=str(self.root / "outputs"), KDLAB_CACHE_DIR=str(self.root / ".kdlab_cache"),
-                   PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
+        env.update(
+            HF_HUB_OFFLINE="1",
+            WANDB_MODE="offline",
+            TOKENIZERS_PARALLELISM="false",
+            KDLAB_OUTPUT_DIR=str(self.root / "outputs"),
+            KDLAB_CACHE_DIR=str(self.root / ".kdlab_cache"),
+            PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+        )
         for name, value in (cmd.env if cmd else {}).items():
             env[name] = str(DATA) if name == "KDLAB_DATA_DIR" else value
         return env
@@ -349,7 +396,9 @@ class Workspace:
         """`text` (part of `cmd`) with its placeholders replaced by the folders FILL names, made when needed."""
         for placeholder, (source, inside) in FILL[cmd.text].items():
             if placeholder in text:
-                (origin,) = [c for c in COMMANDS if c.text == source] or [pytest.fail(f"FILL: {source!r} is not a README command")]
+                (origin,) = [c for c in COMMANDS if c.text == source] or [
+                    pytest.fail(f"FILL: {source!r} is not a README command")
+                ]
                 folder = self.run_small(origin)
                 text = text.replace(placeholder, str(folder / inside) if inside else str(folder))
         return text
@@ -366,6 +415,7 @@ def ws(tmp_path_factory) -> Workspace:
 
 # --- the README's commands --------------------------------------------------------------------------------------
 
+
 def test_every_readme_command_is_covered():
     problems = [f"README line {c.line}: {c.text!r}: {why}" for c in COMMANDS if (why := uncovered(c))]
     assert not problems, "\n".join(problems)
@@ -375,8 +425,10 @@ def test_every_readme_command_is_covered():
 
 
 def test_readme_commands_are_parsed_with_continuations_comments_and_env_prefixes():
-    text = ("```bash\nkdlab-train a=1 \\\n    b='x # y'   # comment\nA=1 B=2 kdlab-eval c=3\n```\n"
-            "```python\nkdlab-train not_shell=1\n```\n```console\n$ kdlab-train bad=1\nkdlab: error: bad\n```\n")
+    text = (
+        "```bash\nkdlab-train a=1 \\\n    b='x # y'   # comment\nA=1 B=2 kdlab-eval c=3\n```\n"
+        "```python\nkdlab-train not_shell=1\n```\n```console\n$ kdlab-train bad=1\nkdlab: error: bad\n```\n"
+    )
     first, second, third = readme_commands(text)
     assert (first.text, first.line, first.words) == ("kdlab-train a=1 b='x # y'", 2, ["kdlab-train", "a=1", "b=x # y"])
     assert (second.env, second.argv) == ({"A": "1", "B": "2"}, ["kdlab-eval", "c=3"])
@@ -428,6 +480,7 @@ def test_script_runs_with_small_arguments(cmd, ws):
 
 # --- make targets -----------------------------------------------------------------------------------------------
 
+
 def _recipe(target: str) -> list[str]:
     """The last command `make -n <target>` prints (the target's own recipe; install steps come before it)."""
     if shutil.which("make") is None:
@@ -435,8 +488,9 @@ def _recipe(target: str) -> list[str]:
     # under `make test` (CI) this runs inside make: without its MAKELEVEL/MAKEFLAGS and with --no-print-directory
     # the sub-make prints no "make[1]: Leaving directory" line after the recipe
     env = {k: v for k, v in os.environ.items() if k not in ("MAKELEVEL", "MAKEFLAGS", "MFLAGS", "MAKEOVERRIDES")}
-    result = subprocess.run(["make", "--no-print-directory", "-n", target], cwd=REPO, env=env, capture_output=True,
-                            text=True, timeout=60)
+    result = subprocess.run(
+        ["make", "--no-print-directory", "-n", target], cwd=REPO, env=env, capture_output=True, text=True, timeout=60
+    )
     assert result.returncode == 0, result.stderr
     words = shlex.split(result.stdout.strip().splitlines()[-1])
     return [w.removeprefix(".venv/bin/") for w in words]
@@ -462,8 +516,24 @@ def test_make_test_and_test_slow_run_this_suite_by_marker_without_being_run_here
     assert slow == ["KDLAB_DATA_DIR=${KDLAB_DATA_DIR:-../shared/data}", "python", "-m", "pytest", "-m", "slow", "-q"]
     selected = {}
     for marker in ("not slow", "slow"):
-        result = subprocess.run([sys.executable, "-m", "pytest", "-m", marker, "--collect-only", "-q", "-p", "no:cacheprovider",
-                                 str(Path(__file__).relative_to(REPO))], cwd=REPO, capture_output=True, text=True, timeout=120)
+        result = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pytest",
+                "-m",
+                marker,
+                "--collect-only",
+                "-q",
+                "-p",
+                "no:cacheprovider",
+                str(Path(__file__).relative_to(REPO)),
+            ],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert result.returncode == 0, result.stdout[-2000:]
         selected[marker] = {line for line in result.stdout.splitlines() if "::" in line}
     assert selected["not slow"] and selected["slow"] and not selected["not slow"] & selected["slow"]
@@ -480,6 +550,7 @@ def test_make_benchmark_runs_its_script_with_small_arguments(ws):
 
 # --- commands not run -------------------------------------------------------------------------------------------
 
+
 def test_manual_install_line_matches_the_makefile():
     (install,) = [c for c in COMMANDS if c.text.startswith("python -m venv")]
     makefile = (REPO / "Makefile").read_text(encoding="utf-8")
@@ -491,8 +562,8 @@ def test_manual_install_line_matches_the_makefile():
 def test_readme_config_tree_lists_every_conf_group_and_option():
     """The `conf/` tree under "Configuration" names every folder and config file of conf/ (and nothing else)."""
     text = README.read_text(encoding="utf-8")
-    tree = text[text.index("```\nconf/\n"):]
-    tree = tree[len("```\n"):tree.index("```", 4)]
+    tree = text[text.index("```\nconf/\n") :]
+    tree = tree[len("```\n") : tree.index("```", 4)]
     entries: dict[str, str] = {}
     for line in tree.splitlines()[1:]:
         match = re.match(r"  (\S+)\s*(.*)", line)
@@ -509,5 +580,9 @@ def test_readme_config_tree_lists_every_conf_group_and_option():
             for path in sorted((conf / name).rglob("*.yaml")):
                 where = path.relative_to(conf / name)
                 if len(where.parts) > 1:  # a nested group, e.g. hydra/launcher/: "launcher/ local, slurm"
-                    assert f"{where.parts[0]}/" in description, f"conf/{name}{where.parts[0]}/ is not in the README's tree"
-                assert re.search(rf"\b{re.escape(path.stem)}\b", description), f"conf/{name}{where} is not in the README's tree"
+                    assert f"{where.parts[0]}/" in description, (
+                        f"conf/{name}{where.parts[0]}/ is not in the README's tree"
+                    )
+                assert re.search(rf"\b{re.escape(path.stem)}\b", description), (
+                    f"conf/{name}{where} is not in the README's tree"
+                )

@@ -7,8 +7,8 @@ import json
 import sys
 
 import pytest
-
 from conftest import kdlab_folders
+
 from kdlab import registry
 from kdlab.errors import ConfigError
 
@@ -30,19 +30,24 @@ def test_an_unknown_method_lists_the_choices_from_the_table():
     assert str(err.value) == f"method.name: must be one of {list(registry.METHODS)}, got 'distil'"
 
 
-@pytest.mark.parametrize("name, key, example", [
-    ("bam", "data.tasks", "experiment=bam_toy"),
-    ("multilingual", "data.sources", "experiment=multilingual_toy"),
-    ("trans_encoder", "data.pair_source", "experiment=trans_encoder_toy"),
-])
+@pytest.mark.parametrize(
+    "name, key, example",
+    [
+        ("bam", "data.tasks", "experiment=bam_toy"),
+        ("multilingual", "data.sources", "experiment=multilingual_toy"),
+        ("trans_encoder", "data.pair_source", "experiment=trans_encoder_toy"),
+    ],
+)
 def test_a_method_alone_points_at_the_experiment_that_gives_it_data(name, key, example):
     from kdlab.api import compose
     from kdlab.config import validate
 
     with pytest.raises(ConfigError) as err:
         validate(compose(f"method={name}"))
-    assert str(err.value) == (f"{key}: is required: data=reviews is not data for method={name} "
-                              f"(start from {example}, or choose a data config that sets {key})")
+    assert str(err.value) == (
+        f"{key}: is required: data=reviews is not data for method={name} "
+        f"(start from {example}, or choose a data config that sets {key})"
+    )
 
 
 def check_echo(cfg) -> None:
@@ -59,9 +64,18 @@ def test_a_method_added_by_one_registration_line_is_checked_and_run_through_the_
     from kdlab.config import validate
 
     module = __name__ if __name__ in sys.modules else "test_registry"
-    entry = registry.register_method(registry.Method(
-        "echo", "a test method", check=f"{module}:check_echo", pipeline=f"{module}:run_echo",
-        figures="kdlab.plots:supervised_figures", keys=("loss.temperature",), example="method=hinton", data_key="data.task"))
+    entry = registry.register_method(
+        registry.Method(
+            "echo",
+            "a test method",
+            check=f"{module}:check_echo",
+            pipeline=f"{module}:run_echo",
+            figures="kdlab.plots:supervised_figures",
+            keys=("loss.temperature",),
+            example="method=hinton",
+            data_key="data.task",
+        )
+    )
     try:
         with pytest.raises(ConfigError, match="loss.temperature: echo refuses it"):
             validate(compose("method.name=echo", "loss.temperature=101"))

@@ -10,15 +10,21 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import kdlab_folders
 from omegaconf import OmegaConf
 
-from conftest import kdlab_folders
 from kdlab import api, plots
 from kdlab.errors import ConfigError, DataError
 
 REPO = Path(__file__).resolve().parents[1]
 # a hinton run in a few seconds: a few batches per stage, every step logged, small data
-TINY = ["debug=fast", "data.train.size=256", "data.validation.size=64", "data.test.size=64", "trainer.enable_progress_bar=false"]
+TINY = [
+    "debug=fast",
+    "data.train.size=256",
+    "data.validation.size=64",
+    "data.test.size=64",
+    "trainer.enable_progress_bar=false",
+]
 
 
 @pytest.fixture(scope="module")
@@ -50,10 +56,13 @@ def line(fig, label: str):
 
 
 def report_cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "kdlab.report", *args], cwd=REPO, capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "kdlab.report", *args], cwd=REPO, capture_output=True, text=True, timeout=120
+    )
 
 
 # --- the Python API ---------------------------------------------------------------------------------
+
 
 def test_api_run_folder_is_laid_out_like_kdlab_train(tiny_run, outputs):
     run = tiny_run
@@ -104,7 +113,10 @@ def test_api_sweep_job_folders(tiny_sweep):
     sweep = tiny_sweep
     assert [job.path for job in sweep.jobs] == [sweep.path / "0", sweep.path / "1"]
     for job, temperature in zip(sweep.jobs, ("4", "1")):
-        assert [str(o) for o in OmegaConf.load(job.path / ".hydra" / "overrides.yaml")] == [*TINY, f"loss.temperature={temperature}"]
+        assert [str(o) for o in OmegaConf.load(job.path / ".hydra" / "overrides.yaml")] == [
+            *TINY,
+            f"loss.temperature={temperature}",
+        ]
         assert OmegaConf.load(job.path / "config.yaml").loss.temperature == float(temperature)
         assert OmegaConf.load(job.path / ".hydra" / "hydra.yaml").hydra.job.num == int(job.path.name)
         assert "reusing" in (job.path / "train.log").read_text()  # the teacher of tiny_run, same config
@@ -112,7 +124,9 @@ def test_api_sweep_job_folders(tiny_sweep):
 
 def test_api_sweep_goes_on_after_a_failed_job_records_it_then_raises(outputs, tiny_run):
     sweep_dir = outputs / "sweeps" / "with_failure"
-    with pytest.raises(ValueError, match="invalid accelerator name"):  # Lightning's own error, raised after every job ran
+    with pytest.raises(
+        ValueError, match="invalid accelerator name"
+    ):  # Lightning's own error, raised after every job ran
         api.sweep({"trainer.accelerator": ["nonsense", "cpu"]}, *TINY, sweep_dir=sweep_dir)
     error = json.loads((sweep_dir / "0" / "error.json").read_text())
     assert error["type"] == "ValueError" and not error["kdlab_error"]
@@ -127,6 +141,7 @@ def test_api_sweep_goes_on_after_a_failed_job_records_it_then_raises(outputs, ti
 
 
 # --- plots: what is drawn is what was logged ------------------------------------------------------------
+
 
 def test_hinton_curves_are_the_logged_values(tiny_run):
     figures = plots.plot_run(tiny_run.path)
@@ -150,7 +165,9 @@ def test_hinton_curves_are_the_logged_values(tiny_run):
     # the validation whose checkpoint was kept (metrics.json names its epoch) is ringed on the curve
     kept_epoch = tiny_run.metrics["teacher/checkpoint/epoch"]
     ring = line(figures["validation"], "_teacher: val/acc (kept checkpoint)")
-    assert [(e, s, a) for e, s, a in during if e == kept_epoch - 1] == [(kept_epoch - 1, ring.get_xdata()[0], ring.get_ydata()[0])]
+    assert [(e, s, a) for e, s, a in during if e == kept_epoch - 1] == [
+        (kept_epoch - 1, ring.get_xdata()[0], ring.get_ydata()[0])
+    ]
     assert "○ where it was kept" in figures["validation"].axes[0].get_title()
 
 
@@ -161,14 +178,20 @@ def test_sweep_plot_is_metric_against_the_swept_value(tiny_sweep):
     assert list(zip(drawn.get_xdata(), drawn.get_ydata())) == expected
     assert fig.axes[0].get_xlabel() == "loss.temperature" and fig.axes[0].get_ylabel() == "student/val/acc"
     other = plots.plot_sweep(tiny_sweep.path, metric="student/val/loss")
-    assert sorted(other.axes[0].get_lines()[0].get_ydata()) == sorted(j.metrics["student/val/loss"] for j in tiny_sweep.jobs)
+    assert sorted(other.axes[0].get_lines()[0].get_ydata()) == sorted(
+        j.metrics["student/val/loss"] for j in tiny_sweep.jobs
+    )
     with pytest.raises(DataError, match="no job sets data.batch_size"):
         plots.plot_sweep(tiny_sweep.path, param="data.batch_size")
 
 
-def write_run(folder: Path, method: dict, metrics: dict, logs: dict[str, str], extra: dict[str, str] | None = None) -> Path:
+def write_run(
+    folder: Path, method: dict, metrics: dict, logs: dict[str, str], extra: dict[str, str] | None = None
+) -> Path:
     """A run folder written by hand: config.yaml, metrics.json, logs/<stage>/metrics.csv."""
-    OmegaConf.save(OmegaConf.create({"method": method, "optimized_metric": "student/val/glue_mean"}), folder / "config.yaml")
+    OmegaConf.save(
+        OmegaConf.create({"method": method, "optimized_metric": "student/val/glue_mean"}), folder / "config.yaml"
+    )
     (folder / "metrics.json").write_text(json.dumps(metrics))
     for stage, text in logs.items():
         (folder / "logs" / stage).mkdir(parents=True)
@@ -185,7 +208,9 @@ def test_bam_lambda_schedule_and_task_metrics(tmp_path):
         "1,2,0.5,0.7,,,\n1,3,0.75,0.6,,,\n1,3,,,0.40,0.60,0.20\n"
         "2,4,,,0.40,0.60,0.20\n"  # validate() after fit: the best checkpoint
     )
-    run = write_run(tmp_path, {"name": "bam", "monitor": "val/glue_mean"}, {"student/val/glue_mean": 0.4}, {"student": csv_text})
+    run = write_run(
+        tmp_path, {"name": "bam", "monitor": "val/glue_mean"}, {"student/val/glue_mean": 0.4}, {"student": csv_text}
+    )
     figures = plots.plot_run(run)
     lam = line(figures["lambda"], "student: train/lambda")
     assert list(lam.get_xdata()) == [0, 1, 2, 3] and list(lam.get_ydata()) == [0.0, 0.25, 0.5, 0.75]
@@ -197,14 +222,26 @@ def test_bam_lambda_schedule_and_task_metrics(tmp_path):
 
 
 def test_trans_encoder_spearman_per_cycle(tmp_path):
-    metrics = {"bi_start/val/spearman": 30.0, "bi_start/test/spearman": 28.0,
-               "bi_cycle1/val/spearman": 35.0, "bi_cycle1/test/spearman": 33.0,
-               "bi_cycle2/val/spearman": 36.0, "bi_cycle2/test/spearman": 34.0,
-               "cross_cycle1/val/spearman": 5.0, "cross_cycle1/test/spearman": 4.0,
-               "cross_cycle2/val/spearman": 7.0, "cross_cycle2/test/spearman": 6.0}
+    metrics = {
+        "bi_start/val/spearman": 30.0,
+        "bi_start/test/spearman": 28.0,
+        "bi_cycle1/val/spearman": 35.0,
+        "bi_cycle1/test/spearman": 33.0,
+        "bi_cycle2/val/spearman": 36.0,
+        "bi_cycle2/test/spearman": 34.0,
+        "cross_cycle1/val/spearman": 5.0,
+        "cross_cycle1/test/spearman": 4.0,
+        "cross_cycle2/val/spearman": 7.0,
+        "cross_cycle2/test/spearman": 6.0,
+    }
     info = json.dumps({"bi_encoders": ["bi"], "cross_encoders": ["cross"], "cycles": 2})
-    run = write_run(tmp_path, {"name": "trans_encoder", "cycles": 2}, metrics, {"cycle1/bi": "epoch,step,train/loss\n0,0,0.5\n0,1,0.4\n"},
-                    {"trans_encoder.json": info})
+    run = write_run(
+        tmp_path,
+        {"name": "trans_encoder", "cycles": 2},
+        metrics,
+        {"cycle1/bi": "epoch,step,train/loss\n0,0,0.5\n0,1,0.4\n"},
+        {"trans_encoder.json": info},
+    )
     figures = plots.plot_run(run)
     assert line(figures["cycles"], "bi: val").get_ydata().tolist() == [30.0, 35.0, 36.0]
     assert line(figures["cycles"], "bi: test").get_xdata().tolist() == [0, 1, 2]
@@ -214,14 +251,25 @@ def test_trans_encoder_spearman_per_cycle(tmp_path):
 
 
 def test_multilingual_starts_from_the_untrained_student(tmp_path):
-    csv_text = "epoch,step,train/loss,val/mse,val/mse/en-x,val/translation_acc,val/translation/en-x/mean\n" \
-               "0,3,0.1,,,,\n0,3,,4.0,4.0,10.0,10.0\n1,4,,4.0,4.0,10.0,10.0\n"
-    run = write_run(tmp_path, {"name": "multilingual", "monitor": "val/translation_acc"},
-                    {"student_init/val/mse": 5.0, "student_init/val/translation_acc": 2.0}, {"student": csv_text})
+    csv_text = (
+        "epoch,step,train/loss,val/mse,val/mse/en-x,val/translation_acc,val/translation/en-x/mean\n"
+        "0,3,0.1,,,,\n0,3,,4.0,4.0,10.0,10.0\n1,4,,4.0,4.0,10.0,10.0\n"
+    )
+    run = write_run(
+        tmp_path,
+        {"name": "multilingual", "monitor": "val/translation_acc"},
+        {"student_init/val/mse": 5.0, "student_init/val/translation_acc": 2.0},
+        {"student": csv_text},
+    )
     fig = plots.plot_run(run)["validation"]
-    assert list(zip(line(fig, "student: val/mse").get_xdata(), line(fig, "student: val/mse").get_ydata())) == [(0, 5.0), (3, 4.0)]
+    assert list(zip(line(fig, "student: val/mse").get_xdata(), line(fig, "student: val/mse").get_ydata())) == [
+        (0, 5.0),
+        (3, 4.0),
+    ]
     assert line(fig, "student: val/translation_acc").get_ydata().tolist() == [2.0, 10.0]
-    assert line(fig, "student: val/translation/en-x/mean").get_ydata().tolist() == [10.0]  # no init value per pair logged
+    assert line(fig, "student: val/translation/en-x/mean").get_ydata().tolist() == [
+        10.0
+    ]  # no init value per pair logged
 
 
 def test_sweep_of_two_keys_one_line_per_value_of_the_other(tmp_path):
@@ -230,7 +278,10 @@ def test_sweep_of_two_keys_one_line_per_value_of_the_other(tmp_path):
     for num, (temperature, opt) in enumerate(grid):
         job = tmp_path / str(num)
         (job / ".hydra").mkdir(parents=True)
-        OmegaConf.save(OmegaConf.create(["debug=fast", f"loss.temperature={temperature}", f"+opt={opt}"]), job / ".hydra" / "overrides.yaml")
+        OmegaConf.save(
+            OmegaConf.create(["debug=fast", f"loss.temperature={temperature}", f"+opt={opt}"]),
+            job / ".hydra" / "overrides.yaml",
+        )
         OmegaConf.save(OmegaConf.create({"optimized_metric": "student/val/acc"}), job / "config.yaml")
         if num < 4:
             (job / "metrics.json").write_text(json.dumps({"student/val/acc": num / 10}))
@@ -248,6 +299,7 @@ def test_sweep_of_two_keys_one_line_per_value_of_the_other(tmp_path):
 
 
 # --- kdlab-report ------------------------------------------------------------------------------------
+
 
 def test_report_of_a_run(tiny_run, tmp_path):
     out = report_cli(str(tiny_run.path))
@@ -300,7 +352,10 @@ def test_a_folder_of_runs_and_sweeps_is_refused_naming_the_folders_inside(tiny_r
     with pytest.raises(DataError) as err:
         report(outputs)
     message = str(err.value)
-    assert ": holds " in message and " run and sweep folders, not one run or sweep: report one of them, e.g. kdlab-report " in message
+    assert (
+        ": holds " in message
+        and " run and sweep folders, not one run or sweep: report one of them, e.g. kdlab-report " in message
+    )
     named = {Path(word.rstrip(",")) for word in message.split(": ", 1)[1].split() if word.startswith(str(outputs))}
     assert named and all((folder / "config.yaml").is_file() or plots.is_sweep(folder) for folder in named)
     assert {tiny_run.path, tiny_sweep.path} & named

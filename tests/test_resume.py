@@ -14,25 +14,42 @@ import time
 from pathlib import Path
 
 import torch
-
 from conftest import REPO, run_dirs
 
 RUN = [
-    "data.train.size=1200", "data.validation.size=100", "data.test.size=100", "data.batch_size=16",
-    "method.teacher.epochs=2", "method.teacher.optimizer.lr=1e-3", "method.student.epochs=3", "model.teacher.config.num_hidden_layers=2",
-    "model.teacher.config.hidden_size=64", "model.teacher.config.intermediate_size=128",
+    "data.train.size=1200",
+    "data.validation.size=100",
+    "data.test.size=100",
+    "data.batch_size=16",
+    "method.teacher.epochs=2",
+    "method.teacher.optimizer.lr=1e-3",
+    "method.student.epochs=3",
+    "model.teacher.config.num_hidden_layers=2",
+    "model.teacher.config.hidden_size=64",
+    "model.teacher.config.intermediate_size=128",
     "trainer.enable_progress_bar=false",  # dropout stays on: the restored RNG state must give the same masks
 ]
 
 
 def env_for(root: Path) -> dict[str, str]:
-    return {**os.environ, "KDLAB_OUTPUT_DIR": str(root / "outputs"), "KDLAB_CACHE_DIR": str(root / "cache"),
-            "HF_HUB_OFFLINE": "1", "WANDB_MODE": "disabled"}
+    return {
+        **os.environ,
+        "KDLAB_OUTPUT_DIR": str(root / "outputs"),
+        "KDLAB_CACHE_DIR": str(root / "cache"),
+        "HF_HUB_OFFLINE": "1",
+        "WANDB_MODE": "disabled",
+    }
 
 
 def start(args: list[str], root: Path) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "kdlab.train", *args], cwd=REPO, env=env_for(root),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "kdlab.train", *args],
+        cwd=REPO,
+        env=env_for(root),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
 
 
 def kill_when(process: subprocess.Popen, ready, timeout: float = 300) -> None:
@@ -47,12 +64,22 @@ def kill_when(process: subprocess.Popen, ready, timeout: float = 300) -> None:
 
 
 def finish(args: list[str], root: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "kdlab.train", *args], cwd=REPO, env=env_for(root),
-                          capture_output=True, text=True, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "kdlab.train", *args],
+        cwd=REPO,
+        env=env_for(root),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
 
 
 def digests(folder: Path) -> dict[str, str]:
-    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
 
 
 def test_a_run_killed_mid_epoch_continues_and_ends_as_if_never_stopped(tmp_path):
@@ -75,8 +102,12 @@ def test_a_run_killed_mid_epoch_continues_and_ends_as_if_never_stopped(tmp_path)
 
     resumed = finish([*RUN, "resume=auto"], tmp_path / "b")  # no folder given: found by its config
     assert resumed.returncode == 0, resumed.stderr[-3000:]
-    log = "\n".join(p.read_text() for p in run_dirs(tmp_path / "b")[-1:] + [killed] if (p / "train.log").exists()
-                    for p in [p / "train.log"])
+    log = "\n".join(
+        p.read_text()
+        for p in run_dirs(tmp_path / "b")[-1:] + [killed]
+        if (p / "train.log").exists()
+        for p in [p / "train.log"]
+    )
     assert f"resume: continuing {killed}" in log
     assert "stage student: continuing from" in log and "stage teacher: finished in an earlier attempt" not in log
     expected = json.loads((uninterrupted / "metrics.json").read_text())
@@ -119,9 +150,14 @@ def test_a_run_killed_after_a_mid_epoch_checkpoint_trains_the_rest_of_that_epoch
     assert expected.keys() == got.keys()
     for key in expected:
         assert abs(expected[key] - got[key]) <= 1e-6, (key, expected[key], got[key])
-    steps = lambda run: [row["step"] for row in csv.DictReader((run / "logs" / "student" / "metrics.csv").open())  # noqa: E731
-                         if row.get("train/loss")]
-    assert steps(killed) == steps(uninterrupted)  # the same optimizer steps, and the log kept its rows from before the kill
+    steps = lambda run: [
+        row["step"]
+        for row in csv.DictReader((run / "logs" / "student" / "metrics.csv").open())  # noqa: E731
+        if row.get("train/loss")
+    ]
+    assert steps(killed) == steps(
+        uninterrupted
+    )  # the same optimizer steps, and the log kept its rows from before the kill
 
 
 def test_a_finished_run_folder_is_never_overwritten_and_resume_returns_its_results(cli, tmp_path):
@@ -134,7 +170,8 @@ def test_a_finished_run_folder_is_never_overwritten_and_resume_returns_its_resul
     assert again.returncode == 2
     assert again.stderr.strip().splitlines()[-1] == (
         f"kdlab: error: hydra.run.dir: {folder} holds a finished run; nothing was changed. Choose another folder, "
-        "or add resume=auto to return its results")
+        "or add resume=auto to return its results"
+    )
     assert digests(folder) == before  # refused before Hydra wrote anything
 
     returned = cli("debug=fast", f"hydra.run.dir={folder}", "resume=auto")
@@ -151,8 +188,15 @@ def test_a_finished_run_folder_is_never_overwritten_and_resume_returns_its_resul
 
 def test_a_relaunched_sweep_skips_finished_jobs_and_completes_the_rest(tmp_path):
     sweep = tmp_path / "sweep"
-    args = ["-m", "loss.temperature=1,4", "debug=fast", "method.student.epochs=3", "data.train.size=600",
-            f"hydra.sweep.dir={sweep}", "resume=auto"]
+    args = [
+        "-m",
+        "loss.temperature=1,4",
+        "debug=fast",
+        "method.student.epochs=3",
+        "data.train.size=600",
+        f"hydra.sweep.dir={sweep}",
+        "resume=auto",
+    ]
     process = start(args, tmp_path)
     kill_when(process, lambda: (sweep / "1" / "student" / "checkpoints" / "last.ckpt").exists())
     assert (sweep / "0" / "metrics.json").exists() and not (sweep / "1" / "metrics.json").exists()

@@ -9,28 +9,36 @@ import random
 from pathlib import Path
 
 import pytest
-
 from conftest import kdlab_folders
 
 WORDS = {"1": ["good", "great", "fine", "lovely"], "0": ["bad", "awful", "poor", "dull"]}
 TINY = [
-    "data=sst2", "model.teacher.config.hidden_size=32", "model.teacher.config.num_hidden_layers=1",
-    "model.teacher.config.num_attention_heads=2", "model.teacher.config.intermediate_size=64", "model.teacher.vocab_size=200",
-    "method.teacher.epochs=2", "method.student.epochs=1", "data.batch_size=16", "trainer.enable_progress_bar=false",
+    "data=sst2",
+    "model.teacher.config.hidden_size=32",
+    "model.teacher.config.num_hidden_layers=1",
+    "model.teacher.config.num_attention_heads=2",
+    "model.teacher.config.intermediate_size=64",
+    "model.teacher.vocab_size=200",
+    "method.teacher.epochs=2",
+    "method.student.epochs=1",
+    "data.batch_size=16",
+    "trainer.enable_progress_bar=false",
 ]
 
 
-def write_sst2(root: Path, sizes: dict[str, int] = {"train": 96, "dev": 32, "test": 32}, flip: tuple[str, ...] = ()) -> Path:
+def write_sst2(root: Path, sizes: dict[str, int] | None = None, flip: tuple[str, ...] = ()) -> Path:
     """A learnable SST-2-shaped folder (a sentiment word decides the label); `flip` inverts the labels of those files."""
     folder = root / "glue" / "SST-2"
     folder.mkdir(parents=True, exist_ok=True)
-    for name, size in sizes.items():
+    for name, size in (sizes or {"train": 96, "dev": 32, "test": 32}).items():
         rng = random.Random(name)
         lines = ["sentence\tlabel"]
         for _ in range(size):
             label = rng.choice("01")
             written = str(1 - int(label)) if name in flip else label
-            lines.append(f"the film was {rng.choice(WORDS[label])} and {rng.choice(['long', 'short', 'new'])}\t{written}")
+            lines.append(
+                f"the film was {rng.choice(WORDS[label])} and {rng.choice(['long', 'short', 'new'])}\t{written}"
+            )
         (folder / f"{name}.tsv").write_text("\n".join(lines) + "\n", encoding="utf-8")
     return root
 
@@ -97,8 +105,14 @@ def fit_scripted(tmp_path: Path, acc: list[float], loss: list[float], **options)
 
     loader = DataLoader(TensorDataset(torch.ones(4, 2)), batch_size=2)
     callback = BestCheckpoint(dirpath=str(tmp_path / "ckpt"), filename="best", monitor="val/acc", mode="max", **options)
-    trainer = pl.Trainer(max_epochs=len(acc), callbacks=[callback], logger=False, enable_progress_bar=False,
-                         enable_model_summary=False, num_sanity_val_steps=0)
+    trainer = pl.Trainer(
+        max_epochs=len(acc),
+        callbacks=[callback],
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+    )
     trainer.fit(ScriptedValidation.module(acc, loss), train_dataloaders=loader, val_dataloaders=loader)
     return int(torch.load(callback.best_model_path, weights_only=True)["epoch"]) + 1, callback
 
@@ -138,17 +152,28 @@ def test_kdlab_eval_defaults_to_the_runs_own_data_and_refuses_other_label_names(
     import sys
 
     from conftest import REPO
+
     from kdlab.api import train
 
     data = write_sst2(tmp_path / "data")
     with kdlab_folders(tmp_path, KDLAB_DATA_DIR=str(data)):
         run = train(*TINY)
-    env = {**os.environ, "KDLAB_OUTPUT_DIR": str(tmp_path / "outputs"), "KDLAB_CACHE_DIR": str(tmp_path / "cache"),
-           "HF_HUB_OFFLINE": "1"}  # no KDLAB_DATA_DIR: the run's resolved config names its files
+    env = {
+        **os.environ,
+        "KDLAB_OUTPUT_DIR": str(tmp_path / "outputs"),
+        "KDLAB_CACHE_DIR": str(tmp_path / "cache"),
+        "HF_HUB_OFFLINE": "1",
+    }  # no KDLAB_DATA_DIR: the run's resolved config names its files
 
     def kdlab_eval(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "kdlab.eval", f"model_path={run.path / 'student' / 'model'}", *args],
-                              cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+        return subprocess.run(
+            [sys.executable, "-m", "kdlab.eval", f"model_path={run.path / 'student' / 'model'}", *args],
+            cwd=REPO,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
 
     own = kdlab_eval()
     assert own.returncode == 0, own.stderr[-3000:]

@@ -9,14 +9,15 @@ import sys
 
 import pytest
 import yaml
-
 from conftest import REPO
 
 SMALL = ["debug=fast", "data.train.size=200", "data.validation.size=50", "data.test.size=50"]
 
 
 def _needs(module, extra):
-    return pytest.mark.skipif(importlib.util.find_spec(module) is None, reason=f"{module} not installed (pip install 'kdlab[{extra}]')")
+    return pytest.mark.skipif(
+        importlib.util.find_spec(module) is None, reason=f"{module} not installed (pip install 'kdlab[{extra}]')"
+    )
 
 
 def _search(name):
@@ -38,8 +39,13 @@ def _summary(folder):
 
 @_needs("hydra_plugins.hydra_optuna_sweeper", "sweep")
 def test_optuna_search_runs_three_trials_and_reports_the_best(cli):
-    result = cli(_search("hinton_optuna"), "hydra.sweeper.n_trials=3", "hydra.sweeper.sampler.n_startup_trials=3", *SMALL,
-                 env={"OMP_NUM_THREADS": "1"})
+    result = cli(
+        _search("hinton_optuna"),
+        "hydra.sweeper.n_trials=3",
+        "hydra.sweeper.sampler.n_startup_trials=3",
+        *SMALL,
+        env={"OMP_NUM_THREADS": "1"},
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     folder = _sweep(cli.tmp_path)
     jobs = sorted((p for p in folder.iterdir() if p.name.isdigit()), key=lambda p: int(p.name))
@@ -52,15 +58,20 @@ def test_optuna_search_runs_three_trials_and_reports_the_best(cli):
     assert all(1.0 <= loss["temperature"] <= 8.0 and 0.1 <= loss["alpha"] <= 1.0 for loss in losses)
     assert len({loss["temperature"] for loss in losses}) == 3  # three different trials
     best_jobs = [loss for loss, score in zip(losses, scores) if score == max(scores)]  # ties are possible
-    assert any(loss["temperature"] == pytest.approx(best["best_params"]["loss.temperature"])
-               and loss["alpha"] == pytest.approx(best["best_params"]["loss.alpha"]) for loss in best_jobs)
+    assert any(
+        loss["temperature"] == pytest.approx(best["best_params"]["loss.temperature"])
+        and loss["alpha"] == pytest.approx(best["best_params"]["loss.alpha"])
+        for loss in best_jobs
+    )
     # the teacher is trained by the first trial only; the others reuse it
     assert json.loads((jobs[2] / "teacher" / "teacher.json").read_text())["origin"].startswith("reused: ")
     rows = _summary(folder)
     assert [r["status"] for r in rows] == ["ok", "ok", "ok"]
     assert [float(r["student/val/acc"]) for r in rows] == scores
-    assert all(float(r["loss.temperature"]) == yaml.safe_load((job / "config.yaml").read_text())["loss"]["temperature"]
-               for r, job in zip(rows, jobs))
+    assert all(
+        float(r["loss.temperature"]) == yaml.safe_load((job / "config.yaml").read_text())["loss"]["temperature"]
+        for r, job in zip(rows, jobs)
+    )
     assert "best trial: " in result.stdout and "sweep summary" in result.stdout
 
 
@@ -69,11 +80,23 @@ def crashed_sweep(tmp_path_factory):
     """A 2-job sweep whose job 0 crashes inside Lightning (val_check_interval 5 > the 4 training batches of
     debug=fast: a ValueError, not a kdlab error) and whose job 1 runs; MLflow tracks both."""
     tmp = tmp_path_factory.mktemp("crash")
-    env = {**os.environ, "KDLAB_OUTPUT_DIR": str(tmp / "outputs"), "KDLAB_CACHE_DIR": str(tmp / "cache"),
-           "HF_HUB_OFFLINE": "1", "WANDB_MODE": "disabled", "OMP_NUM_THREADS": "1"}
+    env = {
+        **os.environ,
+        "KDLAB_OUTPUT_DIR": str(tmp / "outputs"),
+        "KDLAB_CACHE_DIR": str(tmp / "cache"),
+        "HF_HUB_OFFLINE": "1",
+        "WANDB_MODE": "disabled",
+        "OMP_NUM_THREADS": "1",
+    }
     logger = ["logger=mlflow"] if importlib.util.find_spec("mlflow") else []
-    result = subprocess.run([sys.executable, "-m", "kdlab.train", "-m", "trainer.val_check_interval=5,1.0", *SMALL, *logger],
-                            cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    result = subprocess.run(
+        [sys.executable, "-m", "kdlab.train", "-m", "trainer.val_check_interval=5,1.0", *SMALL, *logger],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     return result, _sweep(tmp), tmp
 
 
@@ -89,20 +112,28 @@ def test_a_crashed_job_is_recorded_and_the_sweep_goes_on_and_exits_non_zero(cras
     assert not (crashed / "metrics.json").exists()
     assert (finished / "metrics.json").exists() and not (finished / "error.json").exists()
     (line,) = [line for line in result.stderr.splitlines() if line.startswith("kdlab: error: ")]
-    assert line.startswith("kdlab: error: 1 of 2 sweep jobs failed (job 0: ValueError: `val_check_interval` (5) must be")
+    assert line.startswith(
+        "kdlab: error: 1 of 2 sweep jobs failed (job 0: ValueError: `val_check_interval` (5) must be"
+    )
     assert line.endswith(f"table: {folder / 'summary.csv'}")
 
 
 def test_the_summary_lists_every_job_with_overrides_metrics_or_error(crashed_sweep):
     result, folder, _ = crashed_sweep
     rows = _summary(folder)
-    assert [(r["job"], r["status"], r["trainer.val_check_interval"]) for r in rows] == [("0", "failed", "5"), ("1", "ok", "1.0")]
+    assert [(r["job"], r["status"], r["trainer.val_check_interval"]) for r in rows] == [
+        ("0", "failed", "5"),
+        ("1", "ok", "1.0"),
+    ]
     assert rows[0]["error"].startswith("ValueError: ") and rows[0]["student/test/acc"] == ""
     metrics = json.loads((folder / "1" / "metrics.json").read_text())
     assert float(rows[1]["student/test/acc"]) == metrics["student/test/acc"] and rows[1]["error"] == ""
     assert rows[0]["debug"] == rows[1]["debug"] == "fast"
-    printed = result.stdout[result.stdout.index("sweep summary"):]
-    assert "job 0 failed: ValueError: `val_check_interval` (5)" in printed and f"{metrics['student/test/acc']:.4f}" in printed
+    printed = result.stdout[result.stdout.index("sweep summary") :]
+    assert (
+        "job 0 failed: ValueError: `val_check_interval` (5)" in printed
+        and f"{metrics['student/test/acc']:.4f}" in printed
+    )
 
 
 @_needs("mlflow", "tracking")
@@ -123,13 +154,20 @@ def test_the_summary_command_rebuilds_the_table(crashed_sweep):
     _, folder, _ = crashed_sweep
     before = (folder / "summary.csv").read_text()
     (folder / "summary.csv").unlink()
-    out = subprocess.run([sys.executable, "-m", "kdlab.sweep", str(folder)], capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-m", "kdlab.sweep", str(folder)], capture_output=True, text=True, timeout=120
+    )
     assert out.returncode == 0, out.stderr
     assert (folder / "summary.csv").read_text() == before
     assert "sweep summary" in out.stdout
-    bad = subprocess.run([sys.executable, "-m", "kdlab.sweep", str(folder / "0")], capture_output=True, text=True, timeout=120)
+    bad = subprocess.run(
+        [sys.executable, "-m", "kdlab.sweep", str(folder / "0")], capture_output=True, text=True, timeout=120
+    )
     assert bad.returncode == 2
-    assert bad.stderr.strip() == f"kdlab: error: {folder / '0'}: not a sweep folder (no job folder with .hydra/overrides.yaml)"
+    assert (
+        bad.stderr.strip()
+        == f"kdlab: error: {folder / '0'}: not a sweep folder (no job folder with .hydra/overrides.yaml)"
+    )
 
 
 def test_a_sweep_of_config_errors_exits_2_and_keeps_each_jobs_record(cli):
@@ -141,13 +179,23 @@ def test_a_sweep_of_config_errors_exits_2_and_keeps_each_jobs_record(cli):
         ("failed", "ConfigError: loss.temperature: must be > 0, got 0"),
         ("failed", "ConfigError: loss.temperature: must be > 0, got -1"),
     ]
-    assert "kdlab: error: 2 of 2 sweep jobs failed (job 0: ConfigError: loss.temperature: must be > 0, got 0)" in result.stderr
+    assert (
+        "kdlab: error: 2 of 2 sweep jobs failed (job 0: ConfigError: loss.temperature: must be > 0, got 0)"
+        in result.stderr
+    )
 
 
 @_needs("hydra_plugins.hydra_submitit_launcher", "cluster")
 def test_two_jobs_through_submitit_local_write_their_metrics_and_the_summary(cli):
-    result = cli("-m", "hydra/launcher=local", "method=finetune", "method.train=student", "method.student.optimizer.lr=1e-3,2e-3",
-                 *SMALL, env={"OMP_NUM_THREADS": "1"})
+    result = cli(
+        "-m",
+        "hydra/launcher=local",
+        "method=finetune",
+        "method.train=student",
+        "method.student.optimizer.lr=1e-3,2e-3",
+        *SMALL,
+        env={"OMP_NUM_THREADS": "1"},
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     folder = _sweep(cli.tmp_path)
     assert (folder / ".submitit").is_dir()  # the jobs ran as submitit processes
@@ -156,7 +204,10 @@ def test_two_jobs_through_submitit_local_write_their_metrics_and_the_summary(cli
         assert 0.0 <= metrics["student/test/acc"] <= 1.0
         assert yaml.safe_load((folder / job / "config.yaml").read_text())["method"]["student"]["optimizer"]["lr"] == lr
     rows = _summary(folder)
-    assert [(r["job"], r["status"], float(r["method.student.optimizer.lr"])) for r in rows] == [("0", "ok", 1e-3), ("1", "ok", 2e-3)]
+    assert [(r["job"], r["status"], float(r["method.student.optimizer.lr"])) for r in rows] == [
+        ("0", "ok", 1e-3),
+        ("1", "ok", 2e-3),
+    ]
     assert "sweep summary" in result.stdout
 
 
@@ -168,7 +219,7 @@ def test_optunas_sqlite_storage_works_with_the_installed_sqlalchemy(tmp_path):
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     storage = f"sqlite:///{tmp_path / 'study.db'}"
     study = optuna.create_study(storage=storage, study_name="kdlab", direction="maximize")
-    study.optimize(lambda trial: -(trial.suggest_float("x", -1.0, 1.0) - 0.25) ** 2, n_trials=3)
+    study.optimize(lambda trial: -((trial.suggest_float("x", -1.0, 1.0) - 0.25) ** 2), n_trials=3)
     again = optuna.load_study(study_name="kdlab", storage=storage)  # a later sweep continues the same study
     assert len(again.trials) == 3 and again.best_value == pytest.approx(study.best_value)
 
@@ -194,12 +245,25 @@ def test_the_launcher_configs_give_submitit_valid_parameters(tmp_path):
 
     launcher = _launcher("slurm", "hydra.launcher.partition=gpu")
     assert launcher["_target_"].endswith("SlurmLauncher")
-    assert (launcher["partition"], launcher["gpus_per_node"], launcher["nodes"], launcher["tasks_per_node"]) == ("gpu", 1, 1, 1)
-    assert (launcher["timeout_min"], launcher["mem_gb"], launcher["signal_delay_s"], launcher["max_num_timeout"]) == (240, 64, 120, 3)
+    assert (launcher["partition"], launcher["gpus_per_node"], launcher["nodes"], launcher["tasks_per_node"]) == (
+        "gpu",
+        1,
+        1,
+        1,
+    )
+    assert (launcher["timeout_min"], launcher["mem_gb"], launcher["signal_delay_s"], launcher["max_num_timeout"]) == (
+        240,
+        64,
+        120,
+        3,
+    )
     # the split the Hydra launcher makes before calling submitit: generic keys as they are, the rest slurm_<key>
     generic = set(BaseQueueConf.__dataclass_fields__)
-    params = {k if k in generic else f"slurm_{k}": v for k, v in launcher.items()
-              if k not in ("_target_", "submitit_folder", "max_num_timeout")}
+    params = {
+        k if k in generic else f"slurm_{k}": v
+        for k, v in launcher.items()
+        if k not in ("_target_", "submitit_folder", "max_num_timeout")
+    }
     executor = submitit.AutoExecutor(folder=str(tmp_path / "submitit"), cluster="debug")
     executor.update_parameters(**params)  # raises NameError for a key submitit's SLURM executor does not know
     local = _launcher("local")

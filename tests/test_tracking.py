@@ -8,11 +8,11 @@ import sys
 
 import pytest
 import yaml
+from conftest import REPO, run_dirs
 from hydra import compose, initialize_config_dir
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 
-from conftest import REPO, run_dirs
 from kdlab.app import conf_dir, register_resolvers
 
 SMALL = ["debug=fast", "data.train.size=200", "data.validation.size=50", "data.test.size=50"]
@@ -23,14 +23,17 @@ def _needs(*modules):
     return pytest.mark.skipif(bool(missing), reason=f"{missing} not installed (pip install 'kdlab[tracking]')")
 
 
-@pytest.mark.parametrize("choice, expected", [
-    ("csv", {"csv"}),
-    ("tensorboard", {"csv", "tensorboard"}),
-    ("mlflow", {"csv", "mlflow"}),
-    ("wandb", {"csv", "wandb"}),
-    ("many", {"csv", "tensorboard", "wandb", "mlflow"}),
-    ("[tensorboard,mlflow]", {"csv", "tensorboard", "mlflow"}),
-])
+@pytest.mark.parametrize(
+    "choice, expected",
+    [
+        ("csv", {"csv"}),
+        ("tensorboard", {"csv", "tensorboard"}),
+        ("mlflow", {"csv", "mlflow"}),
+        ("wandb", {"csv", "wandb"}),
+        ("many", {"csv", "tensorboard", "wandb", "mlflow"}),
+        ("[tensorboard,mlflow]", {"csv", "tensorboard", "mlflow"}),
+    ],
+)
 def test_logger_choices_compose_and_instantiate(choice, expected, tmp_path, monkeypatch):
     monkeypatch.setenv("KDLAB_OUTPUT_DIR", str(tmp_path / "out"))
     monkeypatch.setenv("WANDB_MODE", "offline")
@@ -54,15 +57,30 @@ def test_logger_choices_compose_and_instantiate(choice, expected, tmp_path, monk
 def tracked_run(tmp_path_factory):
     """One small run with every tracker (logger=many, W&B offline) and the exported models logged as artifacts."""
     tmp = tmp_path_factory.mktemp("tracked")
-    env = {**os.environ, "KDLAB_OUTPUT_DIR": str(tmp / "outputs"), "KDLAB_CACHE_DIR": str(tmp / "cache"),
-           "HF_HUB_OFFLINE": "1", "WANDB_MODE": "offline", "WANDB_SILENT": "true", "OMP_NUM_THREADS": "1",
-           # W&B stages artifact files and caches outside the run folder: keep them in the test's folder
-           "WANDB_DATA_DIR": str(tmp / "wandb-data"), "WANDB_CACHE_DIR": str(tmp / "wandb-cache"),
-           "WANDB_CONFIG_DIR": str(tmp / "wandb-config")}
-    args = [*SMALL, "logger=many", "export_artifact.wandb=true", "export_artifact.mlflow=true",
-            "logger.wandb.tags=[kdlab-test]", "loss.temperature=3.5"]
-    result = subprocess.run([sys.executable, "-m", "kdlab.train", *args], cwd=REPO, env=env,
-                            capture_output=True, text=True, timeout=600)
+    env = {
+        **os.environ,
+        "KDLAB_OUTPUT_DIR": str(tmp / "outputs"),
+        "KDLAB_CACHE_DIR": str(tmp / "cache"),
+        "HF_HUB_OFFLINE": "1",
+        "WANDB_MODE": "offline",
+        "WANDB_SILENT": "true",
+        "OMP_NUM_THREADS": "1",
+        # W&B stages artifact files and caches outside the run folder: keep them in the test's folder
+        "WANDB_DATA_DIR": str(tmp / "wandb-data"),
+        "WANDB_CACHE_DIR": str(tmp / "wandb-cache"),
+        "WANDB_CONFIG_DIR": str(tmp / "wandb-config"),
+    }
+    args = [
+        *SMALL,
+        "logger=many",
+        "export_artifact.wandb=true",
+        "export_artifact.mlflow=true",
+        "logger.wandb.tags=[kdlab-test]",
+        "loss.temperature=3.5",
+    ]
+    result = subprocess.run(
+        [sys.executable, "-m", "kdlab.train", *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=600
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     (run,) = run_dirs(tmp)
     return run, json.loads((run / "metrics.json").read_text()), tmp
@@ -115,8 +133,13 @@ def test_mlflow_runs_hold_metrics_config_and_exported_model(tracked_run, monkeyp
 
 def _wandb_inspect(folder, *flags):
     """`wandb leet inspect`: W&B's own reader of an offline run's .wandb transaction log (no network)."""
-    out = subprocess.run([sys.executable, "-m", "wandb", "leet", "inspect", *flags, str(folder)],
-                         capture_output=True, text=True, timeout=120, env={**os.environ, "WANDB_MODE": "offline"})
+    out = subprocess.run(
+        [sys.executable, "-m", "wandb", "leet", "inspect", *flags, str(folder)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "WANDB_MODE": "offline"},
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     return out.stdout
 
@@ -138,14 +161,17 @@ def test_wandb_offline_runs_hold_metrics_config_and_exported_model(tracked_run):
     assert sum("train/loss" in r["history"]["item"] for r in records if r["type"] == "history") >= 4
     (artifact,) = [r["artifact"] for r in records if r["type"] == "artifact"]
     assert artifact["type"] == "model" and artifact["name"] == "hinton-reviews-student"
-    assert {"model.safetensors", "config.json", "tokenizer.json"} <= {c["path"] for c in artifact["manifest"]["contents"]}
+    assert {"model.safetensors", "config.json", "tokenizer.json"} <= {
+        c["path"] for c in artifact["manifest"]["contents"]
+    }
 
 
 def test_export_artifact_for_a_logger_without_artifacts_is_one_clear_line(cli):
     result = cli(*SMALL, "+export_artifact.csv=true")
     assert result.returncode == 2, result.stderr[-2000:]
     assert result.stderr.strip().splitlines()[-1] == (
-        "kdlab: error: export_artifact.csv: is for the wandb and mlflow loggers, not pytorch_lightning.loggers.CSVLogger")
+        "kdlab: error: export_artifact.csv: is for the wandb and mlflow loggers, not pytorch_lightning.loggers.CSVLogger"
+    )
 
 
 @_needs("tensorboard", "mlflow")
@@ -166,9 +192,9 @@ def test_each_stage_shows_the_settings_it_trained_with(tracked_run, monkeypatch)
 
 @_needs("tensorboard")
 def test_a_reused_teacher_reports_its_metrics_to_the_trackers(tmp_path):
+    from conftest import kdlab_folders
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    from conftest import kdlab_folders
     from kdlab.api import train
 
     with kdlab_folders(tmp_path):

@@ -11,15 +11,24 @@ import time
 
 import pytest
 import torch
-
 from conftest import REPO, run_dirs
+
 from kdlab.data.pairs import PairData
 from kdlab.errors import ConfigError, DataError
 from kdlab.losses import pseudo_label_loss, simcse_loss
 
-TOY = ["experiment=trans_encoder_toy", "trainer.enable_progress_bar=false", "method.cycles=1",
-       "data.train.size=160", "data.validation.size=80", "data.test.size=80",
-       "method.simcse.epochs=1", "method.cross.epochs=1", "method.bi.epochs=1", "method.bi.batch_size=32"]
+TOY = [
+    "experiment=trans_encoder_toy",
+    "trainer.enable_progress_bar=false",
+    "method.cycles=1",
+    "data.train.size=160",
+    "data.validation.size=80",
+    "data.test.size=80",
+    "method.simcse.epochs=1",
+    "method.cross.epochs=1",
+    "method.bi.epochs=1",
+    "method.bi.batch_size=32",
+]
 
 
 # --- losses ------------------------------------------------------------------------------------------
@@ -30,7 +39,8 @@ def test_bce_on_logits_and_mse_on_cosines_match_independent_formulas():
     bce = -sum(y * math.log(q) + (1 - y) * math.log(1 - q) for y, q in zip(labels.tolist(), p)) / 3
     assert pseudo_label_loss("bce", logits, labels, scores_are_logits=True).item() == pytest.approx(bce, abs=1e-6)
     assert pseudo_label_loss("mse", logits, labels, scores_are_logits=True).item() == pytest.approx(
-        sum((q - y) ** 2 for q, y in zip(p, labels.tolist())) / 3, abs=1e-6)
+        sum((q - y) ** 2 for q, y in zip(p, labels.tolist())) / 3, abs=1e-6
+    )
     cosines = torch.tensor([0.8, -0.1, 0.45])
     mse = ((0.8 - 0.9) ** 2 + (-0.1 - 0.2) ** 2 + (0.45 - 0.5) ** 2) / 3
     assert pseudo_label_loss("mse", cosines, labels, scores_are_logits=False).item() == pytest.approx(mse, abs=1e-6)
@@ -46,19 +56,34 @@ def test_simcse_loss_is_cross_entropy_over_the_in_batch_cosine_matrix():
     z2 = torch.tensor([[1.0, 1.0], [0.0, 1.0]])
     s = 1 / math.sqrt(2)
     sim = [[s / 0.5, 0.0], [s / 0.5, 1 / 0.5]]  # cos(z1_i, z2_j) / τ with τ = 0.5
-    expected = -(sim[0][0] - math.log(math.exp(sim[0][0]) + math.exp(sim[0][1]))
-                 + sim[1][1] - math.log(math.exp(sim[1][0]) + math.exp(sim[1][1]))) / 2
+    expected = (
+        -(
+            sim[0][0]
+            - math.log(math.exp(sim[0][0]) + math.exp(sim[0][1]))
+            + sim[1][1]
+            - math.log(math.exp(sim[1][0]) + math.exp(sim[1][1]))
+        )
+        / 2
+    )
     assert simcse_loss(z1, z2, 0.5).item() == pytest.approx(expected, abs=1e-6)
 
 
 # --- data --------------------------------------------------------------------------------------------
 def pair_cfg(tmp_path, **overrides):
     train = tmp_path / "pairs.txt"
-    train.write_text("a cat sits||a cat is sitting\nthe sun is hot||it is cold\na cat is sitting||a cat sits\n\nthe sun is hot||it is cold\n")
+    train.write_text(
+        "a cat sits||a cat is sitting\nthe sun is hot||it is cold\na cat is sitting||a cat sits\n\nthe sun is hot||it is cold\n"
+    )
     dev = tmp_path / "dev.tsv"
     dev.write_text("s1\ts2\tscore\na dog\ta puppy\t4.5\nthe sea\ta car\t0.5\nred\tcrimson\t4.0\n")
-    cfg = {"train": {"path": str(train), "separator": "||"}, "validation": {"path": str(dev)}, "test": {"path": str(dev)},
-           "columns": {"text": "s1", "text_pair": "s2", "label": "score"}, "max_length": 16, "eval_batch_size": 8}
+    cfg = {
+        "train": {"path": str(train), "separator": "||"},
+        "validation": {"path": str(dev)},
+        "test": {"path": str(dev)},
+        "columns": {"text": "s1", "text_pair": "s2", "label": "score"},
+        "max_length": 16,
+        "eval_batch_size": 8,
+    }
     cfg["train"]["columns"] = {"text": 0, "text_pair": 1}
     cfg.update(overrides)
     return cfg
@@ -66,7 +91,10 @@ def pair_cfg(tmp_path, **overrides):
 
 def test_pairs_from_a_separator_file_are_deduplicated_and_the_cross_encoder_sees_both_orders(tmp_path, tiny_tokenizer):
     data = PairData(pair_cfg(tmp_path))
-    assert data.pairs() == [("a cat sits", "a cat is sitting"), ("the sun is hot", "it is cold")]  # reversed and exact repeats dropped
+    assert data.pairs() == [
+        ("a cat sits", "a cat is sitting"),
+        ("the sun is hot", "it is cold"),
+    ]  # reversed and exact repeats dropped
     assert data.info == {"pair_source": "train", "splits": ["train"], "rows": 4, "duplicates_removed": 2, "pairs": 2}
     features = data.training_features("cross", tiny_tokenizer, torch.tensor([0.25, 0.75]))
     ids = lambda a, b: tiny_tokenizer(a, b, truncation=True, max_length=16)["input_ids"]  # noqa: E731
@@ -109,7 +137,15 @@ def tiny_cross(tokenizer):
     from kdlab.models.cross_encoder import build_cross_encoder
 
     torch.manual_seed(0)
-    spec = {"config": {"hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 64, "initializer_range": 0.5}}
+    spec = {
+        "config": {
+            "hidden_size": 32,
+            "num_hidden_layers": 1,
+            "num_attention_heads": 2,
+            "intermediate_size": 64,
+            "initializer_range": 0.5,
+        }
+    }
     return build_cross_encoder(spec, tokenizer, "model.cross_encoders[0]").eval()
 
 
@@ -128,7 +164,9 @@ def test_cross_encoder_labels_are_the_mean_of_both_orders(tiny_tokenizer):
     assert forward[0] != pytest.approx(backward[0], abs=1e-3)  # the order matters to a cross-encoder
     got = cross_scores(model, tiny_tokenizer, pairs, 32, 8)
     assert got.tolist() == pytest.approx([(f + b) / 2 for f, b in zip(forward, backward)], abs=1e-5)
-    assert cross_scores(model, tiny_tokenizer, pairs, 32, 8, both_orders=False).tolist() == pytest.approx(forward, abs=1e-5)
+    assert cross_scores(model, tiny_tokenizer, pairs, 32, 8, both_orders=False).tolist() == pytest.approx(
+        forward, abs=1e-5
+    )
 
 
 def test_a_tokenizer_without_a_pair_template_is_refused_for_a_cross_encoder(tmp_path):
@@ -139,9 +177,13 @@ def test_a_tokenizer_without_a_pair_template_is_refused_for_a_cross_encoder(tmp_
 
     raw = Tokenizer(models.WordPiece(unk_token="[UNK]"))
     raw.pre_tokenizer = pre_tokenizers.Whitespace()
-    raw.train_from_iterator(["a cat sits", "b dog runs"], trainers.WordPieceTrainer(vocab_size=60, special_tokens=["[PAD]", "[UNK]"]))
+    raw.train_from_iterator(
+        ["a cat sits", "b dog runs"], trainers.WordPieceTrainer(vocab_size=60, special_tokens=["[PAD]", "[UNK]"])
+    )
     tokenizer = PreTrainedTokenizerFast(tokenizer_object=raw, unk_token="[UNK]", pad_token="[PAD]")
-    with pytest.raises(ConfigError, match=r"model.cross_encoders\[0\].tokenizer: the tokenizer .* cannot encode sentence pairs"):
+    with pytest.raises(
+        ConfigError, match=r"model.cross_encoders\[0\].tokenizer: the tokenizer .* cannot encode sentence pairs"
+    ):
         check_pair_tokenizer(tokenizer, "model.cross_encoders[0].tokenizer")
 
 
@@ -155,15 +197,28 @@ def read_tsv(path):
 @pytest.fixture(scope="module")
 def toy_run(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("te")
-    env = {**os.environ, "KDLAB_OUTPUT_DIR": str(tmp / "outputs"), "KDLAB_CACHE_DIR": str(tmp / "cache"), "HF_HUB_OFFLINE": "1"}
-    out = subprocess.run([sys.executable, "-m", "kdlab.train", *TOY], cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    env = {
+        **os.environ,
+        "KDLAB_OUTPUT_DIR": str(tmp / "outputs"),
+        "KDLAB_CACHE_DIR": str(tmp / "cache"),
+        "HF_HUB_OFFLINE": "1",
+    }
+    out = subprocess.run(
+        [sys.executable, "-m", "kdlab.train", *TOY], cwd=REPO, env=env, capture_output=True, text=True, timeout=600
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     return run_dirs(tmp)[-1]
 
 
 def test_one_cycle_through_the_cli_keeps_checkpoints_pseudo_labels_and_dev_scores(toy_run):
     progress = json.loads((toy_run / "progress.json").read_text())
-    assert progress["done"] == ["start", "cycle1/bi_labels", "cycle1/cross_train", "cycle1/cross_labels", "cycle1/bi_train"]
+    assert progress["done"] == [
+        "start",
+        "cycle1/bi_labels",
+        "cycle1/cross_train",
+        "cycle1/cross_labels",
+        "cycle1/bi_train",
+    ]
     for kind in ("bi", "cross"):
         assert (toy_run / "cycle1" / kind / "checkpoints" / "best.ckpt").exists()
         rows = read_tsv(toy_run / "cycle1" / f"pseudo_labels_{kind}.tsv")
@@ -171,7 +226,13 @@ def test_one_cycle_through_the_cli_keeps_checkpoints_pseudo_labels_and_dev_score
     info = json.loads((toy_run / "trans_encoder.json").read_text())
     assert info["pairs"]["pair_source"] == "train" and info["losses"] == {"bi_to_cross": "bce", "cross_to_bi": "mse"}
     metrics = json.loads((toy_run / "metrics.json").read_text())
-    for key in ("bi_start/val/spearman", "bi_cycle1/val/spearman", "cross_cycle1/val/spearman", "bi/test/spearman", "cross/test/spearman"):
+    for key in (
+        "bi_start/val/spearman",
+        "bi_cycle1/val/spearman",
+        "cross_cycle1/val/spearman",
+        "bi/test/spearman",
+        "cross/test/spearman",
+    ):
         assert -100 <= metrics[key] <= 100, key
     assert metrics["bi/best_cycle"] == 1.0
 
@@ -209,16 +270,29 @@ def test_mutual_variant_averages_the_models_scores(cli):
         first, second = (float(r[f"{kind}0"]) for r in rows), (float(r[f"{kind}1"]) for r in rows)
         pairs = list(zip(first, second))
         assert any(abs(x - y) > 1e-3 for x, y in pairs)  # two different models ...
-        assert [float(r["label"]) for r in rows] == pytest.approx([(x + y) / 2 for x, y in pairs], abs=1e-6)  # ... averaged
+        assert [float(r["label"]) for r in rows] == pytest.approx(
+            [(x + y) / 2 for x, y in pairs], abs=1e-6
+        )  # ... averaged
     for name in ("bi0", "bi1", "cross0", "cross1"):
         assert (run / "cycle1" / name / "model" / "config.json").exists()
 
 
 def test_a_killed_run_restarts_from_its_last_finished_step(cli, tmp_path):
-    env = {**os.environ, "KDLAB_OUTPUT_DIR": str(tmp_path / "outputs"), "KDLAB_CACHE_DIR": str(tmp_path / "cache"), "HF_HUB_OFFLINE": "1"}
+    env = {
+        **os.environ,
+        "KDLAB_OUTPUT_DIR": str(tmp_path / "outputs"),
+        "KDLAB_CACHE_DIR": str(tmp_path / "cache"),
+        "HF_HUB_OFFLINE": "1",
+    }
     args = [*TOY, "method.simcse.enabled=false", "method.bi.epochs=3"]
-    process = subprocess.Popen([sys.executable, "-m", "kdlab.train", *args], cwd=REPO, env=env,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "kdlab.train", *args],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     deadline = time.time() + 300
     progress_file = None
     while time.time() < deadline and process.poll() is None:
@@ -254,9 +328,14 @@ def test_a_killed_run_restarts_from_its_last_finished_step(cli, tmp_path):
 
 def test_config_faults_are_one_line_errors(cli):
     out = cli(*TOY, "data.columns.label=null")
-    assert out.returncode == 2 and "kdlab: error: data.columns.label: the validation pairs need a gold score column" in out.stderr
+    assert (
+        out.returncode == 2
+        and "kdlab: error: data.columns.label: the validation pairs need a gold score column" in out.stderr
+    )
     out = cli(*TOY, "method.cross.loss=kl")
-    assert out.returncode == 2 and "kdlab: error: method.cross.loss: must be one of ['bce', 'mse'], got 'kl'" in out.stderr
+    assert (
+        out.returncode == 2 and "kdlab: error: method.cross.loss: must be one of ['bce', 'mse'], got 'kl'" in out.stderr
+    )
     out = cli(*TOY, "model.cross_encoders.0.from_bi_start=3")
     assert out.returncode == 2 and "model.cross_encoders[0].from_bi_start: must index model.bi_encoders" in out.stderr
     assert run_dirs(cli.tmp_path) == []

@@ -27,7 +27,7 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
-from kdlab.data.identity import Input, content_id, distinct
+from kdlab.data.identity import Input, content_id
 from kdlab.errors import DataError
 from kdlab.utils.atomic import replacing
 
@@ -67,7 +67,16 @@ class TeacherOutputCache:
     def __init__(self, root: str | Path):
         self.root = Path(root)
 
-    def key(self, *, identity: str, teacher: torch.nn.Module, tokenizer: Any, max_length: int, kind: str, inputs: Sequence[Input]) -> str:
+    def key(
+        self,
+        *,
+        identity: str,
+        teacher: torch.nn.Module,
+        tokenizer: Any,
+        max_length: int,
+        kind: str,
+        inputs: Sequence[Input],
+    ) -> str:
         digest = hashlib.sha256()
         for part in (identity, weights_fingerprint(teacher), tokenizer_fingerprint(tokenizer), str(max_length), kind):
             digest.update(part.encode())
@@ -97,7 +106,9 @@ class TeacherOutputCache:
         """Write an entry atomically (temporary file in the same folder, then rename; `kdlab.utils.atomic`)."""
         ids = torch.tensor([list(content_id(*item)) for item in inputs], dtype=torch.uint8)
         with replacing(self.path(key)) as tmp:
-            save_file({"outputs": outputs.contiguous(), "content_ids": ids}, str(tmp), metadata={"rows": str(len(inputs))})
+            save_file(
+                {"outputs": outputs.contiguous(), "content_ids": ids}, str(tmp), metadata={"rows": str(len(inputs))}
+            )
         return self.path(key)
 
     def get_or_compute(

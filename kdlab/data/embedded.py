@@ -19,20 +19,79 @@ from collections.abc import Callable
 from typing import Any
 
 ASPECTS = (
-    "the plot", "the acting", "the soundtrack", "the dialogue", "the pacing", "the ending", "the cast",
-    "the script", "the camera work", "the direction", "the food", "the service", "the staff", "the room",
-    "the view", "the price", "the battery", "the screen", "the keyboard", "the design", "the story",
-    "the music", "the menu", "the coffee", "the hotel", "the app", "the sound", "the interface",
+    "the plot",
+    "the acting",
+    "the soundtrack",
+    "the dialogue",
+    "the pacing",
+    "the ending",
+    "the cast",
+    "the script",
+    "the camera work",
+    "the direction",
+    "the food",
+    "the service",
+    "the staff",
+    "the room",
+    "the view",
+    "the price",
+    "the battery",
+    "the screen",
+    "the keyboard",
+    "the design",
+    "the story",
+    "the music",
+    "the menu",
+    "the coffee",
+    "the hotel",
+    "the app",
+    "the sound",
+    "the interface",
 )
 VERBS = ("was", "is", "seemed", "felt", "looked", "turned out")
 POSITIVE = (
-    "good", "great", "excellent", "wonderful", "superb", "brilliant", "charming", "delightful", "lovely",
-    "fantastic", "solid", "enjoyable", "impressive", "fresh", "gripping", "clever", "warm", "smart",
-    "moving", "beautiful",
+    "good",
+    "great",
+    "excellent",
+    "wonderful",
+    "superb",
+    "brilliant",
+    "charming",
+    "delightful",
+    "lovely",
+    "fantastic",
+    "solid",
+    "enjoyable",
+    "impressive",
+    "fresh",
+    "gripping",
+    "clever",
+    "warm",
+    "smart",
+    "moving",
+    "beautiful",
 )
 NEGATIVE = (
-    "bad", "awful", "terrible", "dull", "boring", "weak", "poor", "bland", "clumsy", "messy", "tedious",
-    "flat", "lifeless", "sloppy", "horrible", "annoying", "cheap", "slow", "stale", "painful",
+    "bad",
+    "awful",
+    "terrible",
+    "dull",
+    "boring",
+    "weak",
+    "poor",
+    "bland",
+    "clumsy",
+    "messy",
+    "tedious",
+    "flat",
+    "lifeless",
+    "sloppy",
+    "horrible",
+    "annoying",
+    "cheap",
+    "slow",
+    "stale",
+    "painful",
 )
 NEGATORS = ("not", "never", "hardly", "far from")
 INTENSIFIERS = ("very", "really", "quite", "rather", "so", "truly")
@@ -81,8 +140,14 @@ def _bucket(text: str) -> int:
     return int(hashlib.sha256(text.encode("utf-8")).hexdigest()[:8], 16) % 100
 
 
-def _distinct_rows(name: str, split: str, wanted: int, seed: int, draw: Callable[[random.Random], tuple[str, Any]],
-                   finish: Callable[[random.Random, Any], dict[str, Any]]) -> list[dict[str, Any]]:
+def _distinct_rows(
+    name: str,
+    split: str,
+    wanted: int,
+    seed: int,
+    draw: Callable[[random.Random], tuple[str, Any]],
+    finish: Callable[[random.Random, Any], dict[str, Any]],
+) -> list[dict[str, Any]]:
     """`wanted` rows of a generated split: `draw` proposes (key text, item); a key already seen, or whose hash
     bucket belongs to another split, is drawn again; `finish` turns an accepted item into its row."""
     if split not in SPLIT_BUCKETS:
@@ -105,6 +170,7 @@ def _distinct_rows(name: str, split: str, wanted: int, seed: int, draw: Callable
 
 def reviews(split: str, size: int | None = None, seed: int = 0) -> list[dict[str, str]]:
     """Rows {text, label} of the ``reviews`` task; splits never share a text, whatever their sizes and seeds."""
+
     def draw(rng: random.Random) -> tuple[str, tuple[str, int]]:
         text, label = _review(rng)
         return text, (text, label)
@@ -133,8 +199,10 @@ TOY_LANGUAGES = {
 
 def parallel_toy(split: str, size: int | None = None, seed: int = 0) -> list[dict[str, str]]:
     """Parallel rows {source, rev, vow}: an English review and its translations into two toy languages."""
-    return [{"source": row["text"], **{lang: code(row["text"]) for lang, code in TOY_LANGUAGES.items()}}
-            for row in reviews(split, size=size, seed=seed)]
+    return [
+        {"source": row["text"], **{lang: code(row["text"]) for lang, code in TOY_LANGUAGES.items()}}
+        for row in reviews(split, size=size, seed=seed)
+    ]
 
 
 def _statement(rng: random.Random) -> dict[str, object]:
@@ -143,9 +211,12 @@ def _statement(rng: random.Random) -> dict[str, object]:
     negator = rng.choice(NEGATORS) if rng.random() < 0.3 else None
     adjective_polarity = -polarity if negator else polarity
     return {
-        "aspect": rng.choice(ASPECTS), "verb": rng.choice(VERBS), "negator": negator,
+        "aspect": rng.choice(ASPECTS),
+        "verb": rng.choice(VERBS),
+        "negator": negator,
         "intensifier": rng.choice(INTENSIFIERS) if rng.random() < 0.3 else None,
-        "adjective": rng.choice(POSITIVE if adjective_polarity > 0 else NEGATIVE), "polarity": polarity,
+        "adjective": rng.choice(POSITIVE if adjective_polarity > 0 else NEGATIVE),
+        "polarity": polarity,
     }
 
 
@@ -181,6 +252,7 @@ def _similarity(a: dict[str, object], b: dict[str, object]) -> float:
 def sts_toy(split: str, size: int | None = None, seed: int = 0) -> list[dict[str, object]]:
     """Rows {sentence1, sentence2, score}: two review clauses and a 0-5 similarity that depends on aspect and
     meaning (negation flips it), so a model must read word order, not only count shared words."""
+
     def draw(rng: random.Random) -> tuple[str | None, tuple[dict[str, object], dict[str, object]]]:
         first = _statement(rng)
         second = _variant(rng, first)
@@ -197,7 +269,11 @@ def sts_toy(split: str, size: int | None = None, seed: int = 0) -> list[dict[str
 
 EMBEDDED = {"reviews": reviews, "parallel_toy": parallel_toy, "sts_toy": sts_toy}
 # the columns of each embedded dataset's rows, for checking a config's column names without generating rows
-COLUMNS = {"reviews": ["text", "label"], "parallel_toy": ["source", "rev", "vow"], "sts_toy": ["sentence1", "sentence2", "score"]}
+COLUMNS = {
+    "reviews": ["text", "label"],
+    "parallel_toy": ["source", "rev", "vow"],
+    "sts_toy": ["sentence1", "sentence2", "score"],
+}
 
 
 def embedded_split(name: str, split: str, size: int | None = None, seed: int = 0) -> list[dict[str, str]]:

@@ -27,8 +27,25 @@ from kdlab.errors import ConfigError, DataError
 
 FORMATS = ("tsv", "csv", "jsonl")
 # the keys a split source may have (besides `columns`, which maps roles to columns for that split)
-SOURCE_KEYS = ("path", "format", "header", "quoting", "encoding", "separator", "limit", "seed", "holdout", "columns",
-               "hf", "hf_config", "hf_split", "data_files", "embedded", "split", "size")
+SOURCE_KEYS = (
+    "path",
+    "format",
+    "header",
+    "quoting",
+    "encoding",
+    "separator",
+    "limit",
+    "seed",
+    "holdout",
+    "columns",
+    "hf",
+    "hf_config",
+    "hf_split",
+    "data_files",
+    "embedded",
+    "split",
+    "size",
+)
 DATA_ROOT_HINT = " (set KDLAB_DATA_DIR or paths.data_dir to the data root)"
 Record = dict[str, Any]
 
@@ -56,7 +73,11 @@ def missing_file(path: Path, folder_hint: str = DATA_ROOT_HINT) -> str:
     if not folder.is_dir():
         return f"file not found{folder_hint}"
     near = difflib.get_close_matches(path.name, sorted(entry.name for entry in folder.iterdir()), n=3, cutoff=0.75)
-    return f"file not found; similar names in {folder}: {', '.join(near)}" if near else f"file not found (nothing similar in {folder})"
+    return (
+        f"file not found; similar names in {folder}: {', '.join(near)}"
+        if near
+        else f"file not found (nothing similar in {folder})"
+    )
 
 
 def open_text(path: Path, encoding: str):
@@ -103,11 +124,15 @@ def _separated_rows(handle, path: Path, separator: str) -> Iterator[tuple[int, l
         if not text.strip():
             continue
         if separator not in text:
-            raise DataError(path, f"no {separator!r} separator in this line (expected field{separator}field)", line=number)
+            raise DataError(
+                path, f"no {separator!r} separator in this line (expected field{separator}field)", line=number
+            )
         yield number, text.split(separator)
 
 
-def iter_rows(path: Path, fmt: str, encoding: str, quoting: str | None, separator: str | None = None) -> Iterator[tuple[int, Any]]:
+def iter_rows(
+    path: Path, fmt: str, encoding: str, quoting: str | None, separator: str | None = None
+) -> Iterator[tuple[int, Any]]:
     """Yield (line number, row) where row is a list of fields (tsv/csv, or `separator`-joined text) or a dict (jsonl)."""
     try:
         with open_text(path, encoding) as handle:
@@ -227,7 +252,9 @@ def _records_from_file(source: Mapping[str, Any], columns: Mapping[str, Any]) ->
             if len(row) < needed:
                 raise DataError(path, f"expected {needed} columns, found {len(row)}", line=number)
             if separator and len(row) > needed:
-                raise DataError(path, f"expected {needed} fields separated by {separator!r}, found {len(row)}", line=number)
+                raise DataError(
+                    path, f"expected {needed} fields separated by {separator!r}, found {len(row)}", line=number
+                )
             if width is not None and len(row) > width:
                 raise DataError(path, f"expected {width} columns (as the header), found {len(row)}", line=number)
             record = {"_where": f"{path}:{number}"}
@@ -235,7 +262,9 @@ def _records_from_file(source: Mapping[str, Any], columns: Mapping[str, Any]) ->
                 record[role] = row[i]
             records.append(record)
     if not records:
-        raise DataError(path, "empty file: a header but no data rows" if header is not None else "empty file: no data rows")
+        raise DataError(
+            path, "empty file: a header but no data rows" if header is not None else "empty file: no data rows"
+        )
     return records
 
 
@@ -244,12 +273,12 @@ def _records_from_hf(source: Mapping[str, Any], columns: Mapping[str, Any]) -> l
     try:
         import datasets  # noqa: PLC0415 - optional extra, imported only when asked for
     except ImportError:
-        raise ConfigError("hf", f"dataset {name!r} needs the Hugging Face `datasets` package: pip install 'kdlab[hf]'")
+        raise ConfigError(
+            "hf", f"dataset {name!r} needs the Hugging Face `datasets` package: pip install 'kdlab[hf]'"
+        ) from None
     split = source.get("hf_split") or "train"
     try:
-        dataset = datasets.load_dataset(
-            name, source.get("hf_config"), split=split, data_files=source.get("data_files")
-        )
+        dataset = datasets.load_dataset(name, source.get("hf_config"), split=split, data_files=source.get("data_files"))
     except Exception as err:  # datasets raises many types; report one line naming the dataset
         raise DataError(f"hf:{name}/{split}", f"could not load the dataset ({type(err).__name__}: {err})") from None
     missing = [c for c in columns.values() if c is not None and c not in dataset.column_names]
@@ -312,10 +341,15 @@ def holdout_part(records: list[Record], spec: Mapping[str, Any]) -> list[Record]
         raise ConfigError("holdout", f"unknown keys {unknown} for {where} (expected size, seed, part)")
     part = spec.get("part")
     if part not in ("held", "rest"):
-        raise ConfigError("holdout.part", f"must be held (the held-out rows) or rest (the others), got {part!r} for {where}")
+        raise ConfigError(
+            "holdout.part", f"must be held (the held-out rows) or rest (the others), got {part!r} for {where}"
+        )
     size = spec.get("size")
     if not isinstance(size, int) or isinstance(size, bool) or not 0 < size < len(records):
-        raise ConfigError("holdout.size", f"must be an integer in [1, {len(records) - 1}] for the {len(records)} rows of {where}, got {size!r}")
+        raise ConfigError(
+            "holdout.size",
+            f"must be an integer in [1, {len(records) - 1}] for the {len(records)} rows of {where}, got {size!r}",
+        )
     held = held_out_indices(len(records), size, f"holdout/{spec.get('seed', 0)}")
     return [r for i, r in enumerate(records) if (i in held) == (part == "held")]
 

@@ -64,7 +64,9 @@ def holdout_rows(spec: Mapping[str, Any], total: int, where: str) -> int:
     if isinstance(size, float) and size.is_integer():
         size = int(size)
     if isinstance(size, bool) or not isinstance(size, int) or size < 1:
-        raise ConfigError("data.holdout.size", f"must be a share in (0, 1) or a number of rows >= 1 (of {where}), got {size!r}")
+        raise ConfigError(
+            "data.holdout.size", f"must be a share in (0, 1) or a number of rows >= 1 (of {where}), got {size!r}"
+        )
     return size
 
 
@@ -80,14 +82,19 @@ def _infer_labels(seen: Mapping[str, str], column: str, where: str) -> list[str]
     """The training file's label values as the label list; ConfigError when they cannot be classes."""
     labels = sorted_labels(list(seen))
     if len(labels) < 2:
-        raise ConfigError("data.label", f"column {column!r} of {where} has one value {labels}: a classification task needs at least 2")
+        raise ConfigError(
+            "data.label", f"column {column!r} of {where} has one value {labels}: a classification task needs at least 2"
+        )
     try:
         fractional = [value for value in labels if not float(value).is_integer()]
     except ValueError:
         fractional = []
     if fractional:
-        raise ConfigError("data.task", f"column {column!r} of {where} holds numbers such as {fractional[0]!r} ({len(labels)} distinct "
-                                       "values): for scores set data.task=regression; for classes list them with data.labels=[...]")
+        raise ConfigError(
+            "data.task",
+            f"column {column!r} of {where} holds numbers such as {fractional[0]!r} ({len(labels)} distinct "
+            "values): for scores set data.task=regression; for classes list them with data.labels=[...]",
+        )
     shown = labels if len(labels) <= SHOWN else [*labels[:SHOWN], f"... ({len(labels)} labels)"]
     log.info("data: labels inferred from %s (column %r), sorted: %s", where, column, shown)
     return labels
@@ -106,20 +113,27 @@ def expand(data: Mapping[str, Any]) -> dict[str, Any]:
     rows = load_records(train, {"label": columns["label"]})
     labels = data.get("labels")
     if task == "regression" and labels is not None:
-        raise ConfigError("data.labels", "names classes; with data.task=regression data.label is a column of scores: set it to null")
+        raise ConfigError(
+            "data.labels", "names classes; with data.task=regression data.label is a column of scores: set it to null"
+        )
     if task == "classification" and labels is None:
         labels = _infer_labels(label_rows(rows), columns["label"], where)
         for split in HELD_OUT:
             if sources[split] is not None:
                 given = label_rows(load_records(sources[split], {"label": columns["label"]}))
-                check_labels(given, labels, origin=f"the labels of data.train {where}; list every label with data.labels=[...]")
+                check_labels(
+                    given, labels, origin=f"the labels of data.train {where}; list every label with data.labels=[...]"
+                )
     missing = [split for split in HELD_OUT if sources[split] is None]
     if missing:
         spec = data.get("holdout") or {}
         size = holdout_rows(spec, len(rows), where)
         if size * len(missing) >= len(rows):
-            raise ConfigError("data.holdout.size", f"holding out {size} row(s) for each of {' and '.join(missing)} leaves no training "
-                                                   f"rows of the {len(rows)} in {where}; give smaller data.holdout.size or the files")
+            raise ConfigError(
+                "data.holdout.size",
+                f"holding out {size} row(s) for each of {' and '.join(missing)} leaves no training "
+                f"rows of the {len(rows)} in {where}; give smaller data.holdout.size or the files",
+            )
         own = train.get("holdout")  # a training source given as a mapping may hold out rows itself
         steps = [own] if isinstance(own, Mapping) else list(own or [])
         for split in missing:
@@ -127,9 +141,22 @@ def expand(data: Mapping[str, Any]) -> dict[str, Any]:
             sources[split] = {**train, "holdout": [*steps, {**part, "part": "held"}]}
             steps = [*steps, {**part, "part": "rest"}]
         sources["train"] = {**train, "holdout": steps}
-        log.info("data: %s held out of %s (%d rows each, holdout.seed=%d); %d rows left to train on",
-                 " and ".join(missing), where, size, int(spec.get("seed") or 0), len(rows) - size * len(missing))
+        log.info(
+            "data: %s held out of %s (%d rows each, holdout.seed=%d); %d rows left to train on",
+            " and ".join(missing),
+            where,
+            size,
+            int(spec.get("seed") or 0),
+            len(rows) - size * len(missing),
+        )
     metrics = list(data.get("metrics") or METRICS[task])
-    head = {"name": data.get("name"), "task": task, "labels": labels, "label_scale": data.get("label_scale"), "columns": columns, **sources}
+    head = {
+        "name": data.get("name"),
+        "task": task,
+        "labels": labels,
+        "label_scale": data.get("label_scale"),
+        "columns": columns,
+        **sources,
+    }
     rest = {key: value for key, value in data.items() if key not in SHORT_KEYS and key not in head}
     return {**head, **rest, "metrics": metrics, "main_metric": data.get("main_metric") or metrics[0]}

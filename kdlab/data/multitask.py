@@ -27,12 +27,13 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader
 
-from kdlab.data.identity import content_id
 from kdlab.data.collate import PadCollator
+from kdlab.data.identity import content_id
 from kdlab.data.processes import process_rank, process_share
 from kdlab.data.sampling import ResumableLoader, ShardedBatchSampler, make_loader
 from kdlab.data.task_list import check_exponent, task_configs
 from kdlab.data.text import TextDataModule
+
 
 def sampling_probabilities(sizes: Sequence[int], exponent: float) -> list[float]:
     """p_t = |D_t|^a / sum_s |D_s|^a."""
@@ -48,8 +49,16 @@ class TaskBatchSampler(ShardedBatchSampler):
     process trains on the same task at the same step.
     """
 
-    def __init__(self, sizes: Sequence[int], batch_sizes: Sequence[int], exponent: float, seed: int = 0,
-                 rank: int = 0, world_size: int = 1, names: Sequence[str] | None = None):
+    def __init__(
+        self,
+        sizes: Sequence[int],
+        batch_sizes: Sequence[int],
+        exponent: float,
+        seed: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+        names: Sequence[str] | None = None,
+    ):
         super().__init__(rank, world_size)
         self.sizes = [int(size) for size in sizes]
         self.batch_sizes = [max(1, min(int(b), size)) for b, size in zip(batch_sizes, self.sizes)]
@@ -158,7 +167,9 @@ class MultiTaskDataModule(pl.LightningDataModule):
             module = self.task_modules[name]
             task = self.names.index(name)
             ids = self.content_ids(name, split)
-            self._features[name, split] = [{**f, "task": task, "content_id": i} for f, i in zip(module.features(split), ids)]
+            self._features[name, split] = [
+                {**f, "task": task, "content_id": i} for f, i in zip(module.features(split), ids)
+            ]
         return self._features[name, split]
 
     def setup(self, stage: str | None = None) -> None:
@@ -189,18 +200,30 @@ class MultiTaskDataModule(pl.LightningDataModule):
     def _collator(self) -> TaskCollator:
         if self.tokenizer is None:
             raise RuntimeError("MultiTaskDataModule needs a tokenizer before setup (pass tokenizer=...)")
-        return TaskCollator(self.tokenizer.pad_token_id, [self.task_modules[n].task == "regression" for n in self.names])
+        return TaskCollator(
+            self.tokenizer.pad_token_id, [self.task_modules[n].task == "regression" for n in self.names]
+        )
 
     def train_dataloader(self) -> DataLoader:
         features = [f for name in self.names for f in self.features(name, "train")]
-        return ResumableLoader(features, batch_sampler=self.sampler, collate_fn=self._collator(),
-                               num_workers=int(self.cfg.get("num_workers") or 0), trainer=self.trainer)
+        return ResumableLoader(
+            features,
+            batch_sampler=self.sampler,
+            collate_fn=self._collator(),
+            num_workers=int(self.cfg.get("num_workers") or 0),
+            trainer=self.trainer,
+        )
 
     def _eval_loaders(self, split: str) -> list[DataLoader]:
         collate = self._collator()
         return [
-            make_loader(self.features(name, split), int(self.task_modules[name].cfg.get("eval_batch_size", 128)), False,
-                        collate, int(self.task_modules[name].cfg.get("num_workers") or 0))
+            make_loader(
+                self.features(name, split),
+                int(self.task_modules[name].cfg.get("eval_batch_size", 128)),
+                False,
+                collate,
+                int(self.task_modules[name].cfg.get("num_workers") or 0),
+            )
             for name in self.names
             if self.task_modules[name].has_split(split)
         ]

@@ -46,7 +46,9 @@ class PairData:
     def __init__(self, cfg: Mapping[str, Any]):
         self.cfg = OmegaConf.to_container(cfg, resolve=True) if OmegaConf.is_config(cfg) else dict(cfg)
         if self.cfg.get("pair_source", "train") not in PAIR_SOURCES:
-            raise ConfigError("data.pair_source", f"must be one of {list(PAIR_SOURCES)}, got {self.cfg.get('pair_source')!r}")
+            raise ConfigError(
+                "data.pair_source", f"must be one of {list(PAIR_SOURCES)}, got {self.cfg.get('pair_source')!r}"
+            )
         self._pairs: list[Pair] | None = None
         self._labelled: dict[str, tuple[list[Pair], list[float]]] = {}
         self._tokenised: dict[tuple[int, str, str], tuple[Any, list[dict[str, Any]]]] = {}
@@ -74,9 +76,19 @@ class PairData:
                     seen.add(key)
                     unique.append((a, b))
             self._pairs = unique
-            self.info = {"pair_source": source, "splits": list(splits), "rows": len(raw),
-                         "duplicates_removed": len(raw) - len(unique), "pairs": len(unique)}
-            log.info("unlabeled pairs: %d from %s (%d duplicates removed)", len(unique), "+".join(splits), len(raw) - len(unique))
+            self.info = {
+                "pair_source": source,
+                "splits": list(splits),
+                "rows": len(raw),
+                "duplicates_removed": len(raw) - len(unique),
+                "pairs": len(unique),
+            }
+            log.info(
+                "unlabeled pairs: %d from %s (%d duplicates removed)",
+                len(unique),
+                "+".join(splits),
+                len(raw) - len(unique),
+            )
         return self._pairs
 
     def sentences(self) -> list[str]:
@@ -104,7 +116,9 @@ class PairData:
         if key not in self._tokenised:
             if form == "bi":
                 sides = [tokenize(tokenizer, [p[i] for p in pairs], None, int(self.cfg["max_length"])) for i in (0, 1)]
-                features = [{"a": a["input_ids"], "b": b["input_ids"], "index": n} for n, (a, b) in enumerate(zip(*sides))]
+                features = [
+                    {"a": a["input_ids"], "b": b["input_ids"], "index": n} for n, (a, b) in enumerate(zip(*sides))
+                ]
             elif form == "cross":
                 features = tokenize(tokenizer, [p[0] for p in pairs], [p[1] for p in pairs], self.pair_max_length)
                 for n, feature in enumerate(features):
@@ -124,13 +138,17 @@ class PairData:
         if kind == "simcse":
             return self._features(tokenizer, "single", "sentences", [(text, text) for text in self.sentences()])
         if labels is None or len(labels) != len(pairs):
-            raise ValueError(f"{kind} training needs one label per pair ({len(pairs)}), got {None if labels is None else len(labels)}")
+            raise ValueError(
+                f"{kind} training needs one label per pair ({len(pairs)}), got {None if labels is None else len(labels)}"
+            )
         values = [float(v) for v in labels]
         if kind == "bi":
             return [{**f, "label": y} for f, y in zip(self._features(tokenizer, "bi", "train", pairs), values)]
         forward = self._features(tokenizer, "cross", "train", pairs)
         backward = self._features(tokenizer, "cross", "train-reversed", [(b, a) for a, b in pairs])
-        return [{**f, "label": y} for f, y in zip(forward, values)] + [{**f, "label": y} for f, y in zip(backward, values)]
+        return [{**f, "label": y} for f, y in zip(forward, values)] + [
+            {**f, "label": y} for f, y in zip(backward, values)
+        ]
 
     def eval_features(self, kind: str, tokenizer: Any, split: str) -> list[dict[str, Any]]:
         """Labelled dev/test examples in the form the stage's model reads (SimCSE is evaluated as a bi-encoder)."""
@@ -157,20 +175,41 @@ class PairStageData(pl.LightningDataModule):
 
     def __init__(self, data: PairData, kind: str, tokenizer: Any, batch_size: int, labels: torch.Tensor | None):
         super().__init__()
-        self.data, self.kind, self.tokenizer, self.batch_size, self.labels = data, kind, tokenizer, int(batch_size), labels
+        self.data, self.kind, self.tokenizer, self.batch_size, self.labels = (
+            data,
+            kind,
+            tokenizer,
+            int(batch_size),
+            labels,
+        )
 
     def _loader(self, features: list[dict[str, Any]], batch_size: int, shuffle: bool) -> DataLoader:
         lengths = None
         if shuffle and self.data.cfg.get("group_by_length"):
             lengths = [max(len(f[k]) for k in ("input_ids", "a", "b") if k in f) for f in features]
-        return make_loader(features, batch_size, shuffle, self.data.collator(self.kind, self.tokenizer, training=shuffle),
-                           int(self.data.cfg.get("num_workers", 0)), lengths, self.trainer)
+        return make_loader(
+            features,
+            batch_size,
+            shuffle,
+            self.data.collator(self.kind, self.tokenizer, training=shuffle),
+            int(self.data.cfg.get("num_workers", 0)),
+            lengths,
+            self.trainer,
+        )
 
     def train_dataloader(self) -> DataLoader:
         return self._loader(self.data.training_features(self.kind, self.tokenizer, self.labels), self.batch_size, True)
 
     def val_dataloader(self) -> DataLoader:
-        return self._loader(self.data.eval_features(self.kind, self.tokenizer, "validation"), int(self.data.cfg.get("eval_batch_size", 128)), False)
+        return self._loader(
+            self.data.eval_features(self.kind, self.tokenizer, "validation"),
+            int(self.data.cfg.get("eval_batch_size", 128)),
+            False,
+        )
 
     def test_dataloader(self) -> DataLoader:
-        return self._loader(self.data.eval_features(self.kind, self.tokenizer, "test"), int(self.data.cfg.get("eval_batch_size", 128)), False)
+        return self._loader(
+            self.data.eval_features(self.kind, self.tokenizer, "test"),
+            int(self.data.cfg.get("eval_batch_size", 128)),
+            False,
+        )

@@ -28,8 +28,8 @@ import pytorch_lightning as pl
 from omegaconf import OmegaConf
 from torch.utils.data import DataLoader
 
-from kdlab.data.identity import distinct
 from kdlab.data.collate import ParallelCollator, tokenize
+from kdlab.data.identity import distinct
 from kdlab.data.loading import held_out_indices, load_records, subsample
 from kdlab.data.sampling import make_loader
 from kdlab.data.text import parse_text
@@ -52,8 +52,14 @@ def _zipped_rows(source: Mapping[str, Any], key: str) -> list[dict[str, Any]]:
     first = load_records({**sides[0], "limit": None}, {"source": sides[0]["column"]})
     second = load_records({**sides[1], "limit": None}, {"target": sides[1]["column"]})
     if len(first) != len(second):
-        raise DataError(sides[0]["path"], f"has {len(first)} rows but {sides[1]['path']} has {len(second)}; zipped files must be row-aligned")
-    rows = [{"source": a["source"], "target": b["target"], "_where": f"{a['_where']} + {b['_where']}"} for a, b in zip(first, second)]
+        raise DataError(
+            sides[0]["path"],
+            f"has {len(first)} rows but {sides[1]['path']} has {len(second)}; zipped files must be row-aligned",
+        )
+    rows = [
+        {"source": a["source"], "target": b["target"], "_where": f"{a['_where']} + {b['_where']}"}
+        for a, b in zip(first, second)
+    ]
     return subsample(rows, source.get("limit"), source.get("seed", 0))
 
 
@@ -76,7 +82,12 @@ def read_pairs(source: Mapping[str, Any], key: str) -> list[Pair]:
             log.warning("%s: skipped %d pairs with an empty side (skip_empty: true)", key, len(rows) - len(kept))
         rows = kept
     return [
-        {"source": parse_text(row, "source"), "target": parse_text(row, "target"), "lang": str(lang), "_where": row["_where"]}
+        {
+            "source": parse_text(row, "source"),
+            "target": parse_text(row, "target"),
+            "lang": str(lang),
+            "_where": row["_where"],
+        }
         for row in rows
     ]
 
@@ -98,14 +109,19 @@ class ParallelDataModule(pl.LightningDataModule):
         dev_sources = self.cfg.get("dev") or []
         holdout = int(self.cfg.get("holdout") or 0)
         if not dev_sources and holdout <= 0:
-            raise ConfigError("data.holdout", "with no data.dev sources, hold out some train pairs per source (holdout > 0)")
+            raise ConfigError(
+                "data.holdout", "with no data.dev sources, hold out some train pairs per source (holdout > 0)"
+            )
         train: list[Pair] = []
         dev: list[Pair] = []
         for number, source in enumerate(sources):
             pairs = read_pairs(source, f"data.sources[{number}]")
             if not dev_sources:
                 if holdout >= len(pairs):
-                    raise ConfigError("data.holdout", f"{holdout} held-out pairs leave none to train on in {pairs[0]['_where'].rsplit(':', 1)[0]}")
+                    raise ConfigError(
+                        "data.holdout",
+                        f"{holdout} held-out pairs leave none to train on in {pairs[0]['_where'].rsplit(':', 1)[0]}",
+                    )
                 held = held_out_indices(len(pairs), holdout, f"holdout/{number}/{source.get('seed', 0)}")
                 dev += [p for i, p in enumerate(pairs) if i in held]
                 pairs = [p for i, p in enumerate(pairs) if i not in held]
@@ -144,7 +160,13 @@ class ParallelDataModule(pl.LightningDataModule):
             _, teacher_rows = self.distinct_sources(split)
             lang_ids = {lang: i for i, lang in enumerate(self.languages())}
             self._features[split] = [
-                {"source": s["input_ids"], "target": t["input_ids"], "teacher_index": row, "lang": lang_ids[p["lang"]], "index": i}
+                {
+                    "source": s["input_ids"],
+                    "target": t["input_ids"],
+                    "teacher_index": row,
+                    "lang": lang_ids[p["lang"]],
+                    "index": i,
+                }
                 for i, (s, t, row, p) in enumerate(zip(sources, targets, teacher_rows, pairs))
             ]
         return self._features[split]
@@ -159,8 +181,15 @@ class ParallelDataModule(pl.LightningDataModule):
         group = self.cfg.get("group_by_length")
         # each side is padded on its own, so group by both lengths (kdlab.data.sampling)
         lengths = [(len(f["source"]), len(f["target"])) for f in features] if shuffle and group else None
-        return make_loader(features, size, shuffle, ParallelCollator(self.tokenizer.pad_token_id), int(self.cfg.get("num_workers", 0)),
-                           lengths, self.trainer)
+        return make_loader(
+            features,
+            size,
+            shuffle,
+            ParallelCollator(self.tokenizer.pad_token_id),
+            int(self.cfg.get("num_workers", 0)),
+            lengths,
+            self.trainer,
+        )
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", shuffle=True)

@@ -10,8 +10,11 @@ from kdlab.errors import ConfigError
 def process_share(batch_size: int, world_size: int, key: str = "data.batch_size") -> int:
     """The per-process batch size for a global batch; ConfigError naming `key` when it does not divide."""
     if world_size > 1 and batch_size % world_size:
-        raise ConfigError(key, f"the global batch of {batch_size} does not divide across {world_size} processes "
-                               f"(per-process batch = global ÷ processes); use a multiple of {world_size}")
+        raise ConfigError(
+            key,
+            f"the global batch of {batch_size} does not divide across {world_size} processes "
+            f"(per-process batch = global ÷ processes); use a multiple of {world_size}",
+        )
     return batch_size // world_size
 
 

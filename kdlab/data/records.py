@@ -50,7 +50,9 @@ def label_rows(rows: Iterable[Record]) -> dict[str, str]:
 def merge_label_rows(seen: dict[str, str], more: Mapping[str, str]) -> None:
     """Add `more` (another split's `label_rows`) to `seen`, keeping for each value its earliest row of a file."""
     for value, where in more.items():
-        if value not in seen or (_position(where)[0] == _position(seen[value])[0] and _position(where) < _position(seen[value])):
+        if value not in seen or (
+            _position(where)[0] == _position(seen[value])[0] and _position(where) < _position(seen[value])
+        ):
             seen[value] = where
 
 
@@ -64,10 +66,12 @@ def check_labels(seen: Mapping[str, str], labels: list[str], origin: str = "data
     files: dict[str, int] = {}
     for where in seen.values():
         files.setdefault(_position(where)[0], len(files))
-    (value, where), *others = sorted(unknown.items(), key=lambda item: (files[_position(item[1])[0]], _position(item[1])[1]))
+    (value, where), *others = sorted(
+        unknown.items(), key=lambda item: (files[_position(item[1])[0]], _position(item[1])[1])
+    )
     message = f"label {_short(value)} is not in the label set {labels} ({origin})"
     if others:
-        named = ", ".join(f"{_short(v)} ({w})" for v, w in others[:LISTED - 1])
+        named = ", ".join(f"{_short(v)} ({w})" for v, w in others[: LISTED - 1])
         rest = len(others) - (LISTED - 1)
         message += f"; nor are {named}" + (f" and {rest} more values" if rest > 0 else "")
     for label in labels:
@@ -112,7 +116,9 @@ def parse_text(record: Record, role: str) -> str:
     try:
         text.encode("utf-8")
     except UnicodeEncodeError as err:  # a JSON "\ud800": the tokenizer would fail on it with a TypeError
-        raise DataError(record["_where"], f"{role} is not valid Unicode ({err.reason} {text[err.start]!r} at character {err.start})") from None
+        raise DataError(
+            record["_where"], f"{role} is not valid Unicode ({err.reason} {text[err.start]!r} at character {err.start})"
+        ) from None
     return text
 
 
@@ -148,8 +154,11 @@ def split_records(cfg: Mapping[str, Any], split: str) -> list[Record]:
 def check_files(cfg: Mapping[str, Any]) -> None:
     """Load and parse every split that is a local file, as a run would (reading files is cheap, loading models is not):
     the unknown labels of all splits in one error, then the first bad text or score."""
-    loaded = {split: load_records(cfg[split], split_columns(cfg, split))
-              for split in SPLITS if (cfg.get(split) or {}).get("path") is not None}
+    loaded = {
+        split: load_records(cfg[split], split_columns(cfg, split))
+        for split in SPLITS
+        if (cfg.get(split) or {}).get("path") is not None
+    }
     if cfg["task"] == "classification":
         seen: dict[str, str] = {}
         for rows in loaded.values():

@@ -110,8 +110,10 @@ class TrainPosition(pl.Callback):
     def state_dict(self) -> dict[str, int]:
         if self.trainer is None:
             return {}
-        return {"epoch": int(self.trainer.current_epoch),
-                "batches": int(self.trainer.fit_loop.epoch_loop.batch_progress.current.processed)}
+        return {
+            "epoch": int(self.trainer.current_epoch),
+            "batches": int(self.trainer.fit_loop.epoch_loop.batch_progress.current.processed),
+        }
 
     def load_state_dict(self, state: dict[str, int]) -> None:
         self.pending = (int(state["epoch"]), int(state["batches"])) if state else None
@@ -177,8 +179,15 @@ class LengthGroupedBatchSampler(ShardedBatchSampler):
     """Global batches of similar lengths (module docstring), a new grouping every epoch."""
 
     def __init__(
-        self, lengths: Sequence[int] | Sequence[tuple[int, int]], batch_size: int, mega_batches: int = 50, drop_last: bool = False,
-        sub_batches: int = 4, seed: int | None = None, rank: int = 0, world_size: int = 1,
+        self,
+        lengths: Sequence[int] | Sequence[tuple[int, int]],
+        batch_size: int,
+        mega_batches: int = 50,
+        drop_last: bool = False,
+        sub_batches: int = 4,
+        seed: int | None = None,
+        rank: int = 0,
+        world_size: int = 1,
     ):
         super().__init__(rank, world_size)
         if batch_size < 1:
@@ -196,7 +205,10 @@ class LengthGroupedBatchSampler(ShardedBatchSampler):
         if not self.lengths or not isinstance(self.lengths[0], (tuple, list)):
             return sorted(chunk, key=lambda i: self.lengths[i], reverse=True)
         chunk = sorted(chunk, key=lambda i: self.lengths[i][0], reverse=True)
-        runs = [sorted(chunk[s : s + self.run], key=lambda i: self.lengths[i][1], reverse=True) for s in range(0, len(chunk), self.run)]
+        runs = [
+            sorted(chunk[s : s + self.run], key=lambda i: self.lengths[i][1], reverse=True)
+            for s in range(0, len(chunk), self.run)
+        ]
         return [i for run in runs for i in run]
 
     def global_batches(self, epoch: int) -> list[list[int]]:
@@ -212,8 +224,13 @@ class LengthGroupedBatchSampler(ShardedBatchSampler):
 
 
 def make_loader(
-    features: Sequence[Any], batch_size: int, shuffle: bool, collate_fn: Any, num_workers: int = 0,
-    group_lengths: Sequence[int] | Sequence[tuple[int, int]] | None = None, trainer: Any = None,
+    features: Sequence[Any],
+    batch_size: int,
+    shuffle: bool,
+    collate_fn: Any,
+    num_workers: int = 0,
+    group_lengths: Sequence[int] | Sequence[tuple[int, int]] | None = None,
+    trainer: Any = None,
 ) -> DataLoader:
     """The DataLoader every DataModule uses.
 
@@ -222,10 +239,16 @@ def make_loader(
     split, so their figures do not depend on the number of processes).
     """
     if not shuffle:
-        return DataLoader(features, batch_size=batch_size, shuffle=False, num_workers=num_workers, collate_fn=collate_fn)
+        return DataLoader(
+            features, batch_size=batch_size, shuffle=False, num_workers=num_workers, collate_fn=collate_fn
+        )
     rank, world_size = process_rank(trainer)
     if group_lengths is not None:
-        sampler: ShardedBatchSampler = LengthGroupedBatchSampler(group_lengths, batch_size, rank=rank, world_size=world_size)
+        sampler: ShardedBatchSampler = LengthGroupedBatchSampler(
+            group_lengths, batch_size, rank=rank, world_size=world_size
+        )
     else:
         sampler = ShuffledBatchSampler(len(features), batch_size, rank=rank, world_size=world_size)
-    return ResumableLoader(features, batch_sampler=sampler, num_workers=num_workers, collate_fn=collate_fn, trainer=trainer)
+    return ResumableLoader(
+        features, batch_sampler=sampler, num_workers=num_workers, collate_fn=collate_fn, trainer=trainer
+    )

@@ -88,8 +88,9 @@ class TextDataModule(pl.LightningDataModule):
         features = self.features(split)
         lengths = [len(f["input_ids"]) for f in features] if shuffle and self.cfg.get("group_by_length") else None
         collate = PadCollator(self.tokenizer.pad_token_id, label_dtype)
-        return make_loader(features, int(batch_size), shuffle, collate, int(self.cfg.get("num_workers", 0)),
-                           lengths, self.trainer)
+        return make_loader(
+            features, int(batch_size), shuffle, collate, int(self.cfg.get("num_workers", 0)), lengths, self.trainer
+        )
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", shuffle=True)

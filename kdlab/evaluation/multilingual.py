@@ -42,6 +42,9 @@ class CrosslingualSTSEvaluator:
         self.sets = {f"{a}-{b}": crosslingual_sts(folder, a, b, split) for a, b in pairs}
 
     def __call__(self, encode: Encode) -> dict[str, float]:
-        metrics = {f"sts/{name}": cosine_spearman(encode(first), encode(second), gold) for name, (first, second, gold) in self.sets.items()}
+        metrics = {
+            f"sts/{name}": cosine_spearman(encode(first), encode(second), gold)
+            for name, (first, second, gold) in self.sets.items()
+        }
         metrics["sts_spearman"] = sum(metrics.values()) / len(metrics)
         return metrics

@@ -31,7 +31,11 @@ def build_metrics(task: str, num_labels: int, names: Sequence[str], prefix: str)
         if name == "acc":
             metrics[name] = C.MulticlassAccuracy(num_labels, average="micro", **LOCAL)
         elif name == "f1":
-            metrics[name] = C.BinaryF1Score(**LOCAL) if num_labels == 2 else C.MulticlassF1Score(num_labels, average="macro", **LOCAL)
+            metrics[name] = (
+                C.BinaryF1Score(**LOCAL)
+                if num_labels == 2
+                else C.MulticlassF1Score(num_labels, average="macro", **LOCAL)
+            )
         elif name == "mcc":
             metrics[name] = C.MulticlassMatthewsCorrCoef(num_labels, **LOCAL)
         elif name == "pearson":

@@ -11,13 +11,21 @@ from importlib import import_module
 from typing import Any
 
 _HOMES = {
-    "annealed_loss": "annealed", "annealed_target": "annealed",
+    "annealed_loss": "annealed",
+    "annealed_target": "annealed",
     "simcse_loss": "contrastive",
-    "MultilingualLossOutput": "embedding_mse", "multilingual_mse": "embedding_mse",
-    "HiddenStateMSE": "hidden_states", "masked_mse": "hidden_states",
-    "PAIR_LOSSES": "pseudo_labels", "pseudo_label_loss": "pseudo_labels",
-    "TERMS": "registry", "default_layer_map": "registry",
-    "KDLossOutput": "soft_target", "LogitKDLoss": "soft_target", "SoftTargetKDLoss": "soft_target", "hard_loss": "soft_target",
+    "MultilingualLossOutput": "embedding_mse",
+    "multilingual_mse": "embedding_mse",
+    "HiddenStateMSE": "hidden_states",
+    "masked_mse": "hidden_states",
+    "PAIR_LOSSES": "pseudo_labels",
+    "pseudo_label_loss": "pseudo_labels",
+    "TERMS": "registry",
+    "default_layer_map": "registry",
+    "KDLossOutput": "soft_target",
+    "LogitKDLoss": "soft_target",
+    "SoftTargetKDLoss": "soft_target",
+    "hard_loss": "soft_target",
     "soft_target_loss": "soft_target",
 }
 __all__ = sorted(_HOMES)

@@ -42,16 +42,22 @@ class AttentionMSE(nn.Module):
         self.weight = float(weight)
 
     @classmethod
-    def from_models(cls, layer_map: Sequence[Sequence[int]], weight: float, student_config: Any, teacher_config: Any) -> "AttentionMSE":
+    def from_models(
+        cls, layer_map: Sequence[Sequence[int]], weight: float, student_config: Any, teacher_config: Any
+    ) -> AttentionMSE:
         """The term for a student and a teacher (head counts are read from the maps themselves)."""
         return cls(layer_map, weight)
 
-    def forward(self, student_attentions: Sequence[torch.Tensor], teacher_attentions: Sequence[torch.Tensor], mask: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, student_attentions: Sequence[torch.Tensor], teacher_attentions: Sequence[torch.Tensor], mask: torch.Tensor
+    ) -> torch.Tensor:
         deepest = (max(s for s, _ in self.layer_map), max(t for _, t in self.layer_map))
         if len(student_attentions or ()) < deepest[0] or len(teacher_attentions or ()) < deepest[1]:
-            raise ValueError(f"attention transfer needs layers {deepest} (student, teacher) but the models returned "
-                             f"{len(student_attentions or ())} and {len(teacher_attentions or ())} attention maps "
-                             "(run the forward under kdlab.models.attention_maps.attention_probabilities)")
+            raise ValueError(
+                f"attention transfer needs layers {deepest} (student, teacher) but the models returned "
+                f"{len(student_attentions or ())} and {len(teacher_attentions or ())} attention maps "
+                "(run the forward under kdlab.models.attention_maps.attention_probabilities)"
+            )
         total = student_attentions[0].new_zeros(())
         for s, t in self.layer_map:
             total = total + masked_attention_mse(student_attentions[s - 1], teacher_attentions[t - 1], mask)

@@ -19,7 +19,9 @@ class MultilingualLossOutput(NamedTuple):
     target: torch.Tensor
 
 
-def multilingual_mse(student_source: torch.Tensor, student_target: torch.Tensor, teacher_source: torch.Tensor) -> MultilingualLossOutput:
+def multilingual_mse(
+    student_source: torch.Tensor, student_target: torch.Tensor, teacher_source: torch.Tensor
+) -> MultilingualLossOutput:
     """Both terms (mean over batch and embedding dims) and their sum."""
     if student_source.shape[-1] != teacher_source.shape[-1]:
         raise ValueError(f"student width {student_source.shape[-1]} != teacher width {teacher_source.shape[-1]}")

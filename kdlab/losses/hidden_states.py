@@ -31,15 +31,20 @@ class HiddenStateMSE(nn.Module):
         self.layer_map = [(int(s), int(t)) for s, t in layer_map]
         self.weight = float(weight)
         self.projections = nn.ModuleList(
-            nn.Linear(student_width, teacher_width) if student_width != teacher_width else nn.Identity() for _ in self.layer_map
+            nn.Linear(student_width, teacher_width) if student_width != teacher_width else nn.Identity()
+            for _ in self.layer_map
         )
 
     @classmethod
-    def from_models(cls, layer_map: Sequence[Sequence[int]], weight: float, student_config: Any, teacher_config: Any) -> "HiddenStateMSE":
+    def from_models(
+        cls, layer_map: Sequence[Sequence[int]], weight: float, student_config: Any, teacher_config: Any
+    ) -> HiddenStateMSE:
         """The term for a student and a teacher (their Hugging Face configs give the widths)."""
         return cls(layer_map, student_config.hidden_size, teacher_config.hidden_size, weight)
 
-    def forward(self, student_hidden: Sequence[torch.Tensor], teacher_hidden: Sequence[torch.Tensor], mask: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, student_hidden: Sequence[torch.Tensor], teacher_hidden: Sequence[torch.Tensor], mask: torch.Tensor
+    ) -> torch.Tensor:
         total = student_hidden[0].new_zeros(())
         for (s, t), project in zip(self.layer_map, self.projections):
             total = total + masked_mse(project(student_hidden[s]), teacher_hidden[t], mask)

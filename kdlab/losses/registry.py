@@ -72,13 +72,36 @@ def soft_params() -> list[str]:
     return list(dict.fromkeys(param for name in names("soft") for param in TERMS[name].params))
 
 
-register_term(LossTerm("soft_target", "soft", "kdlab.losses.soft_target:SoftTargetKDLoss", "the τ²-scaled KL soft target",
-                       params=("alpha", "temperature")))
+register_term(
+    LossTerm(
+        "soft_target",
+        "soft",
+        "kdlab.losses.soft_target:SoftTargetKDLoss",
+        "the τ²-scaled KL soft target",
+        params=("alpha", "temperature"),
+    )
+)
 register_term(LossTerm("logit_mse", "soft", "kdlab.losses.logit_mse:LogitMSEKDLoss", "logit MSE", params=("alpha",)))
-register_term(LossTerm("hidden", "extra", "kdlab.losses.hidden_states:HiddenStateMSE", "hidden-state matching",
-                       reads="hidden_states", first_layer=0))
-register_term(LossTerm("attention", "extra", "kdlab.losses.attention:AttentionMSE", "attention transfer",
-                       reads="attentions", first_layer=1))
+register_term(
+    LossTerm(
+        "hidden",
+        "extra",
+        "kdlab.losses.hidden_states:HiddenStateMSE",
+        "hidden-state matching",
+        reads="hidden_states",
+        first_layer=0,
+    )
+)
+register_term(
+    LossTerm(
+        "attention",
+        "extra",
+        "kdlab.losses.attention:AttentionMSE",
+        "attention transfer",
+        reads="attentions",
+        first_layer=1,
+    )
+)
 
 
 # --- the rules: one function each, called by the config check (kdlab.config.validate_loss) and at run time ----------
@@ -97,15 +120,21 @@ def check_loss_keys(keys: Sequence[str], prefix: str = "loss") -> None:
     known = ["soft", *soft_params(), *names("extra")]
     for key in keys:
         if key not in known:
-            raise ConfigError(f"{prefix}.{key}", f"is not a loss setting; extra terms are {names('extra')}, soft terms {names('soft')}")
+            raise ConfigError(
+                f"{prefix}.{key}",
+                f"is not a loss setting; extra terms are {names('extra')}, soft terms {names('soft')}",
+            )
 
 
 def check_soft_params(entry: LossTerm, values: Mapping[str, Any], prefix: str = "loss") -> None:
     """The parameters of other soft terms are null: a value there would be ignored (its own are checked by range)."""
     for param in soft_params():
         if param not in entry.params and values.get(param) is not None:
-            raise ConfigError(f"{prefix}.{param}", f"is not used by {prefix}.soft={entry.name} ({entry.title}); "
-                                                   f"select the term with loss={entry.name}, which leaves it null")
+            raise ConfigError(
+                f"{prefix}.{param}",
+                f"is not used by {prefix}.soft={entry.name} ({entry.title}); "
+                f"select the term with loss={entry.name}, which leaves it null",
+            )
 
 
 def check_weight(key: str, weight: float) -> float:
@@ -121,17 +150,30 @@ def check_live_teacher(key: str, entry: LossTerm, teacher_outputs: Any) -> None:
         raise ConfigError(key, f"{entry.title} needs method.teacher_outputs=live (the cache holds logits only)")
 
 
-def check_layer_map(key: str, pairs: Any, entry: LossTerm, student_depth: int | None, teacher_depth: int | None) -> list[tuple[int, int]]:
+def check_layer_map(
+    key: str, pairs: Any, entry: LossTerm, student_depth: int | None, teacher_depth: int | None
+) -> list[tuple[int, int]]:
     """A list of [student, teacher] integer pairs, each within first_layer..depth where the depth is known."""
-    if not isinstance(pairs, (list, tuple)) or not pairs or any(
-        not isinstance(pair, (list, tuple)) or len(pair) != 2 or not all(isinstance(i, int) and not isinstance(i, bool) for i in pair)
-        for pair in pairs
+    if (
+        not isinstance(pairs, (list, tuple))
+        or not pairs
+        or any(
+            not isinstance(pair, (list, tuple))
+            or len(pair) != 2
+            or not all(isinstance(i, int) and not isinstance(i, bool) for i in pair)
+            for pair in pairs
+        )
     ):
         raise ConfigError(key, f"must be a list of [student, teacher] integer index pairs, got {pairs}")
     low = entry.first_layer
     for s_index, t_index in pairs:
-        if (student_depth is not None and not low <= s_index <= student_depth) or (teacher_depth is not None and not low <= t_index <= teacher_depth):
-            raise ConfigError(key, f"pair {[s_index, t_index]} is outside student {low}..{student_depth} / teacher {low}..{teacher_depth}")
+        if (student_depth is not None and not low <= s_index <= student_depth) or (
+            teacher_depth is not None and not low <= t_index <= teacher_depth
+        ):
+            raise ConfigError(
+                key,
+                f"pair {[s_index, t_index]} is outside student {low}..{student_depth} / teacher {low}..{teacher_depth}",
+            )
     return [(int(s), int(t)) for s, t in pairs]
 
 

@@ -48,8 +48,11 @@ class TeacherPredictions:
         for digest in content_ids.tolist():
             row = self.rows.get(bytes(digest))
             if row is None:
-                raise DataError(self.source, f"no teacher prediction for training example {bytes(digest).hex()} of task "
-                                             f"{task!r}; BAM never trains an example without its teacher")
+                raise DataError(
+                    self.source,
+                    f"no teacher prediction for training example {bytes(digest).hex()} of task "
+                    f"{task!r}; BAM never trains an example without its teacher",
+                )
             rows.append(row)
         return self.outputs[torch.tensor(rows)]
 
@@ -85,13 +88,19 @@ class BAM(KDModule):
         self.teacher_annealing = bool(teacher_annealing)
         self.fixed_lambda = float(fixed_lambda)
         self.main_metrics = dict(main_metrics)
-        self.split_metrics = nn.ModuleDict({
-            split: nn.ModuleDict({
-                spec["name"]: build_metrics(spec["task"], spec["num_labels"], metrics[spec["name"]], prefix=f"{split}/{spec['name']}/")
-                for spec in model.tasks
-            })
-            for split in ("val", "test")
-        })
+        self.split_metrics = nn.ModuleDict(
+            {
+                split: nn.ModuleDict(
+                    {
+                        spec["name"]: build_metrics(
+                            spec["task"], spec["num_labels"], metrics[spec["name"]], prefix=f"{split}/{spec['name']}/"
+                        )
+                        for spec in model.tasks
+                    }
+                )
+                for split in ("val", "test")
+            }
+        )
 
     def current_lambda(self) -> float:
         """λ of the coming step: step / total steps when annealing, else the fixed mix weight."""

@@ -71,8 +71,11 @@ class KDModule(pl.LightningModule):
             return
         shown = " ".join(f"{name}={_loss_value(value)}" for name, value in terms.items())
         where = " (in another process)" if local else ""
-        raise TrainingError(self.global_step, f"train loss is not finite at step {self.global_step}{where}: {shown} "
-                                              f"(epoch {self.current_epoch}, batch {batch_idx}); training stopped")
+        raise TrainingError(
+            self.global_step,
+            f"train loss is not finite at step {self.global_step}{where}: {shown} "
+            f"(epoch {self.current_epoch}, batch {batch_idx}); training stopped",
+        )
 
     def _logs_this_step(self) -> bool:
         """Whether Lightning writes step logs now (every `log_every_n_steps`); train terms are logged on
@@ -82,7 +85,9 @@ class KDModule(pl.LightningModule):
         return True if connector is None else bool(connector.should_update_logs)
 
     def configure_optimizers(self) -> dict[str, Any]:
-        return build_optimizer(self.trainable_named_parameters(), self.optimizer_cfg, int(self.trainer.estimated_stepping_batches))
+        return build_optimizer(
+            self.trainable_named_parameters(), self.optimizer_cfg, int(self.trainer.estimated_stepping_batches)
+        )
 
     def export(self, folder: Path) -> Path:
         """Write the trained model as a Hugging Face folder (weights + tokenizer)."""
@@ -112,7 +117,6 @@ class TaskModule(KDModule):
 
     def forward(self, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
         return self.model(**model_inputs(batch)).logits
-
 
     def _evaluate(self, batch: Mapping[str, torch.Tensor], split: str, metrics: Any) -> None:
         logits = self(batch)

@@ -25,7 +25,6 @@ from kdlab.methods.base import TaskModule
 from kdlab.models.attention_maps import attention_probabilities
 from kdlab.models.backbone import freeze
 
-
 # The frozen teacher's modules are in eval mode on purpose; Lightning's notice about them is noise here.
 warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode at the start of training")
 
@@ -65,19 +64,23 @@ class HintonKD(TaskModule):
         self.kd_loss = entry.load()(task=task, **{param: given[param] for param in entry.params})
         self.extra_terms = {**({"hidden": hidden_loss} if hidden_loss is not None else {}), **(terms or {})}
         for name, module in self.extra_terms.items():
-            check_live_teacher(f"loss.{name}.weight", term(name, "extra", "loss"), "live" if self.teacher is not None else "cache")
+            check_live_teacher(
+                f"loss.{name}.weight", term(name, "extra", "loss"), "live" if self.teacher is not None else "cache"
+            )
             self.add_module(f"{name}_loss", module)
         self.reads = sorted({TERMS[name].reads for name in self.extra_terms})  # model outputs the extra terms compare
         self.strict_loading = False  # checkpoints hold the student only
 
-    def train(self, mode: bool = True) -> "HintonKD":
+    def train(self, mode: bool = True) -> HintonKD:
         super().train(mode)
         if self.teacher is not None:
             self.teacher.eval()
         return self
 
     def trainable_named_parameters(self) -> list[tuple[str, torch.nn.Parameter]]:
-        extra = [item for name, module in self.extra_terms.items() for item in module.named_parameters(prefix=f"{name}_loss")]
+        extra = [
+            item for name, module in self.extra_terms.items() for item in module.named_parameters(prefix=f"{name}_loss")
+        ]
         return super().trainable_named_parameters() + extra
 
     def _forward(self, model: torch.nn.Module, batch: Mapping[str, torch.Tensor]) -> Any:

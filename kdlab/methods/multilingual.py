@@ -55,12 +55,19 @@ class MultilingualDistillation(KDModule):
         return self.model(batch[f"{side}_input_ids"], batch[f"{side}_attention_mask"])
 
     def compute_loss(self, batch: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        out = multilingual_mse(self.embed(batch, "source"), self.embed(batch, "target"), self.teacher_train[batch["teacher_index"]])
+        out = multilingual_mse(
+            self.embed(batch, "source"), self.embed(batch, "target"), self.teacher_train[batch["teacher_index"]]
+        )
         return {"loss": out.total, "loss_source": out.source, "loss_target": out.target}
 
     def _collect(self, batch: Mapping[str, torch.Tensor]) -> None:
         self._collected.append(
-            (self.embed(batch, "source").float().cpu(), self.embed(batch, "target").float().cpu(), batch["teacher_index"].cpu(), batch["lang"].cpu())
+            (
+                self.embed(batch, "source").float().cpu(),
+                self.embed(batch, "target").float().cpu(),
+                batch["teacher_index"].cpu(),
+                batch["lang"].cpu(),
+            )
         )
 
     def validation_step(self, batch: Mapping[str, torch.Tensor], batch_idx: int) -> None:
@@ -94,7 +101,9 @@ class MultilingualDistillation(KDModule):
         def encoder(texts: Sequence[str]) -> torch.Tensor:
             new = list(dict.fromkeys(t for t in texts if t not in memo))
             if new:
-                rows = encode(self.model, self.tokenizer, new, self.max_length, self.eval_batch_size, desc=f"{split} evaluation")
+                rows = encode(
+                    self.model, self.tokenizer, new, self.max_length, self.eval_batch_size, desc=f"{split} evaluation"
+                )
                 memo.update(zip(new, rows))
             return torch.stack([memo[t] for t in texts])
 

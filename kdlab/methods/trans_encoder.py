@@ -78,7 +78,9 @@ class CrossEncoderStage(PairScoringStage):
 class BiEncoderStage(PairScoringStage):
     """Bi-encoder B trained on soft labels: `mse` on cos(B(a), B(b)) (default) or `bce` on the clamped cosine."""
 
-    def __init__(self, model: SentenceEncoder, tokenizer: Any, optimizer: Mapping[str, Any], loss: str, max_length: int):
+    def __init__(
+        self, model: SentenceEncoder, tokenizer: Any, optimizer: Mapping[str, Any], loss: str, max_length: int
+    ):
         super().__init__(model, tokenizer, optimizer, loss)
         self.max_length = max_length
 
@@ -98,7 +100,9 @@ class BiEncoderStage(PairScoringStage):
 class SimCSEStage(BiEncoderStage):
     """Unsupervised SimCSE warm-up: each sentence twice through the encoder (two dropout masks) is its own positive."""
 
-    def __init__(self, model: SentenceEncoder, tokenizer: Any, optimizer: Mapping[str, Any], temperature: float, max_length: int):
+    def __init__(
+        self, model: SentenceEncoder, tokenizer: Any, optimizer: Mapping[str, Any], temperature: float, max_length: int
+    ):
         super().__init__(model, tokenizer, optimizer, "simcse", max_length)
         self.temperature = float(temperature)
 

@@ -25,8 +25,14 @@ IMPLEMENTATION = "kdlab_probabilities"
 
 
 def probabilities_attention(
-    module: nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, attention_mask: torch.Tensor | None,
-    scaling: float | None = None, dropout: float = 0.0, **kwargs: Any,
+    module: nn.Module,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    scaling: float | None = None,
+    dropout: float = 0.0,
+    **kwargs: Any,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Eager attention (softmax(QKᵀ·scaling + mask), dropout, times V); returns the output and the pre-dropout probabilities."""
     if scaling is None:
@@ -56,7 +62,9 @@ def attention_probabilities(model: Any, key: str = "loss.attention.weight") -> I
     try:
         model.set_attn_implementation(IMPLEMENTATION)
     except (ValueError, ImportError) as err:
-        raise ConfigError(key, f"{type(model).__name__} cannot return attention probabilities ({str(err).splitlines()[0]})") from None
+        raise ConfigError(
+            key, f"{type(model).__name__} cannot return attention probabilities ({str(err).splitlines()[0]})"
+        ) from None
     try:
         yield model
     finally:

@@ -93,7 +93,9 @@ def train_wordpiece(texts: Sequence[str], vocab_size: int, cache_dir: str | Path
     folder = Path(cache_dir) / "tokenizers" / f"vocab-{_fingerprint_texts(texts, str(vocab_size))}"
     if (folder / "tokenizer.json").exists():
         return AutoTokenizer.from_pretrained(str(folder))
-    tok = Tokenizer(models.WordPiece(wordpiece_vocabulary(texts, vocab_size), unk_token="[UNK]", max_input_chars_per_word=100))
+    tok = Tokenizer(
+        models.WordPiece(wordpiece_vocabulary(texts, vocab_size), unk_token="[UNK]", max_input_chars_per_word=100)
+    )
     tok.normalizer = normalizers.BertNormalizer(lowercase=True)
     tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
     tok.decoder = decoders.WordPiece()
@@ -105,7 +107,11 @@ def train_wordpiece(texts: Sequence[str], vocab_size: int, cache_dir: str | Path
     )
     fast = PreTrainedTokenizerFast(
         tokenizer_object=tok,
-        unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]", sep_token="[SEP]", mask_token="[MASK]",
+        unk_token="[UNK]",
+        pad_token="[PAD]",
+        cls_token="[CLS]",
+        sep_token="[SEP]",
+        mask_token="[MASK]",
         model_input_names=INPUT_NAMES,
     )
     save_atomically(folder, fast.save_pretrained)
@@ -119,7 +125,9 @@ def load_tokenizer(path: str) -> Any:
     try:
         return AutoTokenizer.from_pretrained(path)
     except (OSError, ValueError) as err:
-        raise ConfigError("model.tokenizer", f"cannot load a tokenizer from {path!r} ({str(err).splitlines()[0]})") from None
+        raise ConfigError(
+            "model.tokenizer", f"cannot load a tokenizer from {path!r} ({str(err).splitlines()[0]})"
+        ) from None
 
 
 def save_atomically(folder: Path, write: Callable[[str], Any]) -> None:
@@ -206,7 +214,9 @@ def _remote_code_hint(err: BaseException) -> str:
     """What to do when transformers refused a model's own code."""
     if "trust_remote_code" not in str(err):
         return ""
-    return "; it ships its own code, which kdlab runs only if this model's trust_remote_code is true in its model config"
+    return (
+        "; it ships its own code, which kdlab runs only if this model's trust_remote_code is true in its model config"
+    )
 
 
 def load_pretrained(auto_class: Any, spec: Mapping[str, Any], key: str, **kwargs: Any) -> nn.Module:
@@ -237,7 +247,9 @@ def build_hf_classifier(
             raise ConfigError("model.student.from_teacher_layers", "needs a teacher (method hinton)")
         return keep_layers(teacher, list(spec["from_teacher_layers"]))
     if spec.get("name_or_path"):
-        return pretrained_layers(load_pretrained(AutoModelForSequenceClassification, spec, "model.name_or_path", **head), spec)
+        return pretrained_layers(
+            load_pretrained(AutoModelForSequenceClassification, spec, "model.name_or_path", **head), spec
+        )
     return AutoModelForSequenceClassification.from_config(config_from_spec(spec, tokenizer, **head))
 
 
@@ -299,13 +311,22 @@ def load_checkpoint_file(path: str | Path, key: str) -> dict[str, Any]:
     except pickle.UnpicklingError as err:
         wanted = re.search(r"Unsupported global: GLOBAL (\S+)", str(err))
         if wanted:
-            raise DataError(path, f"not a loadable kdlab checkpoint, given as {key}: refused, unpickling it would call {wanted.group(1)} "
-                                  "(kdlab loads checkpoints weights-only, tensors and plain values, so no code in a file runs)") from None
-        raise DataError(path, f"not a loadable kdlab checkpoint, given as {key} (corrupt or not a torch file: {_first_line(err)})") from None
+            raise DataError(
+                path,
+                f"not a loadable kdlab checkpoint, given as {key}: refused, unpickling it would call {wanted.group(1)} "
+                "(kdlab loads checkpoints weights-only, tensors and plain values, so no code in a file runs)",
+            ) from None
+        raise DataError(
+            path, f"not a loadable kdlab checkpoint, given as {key} (corrupt or not a torch file: {_first_line(err)})"
+        ) from None
     except Exception as err:  # a truncated zip, a folder-like file, ...: one line, never a deep traceback
-        raise DataError(path, f"not a loadable kdlab checkpoint, given as {key} ({type(err).__name__}: {_first_line(err)})") from None
+        raise DataError(
+            path, f"not a loadable kdlab checkpoint, given as {key} ({type(err).__name__}: {_first_line(err)})"
+        ) from None
     if not isinstance(checkpoint, dict):
-        raise DataError(path, f"not a kdlab checkpoint, given as {key} (it holds a {type(checkpoint).__name__}, not a dict)")
+        raise DataError(
+            path, f"not a kdlab checkpoint, given as {key} (it holds a {type(checkpoint).__name__}, not a dict)"
+        )
     return checkpoint
 
 
@@ -326,20 +347,27 @@ def load_trained(path: str | Path, key: str = "model.teacher.trained") -> tuple[
     if path.is_dir():
         if not (path / "config.json").exists():
             raise ConfigError(key, f"{path} has no config.json (expected a Hugging Face model folder)")
-        model = kinds.of_folder_config(_folder_config(path), f"{key} ({path / 'config.json'}: {kinds.FOLDER_KEY})").call("load", path, key)
+        model = kinds.of_folder_config(
+            _folder_config(path), f"{key} ({path / 'config.json'}: {kinds.FOLDER_KEY})"
+        ).call("load", path, key)
         return model, load_tokenizer(str(path))
     checkpoint = load_checkpoint_file(path, key)
     payload = checkpoint.get("kdlab")
     if not isinstance(payload, dict) or not isinstance(checkpoint.get("state_dict"), dict):
-        raise DataError(path, f"checkpoint has no 'kdlab' and 'state_dict' entries (was it written by kdlab?), given as {key}")
+        raise DataError(
+            path, f"checkpoint has no 'kdlab' and 'state_dict' entries (was it written by kdlab?), given as {key}"
+        )
     entry = kinds.kind(payload.get(kinds.PAYLOAD_KEY), f"{key} ({path}: {kinds.PAYLOAD_KEY})")
     try:
         model = entry.call("from_payload", dict(payload["model_config"]))
         prefix = "model."
-        state = {k[len(prefix):]: v for k, v in checkpoint["state_dict"].items() if k.startswith(prefix)}
+        state = {k[len(prefix) :]: v for k, v in checkpoint["state_dict"].items() if k.startswith(prefix)}
         model.load_state_dict(state)
     except (KeyError, TypeError, ValueError, RuntimeError) as err:  # a damaged payload: one line, not a deep traceback
-        raise DataError(path, f"checkpoint does not hold a model kdlab can rebuild, given as {key} ({type(err).__name__}: {_first_line(err)})") from None
+        raise DataError(
+            path,
+            f"checkpoint does not hold a model kdlab can rebuild, given as {key} ({type(err).__name__}: {_first_line(err)})",
+        ) from None
     with tempfile.TemporaryDirectory() as tmp:
         for name, text in payload["tokenizer_files"].items():
             Path(tmp, name).write_text(text, encoding="utf-8")

@@ -14,7 +14,9 @@ from kdlab.models.sentence_encoder import SentenceEncoder
 
 
 @torch.no_grad()
-def pair_cosines(model: SentenceEncoder, tokenizer: Any, pairs: Sequence[tuple[str, str]], max_length: int, batch_size: int) -> torch.Tensor:
+def pair_cosines(
+    model: SentenceEncoder, tokenizer: Any, pairs: Sequence[tuple[str, str]], max_length: int, batch_size: int
+) -> torch.Tensor:
     """cos(e(a), e(b)) per pair, each distinct sentence encoded once."""
     texts = list(dict.fromkeys(text for pair in pairs for text in pair))
     rows = {text: i for i, text in enumerate(texts)}

@@ -39,7 +39,9 @@ class BiLSTMClassifier(WordStudent):
 
     def __init__(self, config: BiLSTMConfig):
         super().__init__(config)
-        self.lstm = nn.LSTM(config.embedding_dim, config.hidden_size, num_layers=1, batch_first=True, bidirectional=True)
+        self.lstm = nn.LSTM(
+            config.embedding_dim, config.hidden_size, num_layers=1, batch_first=True, bidirectional=True
+        )
         self.fc = nn.Linear(2 * config.hidden_size, config.fc_size)
 
     def feature_size(self) -> int:

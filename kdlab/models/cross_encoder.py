@@ -28,8 +28,9 @@ def check_pair_tokenizer(tokenizer: Any, key: str) -> None:
     pair = tokenizer("a", "b")["input_ids"]
     if sep is None or pair.count(sep) <= single.count(sep):
         raise ConfigError(
-            key, f"the tokenizer ({type(tokenizer).__name__}) cannot encode sentence pairs: it puts no separator token "
-            "between the two sentences; use an encoder whose tokenizer has a pair template (BERT, RoBERTa, ...)"
+            key,
+            f"the tokenizer ({type(tokenizer).__name__}) cannot encode sentence pairs: it puts no separator token "
+            "between the two sentences; use an encoder whose tokenizer has a pair template (BERT, RoBERTa, ...)",
         )
 
 
@@ -47,20 +48,42 @@ def cross_encoder_from(backbone: nn.Module, tokenizer: Any, key: str, trust_remo
     check_pair_tokenizer(tokenizer, f"{key}.tokenizer")
     config = copy.deepcopy(backbone.config)
     config.num_labels, config.problem_type = 1, "regression"
-    model = AutoModelForSequenceClassification.from_config(config, **({"trust_remote_code": True} if trust_remote_code else {}))
+    model = AutoModelForSequenceClassification.from_config(
+        config, **({"trust_remote_code": True} if trust_remote_code else {})
+    )
     missing, unexpected = model.base_model.load_state_dict(backbone.state_dict(), strict=False)
     if unexpected or any(not name.startswith("pooler.") for name in missing):
-        raise ConfigError(key, f"cannot initialise a cross-encoder from this encoder (missing {missing[:3]}, unexpected {unexpected[:3]})")
+        raise ConfigError(
+            key,
+            f"cannot initialise a cross-encoder from this encoder (missing {missing[:3]}, unexpected {unexpected[:3]})",
+        )
     return model
 
 
 def cross_scores(
-    model: nn.Module, tokenizer: Any, pairs: Sequence[tuple[str, str]], max_length: int, batch_size: int, both_orders: bool = True
+    model: nn.Module,
+    tokenizer: Any,
+    pairs: Sequence[tuple[str, str]],
+    max_length: int,
+    batch_size: int,
+    both_orders: bool = True,
 ) -> torch.Tensor:
     """σ(logit) per pair; with `both_orders`, the mean of σ(C(a, b)) and σ(C(b, a))."""
     logit = lambda output: output.logits.view(-1)  # noqa: E731
-    scores = torch.sigmoid(predict(model, tokenizer, list(pairs), max_length, batch_size, select=logit, desc="cross-encoder scores"))
+    scores = torch.sigmoid(
+        predict(model, tokenizer, list(pairs), max_length, batch_size, select=logit, desc="cross-encoder scores")
+    )
     if not both_orders:
         return scores
-    reverse = torch.sigmoid(predict(model, tokenizer, [(b, a) for a, b in pairs], max_length, batch_size, select=logit, desc="cross-encoder scores"))
+    reverse = torch.sigmoid(
+        predict(
+            model,
+            tokenizer,
+            [(b, a) for a, b in pairs],
+            max_length,
+            batch_size,
+            select=logit,
+            desc="cross-encoder scores",
+        )
+    )
     return (scores + reverse) / 2

@@ -44,11 +44,20 @@ def predict(
     return torch.stack(rows)
 
 
-def predict_logits(model: torch.nn.Module, tokenizer: Any, inputs: Sequence[tuple[str, str | None]], max_length: int, batch_size: int) -> torch.Tensor:
+def predict_logits(
+    model: torch.nn.Module, tokenizer: Any, inputs: Sequence[tuple[str, str | None]], max_length: int, batch_size: int
+) -> torch.Tensor:
     """Logits of a sequence classifier/regressor for each input."""
     return predict(model, tokenizer, inputs, max_length, batch_size, select=lambda output: output.logits)
 
 
-def encode(model: torch.nn.Module, tokenizer: Any, texts: Sequence[str], max_length: int, batch_size: int, desc: str = "encoding") -> torch.Tensor:
+def encode(
+    model: torch.nn.Module,
+    tokenizer: Any,
+    texts: Sequence[str],
+    max_length: int,
+    batch_size: int,
+    desc: str = "encoding",
+) -> torch.Tensor:
     """Sentence embeddings of a SentenceEncoder for each text."""
     return predict(model, tokenizer, [(text, None) for text in texts], max_length, batch_size, desc=desc)

@@ -62,7 +62,9 @@ def register_kind(entry: ModelKind) -> ModelKind:
     if entry.name in KINDS:
         raise ValueError(f"model kind {entry.name!r} is registered twice")
     KINDS[entry.name] = entry
-    registry.allow(*(ref for ref in (entry.build, entry.payload, entry.from_payload, entry.load, entry.export, entry.check) if ref))
+    registry.allow(
+        *(ref for ref in (entry.build, entry.payload, entry.from_payload, entry.load, entry.export, entry.check) if ref)
+    )
     return entry
 
 
@@ -89,7 +91,9 @@ def of_folder_config(config: Mapping[str, Any], key: str) -> ModelKind:
     return kind(config.get(FOLDER_KEY), key)
 
 
-def check_kinds(specs: Mapping[str, Any], method: str, loss: Mapping[str, Any] | None, stages: Mapping[str, Any]) -> None:
+def check_kinds(
+    specs: Mapping[str, Any], method: str, loss: Mapping[str, Any] | None, stages: Mapping[str, Any]
+) -> None:
     """Config-time rules on `specs` (model.teacher, model.student, ... by key): each kind is registered; a kind that
     is not a transformer is for finetune/hinton only, and refuses the options that need one (its
     `from_teacher_layers`; for the student an extra loss term, `loss.<name>.weight` > 0: hidden-state or attention
@@ -102,26 +106,37 @@ def check_kinds(specs: Mapping[str, Any], method: str, loss: Mapping[str, Any] |
         if method not in ("finetune", "hinton"):
             raise ConfigError(f"{key}.kind", f"{entry.name} is for method=finetune or hinton, not {method}")
         if spec.get("from_teacher_layers") is not None:
-            raise ConfigError(f"{key}.from_teacher_layers", f"needs a transformer student; {key}.kind={entry.name} has no layers to copy")
+            raise ConfigError(
+                f"{key}.from_teacher_layers",
+                f"needs a transformer student; {key}.kind={entry.name} has no layers to copy",
+            )
         if key != "model.student":
             continue
         for name, term in (loss or {}).items():
             if isinstance(term, Mapping) and float(term.get("weight") or 0.0) > 0:
-                raise ConfigError(f"loss.{name}.weight",
-                                  f"needs a transformer student (its layer outputs); {key}.kind={entry.name} has none: set it to 0")
+                raise ConfigError(
+                    f"loss.{name}.weight",
+                    f"needs a transformer student (its layer outputs); {key}.kind={entry.name} has none: set it to 0",
+                )
     for role in ("teacher", "student"):
         decay = ((stages.get(role) or {}).get("optimizer") or {}).get("layerwise_decay")
         spec = specs.get(f"model.{role}")
         if spec is not None and decay is not None and float(decay) < 1.0 and not of_spec(spec).transformer:
-            raise ConfigError(f"method.{role}.optimizer.layerwise_decay",
-                              f"needs a transformer (its layer stack); model.{role}.kind={of_spec(spec).name}: set it to 1.0")
+            raise ConfigError(
+                f"method.{role}.optimizer.layerwise_decay",
+                f"needs a transformer (its layer stack); model.{role}.kind={of_spec(spec).name}: set it to 1.0",
+            )
     for key, spec in specs.items():
         entry = of_spec(spec)
         if entry.check is not None:
             entry.call("check", key, spec, method)
 
+
 EMBEDDINGS = ("random", "teacher")  # a word student's embedding init: random, or the teacher's input embeddings
-PROJECTIONS = ("pca", "learnt")  # teacher embeddings to a smaller width: fixed (top principal components) or a trained Linear
+PROJECTIONS = (
+    "pca",
+    "learnt",
+)  # teacher embeddings to a smaller width: fixed (top principal components) or a trained Linear
 ARCHITECTURE_KEYS = {  # a word student's `config` keys (kdlab.models.word_students.WordStudentConfig and its subclasses)
     "bilstm": ("embedding_dim", "hidden_size", "fc_size", "dropout"),
     "textcnn": ("embedding_dim", "filter_widths", "num_filters", "dropout"),
@@ -132,15 +147,26 @@ def check_word_student(key: str, spec: Mapping[str, Any], method: str) -> None:
     """A BiLSTM/TextCNN spec: no Hugging Face keys (name_or_path, layers, trust_remote_code), embeddings
     random|teacher (teacher: method hinton), projection null|pca|learnt, its own `config` keys with positive sizes."""
     embeddings, projection = spec.get("embeddings", "random"), spec.get("projection")
-    for name in ("name_or_path", "layers"):  # a trained one is given as model.teacher.trained (its folder says its kind)
+    for name in (
+        "name_or_path",
+        "layers",
+    ):  # a trained one is given as model.teacher.trained (its folder says its kind)
         if spec.get(name) is not None:
-            raise ConfigError(f"{key}.{name}", f"is for a Hugging Face model; {key}.kind={spec.get('kind')} is built from its config: set it to null")
+            raise ConfigError(
+                f"{key}.{name}",
+                f"is for a Hugging Face model; {key}.kind={spec.get('kind')} is built from its config: set it to null",
+            )
     if spec.get("trust_remote_code"):
-        raise ConfigError(f"{key}.trust_remote_code", f"has no effect: {key}.kind={spec.get('kind')} is built by kdlab and runs no shipped code")
+        raise ConfigError(
+            f"{key}.trust_remote_code",
+            f"has no effect: {key}.kind={spec.get('kind')} is built by kdlab and runs no shipped code",
+        )
     if embeddings not in EMBEDDINGS:
         raise ConfigError(f"{key}.embeddings", f"must be one of {list(EMBEDDINGS)}, got {embeddings!r}")
     if embeddings == "teacher" and method != "hinton":
-        raise ConfigError(f"{key}.embeddings", f"teacher needs the teacher model (method=hinton); with method={method} use random")
+        raise ConfigError(
+            f"{key}.embeddings", f"teacher needs the teacher model (method=hinton); with method={method} use random"
+        )
     if projection is not None and projection not in PROJECTIONS:
         raise ConfigError(f"{key}.projection", f"must be one of {list(PROJECTIONS)} or null, got {projection!r}")
     known = ARCHITECTURE_KEYS[spec.get("kind")]
@@ -155,18 +181,45 @@ def check_word_student(key: str, spec: Mapping[str, Any], method: str) -> None:
             continue  # the teacher's width
         values = [value] if value is None or isinstance(value, (bool, int, float, str)) else list(value)
         if not values or any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in values):
-            raise ConfigError(f"{key}.config.{name}", f"must be a positive integer{' list' if name == 'filter_widths' else ''}, got {value!r}")
+            raise ConfigError(
+                f"{key}.config.{name}",
+                f"must be a positive integer{' list' if name == 'filter_widths' else ''}, got {value!r}",
+            )
 
 
-register_kind(ModelKind(
-    DEFAULT_KIND, "a Hugging Face AutoModelForSequenceClassification (pretrained name/folder, random config, or teacher layers)",
-    build="kdlab.models.backbone:build_hf_classifier", payload="kdlab.models.backbone:hf_payload",
-    from_payload="kdlab.models.backbone:hf_from_payload", load="kdlab.models.backbone:load_hf_folder",
-    export="kdlab.models.backbone:export_hf", transformer=True))
+register_kind(
+    ModelKind(
+        DEFAULT_KIND,
+        "a Hugging Face AutoModelForSequenceClassification (pretrained name/folder, random config, or teacher layers)",
+        build="kdlab.models.backbone:build_hf_classifier",
+        payload="kdlab.models.backbone:hf_payload",
+        from_payload="kdlab.models.backbone:hf_from_payload",
+        load="kdlab.models.backbone:load_hf_folder",
+        export="kdlab.models.backbone:export_hf",
+        transformer=True,
+    )
+)
 
 # the word-embedding students share their functions (kdlab.models.word_students dispatches on the kind)
-WORD_STUDENT = {step: f"kdlab.models.word_students:{step}" for step in ("build", "payload", "from_payload", "load", "export")}
-register_kind(ModelKind("bilstm", "Tang et al. 2019: embeddings, one bidirectional LSTM layer, max-pooled states, a ReLU layer, "
-                                  "the classifier", **WORD_STUDENT, transformer=False, check="kdlab.models.kinds:check_word_student"))
-register_kind(ModelKind("textcnn", "Kim 2014: embeddings, convolutions of several widths with ReLU, max-over-time pooling, "
-                                   "dropout, the classifier", **WORD_STUDENT, transformer=False, check="kdlab.models.kinds:check_word_student"))
+WORD_STUDENT = {
+    step: f"kdlab.models.word_students:{step}" for step in ("build", "payload", "from_payload", "load", "export")
+}
+register_kind(
+    ModelKind(
+        "bilstm",
+        "Tang et al. 2019: embeddings, one bidirectional LSTM layer, max-pooled states, a ReLU layer, the classifier",
+        **WORD_STUDENT,
+        transformer=False,
+        check="kdlab.models.kinds:check_word_student",
+    )
+)
+register_kind(
+    ModelKind(
+        "textcnn",
+        "Kim 2014: embeddings, convolutions of several widths with ReLU, max-over-time pooling, "
+        "dropout, the classifier",
+        **WORD_STUDENT,
+        transformer=False,
+        check="kdlab.models.kinds:check_word_student",
+    )
+)

@@ -42,7 +42,9 @@ def head_specs(tasks: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
         if kind not in ("classification", "regression"):
             raise ConfigError(f"data.tasks[{position}].task", f"must be classification or regression, got {kind!r}")
         if kind == "classification" and len(labels) < 2:
-            raise ConfigError(f"data.tasks[{position}].labels", f"a classification task needs at least 2 labels, got {labels}")
+            raise ConfigError(
+                f"data.tasks[{position}].labels", f"a classification task needs at least 2 labels, got {labels}"
+            )
         specs.append({"name": name, "task": kind, "labels": labels, "num_labels": len(labels) if labels else 1})
     return specs
 
@@ -61,7 +63,9 @@ class MultiTaskModel(nn.Module):
             dropout = getattr(config, "classifier_dropout", None) or getattr(config, "hidden_dropout_prob", 0.1)
         self.dropout_p = float(dropout)
         self.dropout = nn.Dropout(self.dropout_p)
-        self.heads = nn.ModuleDict({spec["name"]: nn.Linear(config.hidden_size, spec["num_labels"]) for spec in self.tasks})
+        self.heads = nn.ModuleDict(
+            {spec["name"]: nn.Linear(config.hidden_size, spec["num_labels"]) for spec in self.tasks}
+        )
         std = float(getattr(config, "initializer_range", None) or 0.02)
         for head in self.heads.values():  # as Hugging Face initialises a task head: normal(0, std), zero bias
             nn.init.normal_(head.weight, std=std)
@@ -119,8 +123,11 @@ def export_multitask(model: MultiTaskModel, tokenizer: Any, folder: str | Path) 
         model.encoder.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
         Path(tmp, HEADS_CONFIG).write_text(json.dumps(model.heads_config(), indent=2) + "\n", encoding="utf-8")
-        weights = {f"{name}.{key}": value.detach().cpu().contiguous() for name, head in model.heads.items()
-                   for key, value in head.state_dict().items()}
+        weights = {
+            f"{name}.{key}": value.detach().cpu().contiguous()
+            for name, head in model.heads.items()
+            for key, value in head.state_dict().items()
+        }
         save_file(weights, str(Path(tmp, HEADS_WEIGHTS)))
 
     save_atomically(folder, write)

@@ -43,12 +43,16 @@ def pool(token_embeddings: torch.Tensor, attention_mask: torch.Tensor, mode: str
 class SentenceEncoder(nn.Module):
     """An HF encoder whose pooled (optionally projected, optionally normalised) output is the sentence embedding."""
 
-    def __init__(self, backbone: nn.Module, pooling: str = "mean", normalize: bool = False, projection: nn.Linear | None = None):
+    def __init__(
+        self, backbone: nn.Module, pooling: str = "mean", normalize: bool = False, projection: nn.Linear | None = None
+    ):
         super().__init__()
         if pooling not in POOLING_MODES:
             raise ConfigError("model.pooling", f"must be one of {list(POOLING_MODES)}, got {pooling!r}")
         if projection is not None and projection.in_features != int(backbone.config.hidden_size):
-            raise ValueError(f"projection takes {projection.in_features}-d inputs, the encoder's width is {backbone.config.hidden_size}")
+            raise ValueError(
+                f"projection takes {projection.in_features}-d inputs, the encoder's width is {backbone.config.hidden_size}"
+            )
         self.backbone = backbone
         # the sentence embedding pools the token states: a backbone's own pooler (BERT's) is never used, so it
         # is frozen (kept in exports) — DDP refuses trainable parameters that get no gradient
@@ -77,7 +81,9 @@ class SentenceEncoder(nn.Module):
         """Add a learnt Linear(hidden_size → dim) after pooling (before normalisation); nn.Linear's default init."""
         self.projection = nn.Linear(self.hidden_size, int(dim))
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor | None = None
+    ) -> torch.Tensor:
         kwargs = {"input_ids": input_ids, "attention_mask": attention_mask}
         if token_type_ids is not None:
             kwargs["token_type_ids"] = token_type_ids
@@ -103,28 +109,59 @@ class SentenceEncoder(nn.Module):
             ]
             if self.projection is not None:
                 dense = root / f"{len(modules)}_Dense"
-                modules.append({"idx": len(modules), "name": str(len(modules)), "path": dense.name, "type": "sentence_transformers.models.Dense"})
+                modules.append(
+                    {
+                        "idx": len(modules),
+                        "name": str(len(modules)),
+                        "path": dense.name,
+                        "type": "sentence_transformers.models.Dense",
+                    }
+                )
                 dense.mkdir()
-                (dense / "config.json").write_text(json.dumps({
-                    "in_features": self.projection.in_features, "out_features": self.projection.out_features,
-                    "bias": self.projection.bias is not None, "activation_function": IDENTITY,
-                }, indent=2))
-                weights = {f"linear.{name}": tensor.detach().cpu().contiguous() for name, tensor in self.projection.state_dict().items()}
+                (dense / "config.json").write_text(
+                    json.dumps(
+                        {
+                            "in_features": self.projection.in_features,
+                            "out_features": self.projection.out_features,
+                            "bias": self.projection.bias is not None,
+                            "activation_function": IDENTITY,
+                        },
+                        indent=2,
+                    )
+                )
+                weights = {
+                    f"linear.{name}": tensor.detach().cpu().contiguous()
+                    for name, tensor in self.projection.state_dict().items()
+                }
                 save_file(weights, str(dense / "model.safetensors"))
             if self.normalize:
                 normalize = root / f"{len(modules)}_Normalize"
-                modules.append({"idx": len(modules), "name": str(len(modules)), "path": normalize.name, "type": "sentence_transformers.models.Normalize"})
+                modules.append(
+                    {
+                        "idx": len(modules),
+                        "name": str(len(modules)),
+                        "path": normalize.name,
+                        "type": "sentence_transformers.models.Normalize",
+                    }
+                )
                 normalize.mkdir()
             (root / "modules.json").write_text(json.dumps(modules, indent=2))
-            (root / "sentence_bert_config.json").write_text(json.dumps({"max_seq_length": int(max_seq_length), "do_lower_case": False}, indent=2))
+            (root / "sentence_bert_config.json").write_text(
+                json.dumps({"max_seq_length": int(max_seq_length), "do_lower_case": False}, indent=2)
+            )
             (root / "1_Pooling").mkdir()
-            (root / "1_Pooling" / "config.json").write_text(json.dumps({
-                "word_embedding_dimension": self.hidden_size,
-                "pooling_mode_cls_token": self.pooling == "cls",
-                "pooling_mode_mean_tokens": self.pooling == "mean",
-                "pooling_mode_max_tokens": self.pooling == "max",
-                "pooling_mode_mean_sqrt_len_tokens": False,
-            }, indent=2))
+            (root / "1_Pooling" / "config.json").write_text(
+                json.dumps(
+                    {
+                        "word_embedding_dimension": self.hidden_size,
+                        "pooling_mode_cls_token": self.pooling == "cls",
+                        "pooling_mode_mean_tokens": self.pooling == "mean",
+                        "pooling_mode_max_tokens": self.pooling == "max",
+                        "pooling_mode_mean_sqrt_len_tokens": False,
+                    },
+                    indent=2,
+                )
+            )
 
         save_atomically(folder, write)
         return folder
@@ -140,14 +177,20 @@ def sentence_transformers_settings(folder: str | Path) -> dict[str, Any]:
     kinds = [m["type"].rsplit(".", 1)[-1] for m in modules]
     supported = [k for k in ("Transformer", "Pooling", "Dense", "Normalize") if k in kinds]
     if kinds != supported:
-        raise ConfigError("model.name_or_path", f"{modules_file}: modules {kinds} are not supported (Transformer → Pooling [→ Dense] [→ Normalize])")
+        raise ConfigError(
+            "model.name_or_path",
+            f"{modules_file}: modules {kinds} are not supported (Transformer → Pooling [→ Dense] [→ Normalize])",
+        )
     settings: dict[str, Any] = {"normalize": "Normalize" in kinds}
     for module in modules:
         if module["type"].endswith("Dense"):
             config_file = folder / module["path"] / "config.json"
             dense = json.loads(config_file.read_text(encoding="utf-8"))
             if dense.get("activation_function", IDENTITY) != IDENTITY or dense.get("use_residual"):
-                raise ConfigError("model.name_or_path", f"{config_file}: only a Dense layer with identity activation and no residual is supported")
+                raise ConfigError(
+                    "model.name_or_path",
+                    f"{config_file}: only a Dense layer with identity activation and no residual is supported",
+                )
             settings["dense"] = folder / module["path"]
         if module["type"].endswith("Pooling"):
             pooling = json.loads((folder / module["path"] / "config.json").read_text(encoding="utf-8"))
@@ -158,7 +201,9 @@ def sentence_transformers_settings(folder: str | Path) -> dict[str, Any]:
             elif pooling.get("pooling_mode_mean_tokens"):
                 settings["pooling"] = "mean"
             else:
-                raise ConfigError("model.pooling", f"{folder}: pooling mode {pooling} is not supported (mean, cls or max)")
+                raise ConfigError(
+                    "model.pooling", f"{folder}: pooling mode {pooling} is not supported (mean, cls or max)"
+                )
     bert_config = folder / "sentence_bert_config.json"
     if bert_config.exists():
         settings["max_seq_length"] = json.loads(bert_config.read_text(encoding="utf-8")).get("max_seq_length")
@@ -176,7 +221,9 @@ def load_dense(folder: Path) -> nn.Linear:
     elif (folder / "pytorch_model.bin").exists():  # older sentence-transformers folders
         weights = torch.load(folder / "pytorch_model.bin", map_location="cpu", weights_only=True)
     else:
-        raise ConfigError("model.name_or_path", f"{folder} has no model.safetensors or pytorch_model.bin for its Dense layer")
+        raise ConfigError(
+            "model.name_or_path", f"{folder} has no model.safetensors or pytorch_model.bin for its Dense layer"
+        )
     layer.load_state_dict({name.removeprefix("linear."): tensor for name, tensor in weights.items()})
     return layer
 

@@ -32,7 +32,9 @@ class TextCNNConfig(WordStudentConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        self.filter_widths = [int(width) for width in self.filter_widths]  # a plain list (a config node is not checkpoint-safe)
+        self.filter_widths = [
+            int(width) for width in self.filter_widths
+        ]  # a plain list (a config node is not checkpoint-safe)
 
 
 class TextCNNClassifier(WordStudent):
@@ -43,8 +45,10 @@ class TextCNNClassifier(WordStudent):
 
     def __init__(self, config: TextCNNConfig):
         super().__init__(config)
-        self.convs = nn.ModuleList(nn.Conv1d(config.embedding_dim, config.num_filters, int(k), padding=int(k) - 1)
-                                   for k in config.filter_widths)
+        self.convs = nn.ModuleList(
+            nn.Conv1d(config.embedding_dim, config.num_filters, int(k), padding=int(k) - 1)
+            for k in config.filter_widths
+        )
 
     def feature_size(self) -> int:
         return self.config.num_filters * len(self.config.filter_widths)

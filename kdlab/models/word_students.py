@@ -53,7 +53,9 @@ class WordStudentConfig:
     label2id: dict[str, int] = field(default_factory=dict)
     dropout: float = 0.1
     source_dim: int | None = None  # projection=learnt: the width of the stored embeddings (the teacher's)
-    embedding_init: str = "random"  # how the embeddings started (a record: random | teacher | teacher, pca | teacher, learnt)
+    embedding_init: str = (
+        "random"  # how the embeddings started (a record: random | teacher | teacher, pca | teacher, learnt)
+    )
 
     def __post_init__(self) -> None:
         self.id2label = {int(i): str(label) for i, label in self.id2label.items()}  # JSON keys are strings
@@ -103,8 +105,10 @@ class WordStudent(nn.Module):
 
         The `output_*` flags are a transformer's: asked for (a layer-matching loss term), they are an error, never ignored."""
         if output_hidden_states or output_attentions:
-            raise ValueError(f"a {self.kdlab_kind} student has no layer outputs (hidden states, attentions) to match: "
-                             "turn the layer-matching loss terms off (loss.<term>.weight=0)")
+            raise ValueError(
+                f"a {self.kdlab_kind} student has no layer outputs (hidden states, attentions) to match: "
+                "turn the layer-matching loss terms off (loss.<term>.weight=0)"
+            )
         mask = torch.ones_like(input_ids) if attention_mask is None else attention_mask
         states = self.embeddings(input_ids)
         if self.projection is not None:
@@ -116,9 +120,14 @@ class WordStudent(nn.Module):
 
     def save_pretrained(self, folder: str | Path) -> None:
         """Write model.safetensors and config.json into `folder` (which exists)."""
-        save_file({name: tensor.detach().contiguous() for name, tensor in self.state_dict().items()}, str(Path(folder) / WEIGHTS_NAME),
-                  metadata={"format": "pt"})
-        (Path(folder) / CONFIG_NAME).write_text(json.dumps(self.config.to_dict(), indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        save_file(
+            {name: tensor.detach().contiguous() for name, tensor in self.state_dict().items()},
+            str(Path(folder) / WEIGHTS_NAME),
+            metadata={"format": "pt"},
+        )
+        (Path(folder) / CONFIG_NAME).write_text(
+            json.dumps(self.config.to_dict(), indent=2, sort_keys=True) + "\n", encoding="utf-8"
+        )
 
     @classmethod
     def from_config_dict(cls, data: Mapping[str, Any]) -> WordStudent:
@@ -154,9 +163,17 @@ def _classes() -> dict[str, type[WordStudent]]:
 
 def _head(task: str, labels: Sequence[str]) -> dict[str, Any]:
     if task == "regression":
-        return {"num_labels": 1, "problem_type": "regression", "id2label": {0: "LABEL_0"}, "label2id": {"LABEL_0": 0}}  # as transformers
-    return {"num_labels": len(labels), "id2label": {i: str(label) for i, label in enumerate(labels)},
-            "label2id": {str(label): i for i, label in enumerate(labels)}}
+        return {
+            "num_labels": 1,
+            "problem_type": "regression",
+            "id2label": {0: "LABEL_0"},
+            "label2id": {"LABEL_0": 0},
+        }  # as transformers
+    return {
+        "num_labels": len(labels),
+        "id2label": {i: str(label) for i, label in enumerate(labels)},
+        "label2id": {str(label): i for i, label in enumerate(labels)},
+    }
 
 
 def principal_components(weights: torch.Tensor, width: int) -> torch.Tensor:
@@ -169,7 +186,9 @@ def principal_components(weights: torch.Tensor, width: int) -> torch.Tensor:
     return rows @ (components * signs)
 
 
-def build(spec: Mapping[str, Any], task: str, labels: Sequence[str], tokenizer: Any, teacher: nn.Module | None = None) -> WordStudent:
+def build(
+    spec: Mapping[str, Any], task: str, labels: Sequence[str], tokenizer: Any, teacher: nn.Module | None = None
+) -> WordStudent:
     """A fresh BiLSTM/TextCNN for the task over `tokenizer`, embeddings random or from the teacher's (see the module doc)."""
     kind = str(spec["kind"])
     cls = _classes()[kind]
@@ -181,24 +200,39 @@ def build(spec: Mapping[str, Any], task: str, labels: Sequence[str], tokenizer: 
             raise ConfigError("model.student.embeddings", "teacher needs the teacher model (method=hinton)")
         source = teacher.get_input_embeddings().weight
         if source.shape[0] != len(tokenizer):
-            raise ConfigError("model.student.tokenizer", f"embeddings=teacher needs the teacher's tokenizer ({source.shape[0]} rows, "
-                                                         f"the tokenizer has {len(tokenizer)})")
+            raise ConfigError(
+                "model.student.tokenizer",
+                f"embeddings=teacher needs the teacher's tokenizer ({source.shape[0]} rows, "
+                f"the tokenizer has {len(tokenizer)})",
+            )
         if arch.get("embedding_dim") is None:
             arch["embedding_dim"] = source.shape[1]
     width = int(arch.get("embedding_dim") or 0)
     init, learnt = str(embeddings), None
     if source is not None and width != source.shape[1]:
         if projection not in ("pca", "learnt") or width > source.shape[1]:
-            raise ConfigError("model.student.projection", f"embedding_dim {width} differs from the teacher's width {source.shape[1]}: "
-                                                          "set projection to pca (fixed) or learnt, and embedding_dim at most the teacher's")
+            raise ConfigError(
+                "model.student.projection",
+                f"embedding_dim {width} differs from the teacher's width {source.shape[1]}: "
+                "set projection to pca (fixed) or learnt, and embedding_dim at most the teacher's",
+            )
         init = f"teacher, {projection} to {width}"
         learnt = source.shape[1] if projection == "learnt" else None
-    config = cls.config_class(model_type=kind, vocab_size=len(tokenizer), pad_token_id=int(tokenizer.pad_token_id),
-                              source_dim=learnt, embedding_init=init, **_head(task, labels), **arch)
+    config = cls.config_class(
+        model_type=kind,
+        vocab_size=len(tokenizer),
+        pad_token_id=int(tokenizer.pad_token_id),
+        source_dim=learnt,
+        embedding_init=init,
+        **_head(task, labels),
+        **arch,
+    )
     model = cls(config)
     if source is not None:
         with torch.no_grad():
-            model.embeddings.weight.copy_(principal_components(source, width) if init.startswith("teacher, pca") else source)
+            model.embeddings.weight.copy_(
+                principal_components(source, width) if init.startswith("teacher, pca") else source
+            )
     return model
 
 
@@ -218,7 +252,9 @@ def load(folder: Path, key: str) -> WordStudent:
         data = json.loads((Path(folder) / CONFIG_NAME).read_text(encoding="utf-8"))
         return _classes()[str(data.get("kdlab_kind"))].from_pretrained(folder)
     except (OSError, ValueError, TypeError, KeyError, RuntimeError) as err:
-        raise ConfigError(key, f"cannot load {folder} ({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''})") from None
+        raise ConfigError(
+            key, f"cannot load {folder} ({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''})"
+        ) from None
 
 
 def export(model: WordStudent, folder: str) -> None:

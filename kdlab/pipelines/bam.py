@@ -87,7 +87,9 @@ def check_given_teachers(cfg: DictConfig, tasks: list[dict[str, Any]]) -> None:
             check_head(model, TextDataModule(task), key)
 
 
-def obtain_teachers(cfg: DictConfig, tasks: list[dict[str, Any]], run_dir: Path) -> tuple[dict[str, TeacherPredictions], dict[str, float]]:
+def obtain_teachers(
+    cfg: DictConfig, tasks: list[dict[str, Any]], run_dir: Path
+) -> tuple[dict[str, TeacherPredictions], dict[str, float]]:
     """Every task's teacher (trained, reused or given) and its cached training-set logits; plus its metrics."""
     predictions: dict[str, TeacherPredictions] = {}
     metrics: dict[str, float] = {}
@@ -98,7 +100,8 @@ def obtain_teachers(cfg: DictConfig, tasks: list[dict[str, Any]], run_dir: Path)
         sub = task_run_config(cfg, task)
         datamodule = TextDataModule(sub.data)
         teacher, tokenizer, teacher_metrics, origin = obtain_teacher(
-            sub, datamodule, run_dir, stage=f"teacher_{name}", key=f"method.trained_teachers.{name}")
+            sub, datamodule, run_dir, stage=f"teacher_{name}", key=f"method.trained_teachers.{name}"
+        )
         outputs, info = cached_teacher_logits(sub, teacher, tokenizer, datamodule)
         ids = [content_id(r["text"], r.get("text_pair")) for r in datamodule.records("train")]
         predictions[name] = TeacherPredictions(ids, outputs, info["path"])
@@ -110,8 +113,12 @@ def obtain_teachers(cfg: DictConfig, tasks: list[dict[str, Any]], run_dir: Path)
 
 
 def train_student(
-    cfg: DictConfig, stage: str, tasks: list[dict[str, Any]], tokenizer: Any,
-    predictions: dict[str, TeacherPredictions] | None, run_dir: Path,
+    cfg: DictConfig,
+    stage: str,
+    tasks: list[dict[str, Any]],
+    tokenizer: Any,
+    predictions: dict[str, TeacherPredictions] | None,
+    run_dir: Path,
 ) -> dict[str, float]:
     """Train a student over `tasks` with BAM (gold labels only when `predictions` is None); its val/test metrics."""
     data_cfg = {**container(cfg.data), "tasks": tasks}
@@ -119,15 +126,22 @@ def train_student(
     pl.seed_everything(cfg.seed, workers=True)
     model = build_multitask_model(container(cfg.model.student), tasks, tokenizer)
     module = BAM(
-        model, tokenizer, container(cfg.method.student.optimizer),
+        model,
+        tokenizer,
+        container(cfg.method.student.optimizer),
         metrics={t["name"]: list(t["metrics"]) for t in tasks},
         main_metrics={t["name"]: main_metric(t) for t in tasks},
         teacher_outputs={t["name"]: predictions[t["name"]] for t in tasks} if predictions is not None else None,
         teacher_annealing=bool(cfg.method.teacher_annealing),
         fixed_lambda=float(cfg.method.fixed_lambda),
     )
-    write_json(run_dir / stage / "mix.json", {"probabilities": datamodule.probabilities(),
-                                              "epochs": [datamodule.epoch_mix(e) for e in range(int(cfg.method.student.epochs))]})
+    write_json(
+        run_dir / stage / "mix.json",
+        {
+            "probabilities": datamodule.probabilities(),
+            "epochs": [datamodule.epoch_mix(e) for e in range(int(cfg.method.student.epochs))],
+        },
+    )
     return fit_stage(cfg, stage, module, datamodule, cfg.method.student, run_dir)
 
 
@@ -148,5 +162,10 @@ def run_bam(cfg: DictConfig, run_dir: Path) -> dict[str, float]:
         student = {k: v for k, v in student.items() if not k.endswith("/glue_mean")}
         results.update({f"student/{k}": v for k, v in with_glue_mean(student, tasks).items()})
     else:
-        results.update({f"student/{k}": v for k, v in train_student(cfg, "student", tasks, tokenizer, predictions, run_dir).items()})
+        results.update(
+            {
+                f"student/{k}": v
+                for k, v in train_student(cfg, "student", tasks, tokenizer, predictions, run_dir).items()
+            }
+        )
     return results

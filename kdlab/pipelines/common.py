@@ -27,9 +27,13 @@ def cached_teacher_outputs(
     cache = TeacherOutputCache(Path(cfg.paths.cache_dir) / "teacher_outputs")
     max_length = int(cfg.data.max_length)
     identity = f"{type(teacher).__name__}/{teacher.config.model_type}"
-    key = cache.key(identity=identity, teacher=teacher, tokenizer=tokenizer, max_length=max_length, kind=kind, inputs=unique)
+    key = cache.key(
+        identity=identity, teacher=teacher, tokenizer=tokenizer, max_length=max_length, kind=kind, inputs=unique
+    )
     outputs, hit = cache.get_or_compute(
-        key, unique, lambda items: predict(teacher, tokenizer, items, max_length, int(cfg.data.eval_batch_size), select=select)
+        key,
+        unique,
+        lambda items: predict(teacher, tokenizer, items, max_length, int(cfg.data.eval_batch_size), select=select),
     )
     info = {"mode": "cache", "hit": hit, "key": key, "path": str(cache.path(key)), "rows": len(unique)}
     return outputs[torch.tensor(where)], info
@@ -45,10 +49,20 @@ def print_table(results: dict[str, float], metric_names: list[str]) -> str:
         role = key.split("/", 1)[0]
         if role not in roles:
             roles.append(role)
-    labels = {"teacher": "teacher", "student": "student (KD)", "baseline": "student (no KD)", "student_init": "before training"}
+    labels = {
+        "teacher": "teacher",
+        "student": "student (KD)",
+        "baseline": "student (no KD)",
+        "student_init": "before training",
+    }
     table = Table(title="kdlab results")
     table.add_column("model")
-    columns = [(split, m) for m in metric_names for split in ("val", "test") if any(k.endswith(f"/{split}/{m}") for k in results)]
+    columns = [
+        (split, m)
+        for m in metric_names
+        for split in ("val", "test")
+        if any(k.endswith(f"/{split}/{m}") for k in results)
+    ]
     for split, m in columns:
         table.add_column(f"{split}/{m}", justify="right")
     for role in roles:

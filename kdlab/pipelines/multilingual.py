@@ -52,23 +52,34 @@ def build_student(cfg: DictConfig, teacher: SentenceEncoder, teacher_tokenizer: 
         tokenizer = teacher_tokenizer if choice in (None, "teacher") else load_tokenizer(str(choice))
     else:  # any HF encoder; pooling and normalisation default to the teacher's
         shares_tokenizer = spec.get("tokenizer") == "teacher"
-        spec.update({
-            "tokenizer": None if shares_tokenizer else spec.get("tokenizer"),
-            "pooling": spec.get("pooling") or teacher.pooling,
-            "normalize": teacher.normalize if spec.get("normalize") is None else spec["normalize"],
-        })
+        spec.update(
+            {
+                "tokenizer": None if shares_tokenizer else spec.get("tokenizer"),
+                "pooling": spec.get("pooling") or teacher.pooling,
+                "normalize": teacher.normalize if spec.get("normalize") is None else spec["normalize"],
+            }
+        )
         student, tokenizer = load_sentence_encoder(spec, "model.student")
         if shares_tokenizer:
             tokenizer = teacher_tokenizer
     if spec.get("projection"):
         if student.projection is not None:
-            raise ConfigError("model.student.projection", f"the student already ends in a Dense layer ({student.hidden_size} → {student.dim}), "
-                              "which trains with it; set model.student.projection=false")
+            raise ConfigError(
+                "model.student.projection",
+                f"the student already ends in a Dense layer ({student.hidden_size} → {student.dim}), "
+                "which trains with it; set model.student.projection=false",
+            )
         student.add_projection(teacher.dim)  # a learnt Linear(student width → teacher width), trained with the student
     elif student.dim != teacher.dim:
-        fix = ("its Dense layer must output the teacher's width" if student.projection is not None
-               else f"set model.student.projection=true to learn a linear map {student.dim} → {teacher.dim} after pooling")
-        raise ConfigError("model.student", f"the student's embedding width {student.dim} differs from the teacher's {teacher.dim}; {fix}")
+        fix = (
+            "its Dense layer must output the teacher's width"
+            if student.projection is not None
+            else f"set model.student.projection=true to learn a linear map {student.dim} → {teacher.dim} after pooling"
+        )
+        raise ConfigError(
+            "model.student",
+            f"the student's embedding width {student.dim} differs from the teacher's {teacher.dim}; {fix}",
+        )
     return student, tokenizer
 
 
@@ -105,14 +116,23 @@ def run_multilingual(cfg: DictConfig, run_dir: Path) -> dict[str, float]:
         outputs[split], infos[split] = cached_teacher_outputs(
             cfg, teacher, teacher_tokenizer, [(text, None) for text in sources], kind, lambda embeddings: embeddings
         )
-    write_json(run_dir / "teacher" / "teacher.json", {"model": str(cfg.model.teacher.get("name_or_path")), "outputs": infos})
+    write_json(
+        run_dir / "teacher" / "teacher.json", {"model": str(cfg.model.teacher.get("name_or_path")), "outputs": infos}
+    )
 
     evaluators = build_evaluators(cfg)
 
     def module_for(model: SentenceEncoder, model_tokenizer: Any) -> MultilingualDistillation:
         return MultilingualDistillation(
-            model, model_tokenizer, container(cfg.method.student.optimizer), outputs["train"], outputs["validation"],
-            datamodule.languages(), int(cfg.data.max_length), int(cfg.data.eval_batch_size), evaluators,
+            model,
+            model_tokenizer,
+            container(cfg.method.student.optimizer),
+            outputs["train"],
+            outputs["validation"],
+            datamodule.languages(),
+            int(cfg.data.max_length),
+            int(cfg.data.eval_batch_size),
+            evaluators,
         )
 
     results: dict[str, float] = {}
@@ -121,6 +141,13 @@ def run_multilingual(cfg: DictConfig, run_dir: Path) -> dict[str, float]:
         teacher_metrics = evaluate(cfg, module_for(teacher, teacher_tokenizer), datamodule, run_dir / "teacher")
         results.update({f"teacher/{k}": v for k, v in teacher_metrics.items()})
     module = module_for(student, tokenizer)
-    results.update({f"student_init/{k}": v for k, v in evaluate(cfg, module, datamodule, run_dir / "student_init").items()})
-    results.update({f"student/{k}": v for k, v in fit_stage(cfg, "student", module, datamodule, cfg.method.student, run_dir).items()})
+    results.update(
+        {f"student_init/{k}": v for k, v in evaluate(cfg, module, datamodule, run_dir / "student_init").items()}
+    )
+    results.update(
+        {
+            f"student/{k}": v
+            for k, v in fit_stage(cfg, "student", module, datamodule, cfg.method.student, run_dir).items()
+        }
+    )
     return results

@@ -68,7 +68,9 @@ def teacher_key(cfg: DictConfig, datamodule: TextDataModule) -> str:
         "stage": container(cfg.method.teacher),
         "seed": cfg.seed,
         "threads": cfg.get("threads"),  # CPU results depend on the thread count (RELIABILITY.md)
-        "trainer": {k: v for k, v in container(cfg.trainer).items() if k not in ("enable_progress_bar", "enable_model_summary")},
+        "trainer": {
+            k: v for k, v in container(cfg.trainer).items() if k not in ("enable_progress_bar", "enable_model_summary")
+        },
         "callbacks": container(cfg.get("callbacks")),
         "kdlab": __version__,
     }
@@ -76,8 +78,14 @@ def teacher_key(cfg: DictConfig, datamodule: TextDataModule) -> str:
 
 
 def _module(
-    kind: str, cfg: DictConfig, stage_cfg: DictConfig, model: Any, tokenizer: Any, datamodule: TextDataModule,
-    teacher: Any = None, teacher_outputs: Any = None,
+    kind: str,
+    cfg: DictConfig,
+    stage_cfg: DictConfig,
+    model: Any,
+    tokenizer: Any,
+    datamodule: TextDataModule,
+    teacher: Any = None,
+    teacher_outputs: Any = None,
 ) -> pl.LightningModule:
     common = dict(
         model=model,
@@ -90,9 +98,13 @@ def _module(
     if kind == "hinton":
         temperature = cfg.loss.get("temperature")
         return HintonKD(
-            teacher=teacher, teacher_outputs=teacher_outputs, alpha=float(cfg.loss.alpha),
-            temperature=None if temperature is None else float(temperature), soft=cfg.loss.get("soft", "soft_target"),
-            terms=loss_terms(cfg, model, teacher), **common,
+            teacher=teacher,
+            teacher_outputs=teacher_outputs,
+            alpha=float(cfg.loss.alpha),
+            temperature=None if temperature is None else float(temperature),
+            soft=cfg.loss.get("soft", "soft_target"),
+            terms=loss_terms(cfg, model, teacher),
+            **common,
         )
     return Finetune(**common)
 
@@ -108,7 +120,11 @@ def loss_terms(cfg: DictConfig, student: Any, teacher: Any) -> dict[str, Any]:
         entry = TERMS[name]
         check_live_teacher(f"loss.{name}.weight", entry, "live" if teacher is not None else "cache")
         s_layers, t_layers = student.config.num_hidden_layers, teacher.config.num_hidden_layers
-        pairs = OmegaConf.to_container(spec.layer_map, resolve=True) if spec.get("layer_map") else default_layer_map(s_layers, t_layers)
+        pairs = (
+            OmegaConf.to_container(spec.layer_map, resolve=True)
+            if spec.get("layer_map")
+            else default_layer_map(s_layers, t_layers)
+        )
         layer_map = check_layer_map(f"loss.{name}.layer_map", pairs, entry, s_layers, t_layers)
         built[name] = entry.load().from_models(layer_map, weight, student.config, teacher.config)
     return built
@@ -122,7 +138,11 @@ def check_head(model: Any, datamodule: TextDataModule, key: str) -> None:
 
 
 def obtain_teacher(
-    cfg: DictConfig, datamodule: TextDataModule, run_dir: Path, stage: str = "teacher", key: str = "model.teacher.trained"
+    cfg: DictConfig,
+    datamodule: TextDataModule,
+    run_dir: Path,
+    stage: str = "teacher",
+    key: str = "model.teacher.trained",
 ) -> tuple[Any, Any, dict[str, float], str]:
     """The teacher model, its tokenizer, its val/test metrics, and where it came from (`stage`: its run sub-folder).
 
@@ -133,7 +153,9 @@ def obtain_teacher(
         model, tokenizer = load_trained(spec.trained, key=key)
         check_head(model, datamodule, key)
         datamodule.tokenizer = tokenizer
-        metrics = evaluate(cfg, _module("finetune", cfg, cfg.method.teacher, model, tokenizer, datamodule), datamodule, run_dir / stage)
+        metrics = evaluate(
+            cfg, _module("finetune", cfg, cfg.method.teacher, model, tokenizer, datamodule), datamodule, run_dir / stage
+        )
         return model, tokenizer, metrics, f"given: {spec.trained}"
     stored = Path(cfg.paths.teacher_store) / teacher_key(cfg, datamodule)
     evaluated_on = data_fingerprints(datamodule)
@@ -146,9 +168,15 @@ def obtain_teacher(
             log.info("teacher: reusing %s (same config and data as an earlier run)", stored)
         else:  # same training data, other test rows: the stored scores are not this data's
             module = _module("finetune", cfg, cfg.method.teacher, model, tokenizer, datamodule)
-            kept = {k: v for k, v in json.loads((stored / "metrics.json").read_text()).items() if k.startswith("checkpoint/")}
+            kept = {
+                k: v
+                for k, v in json.loads((stored / "metrics.json").read_text()).items()
+                if k.startswith("checkpoint/")
+            }
             metrics = {**evaluate(cfg, module, datamodule, run_dir / stage), **kept}
-            log.info("teacher: reusing %s (same config and training data), re-scored on this run's evaluation data", stored)
+            log.info(
+                "teacher: reusing %s (same config and training data), re-scored on this run's evaluation data", stored
+            )
         if is_global_zero():
             log_to_trackers(cfg, stage, metrics)
         return model, tokenizer, metrics, f"reused: {stored}"
@@ -169,7 +197,9 @@ def obtain_teacher(
     return module.model, tokenizer, metrics, f"trained in this run, stored as {stored}"
 
 
-def cached_teacher_logits(cfg: DictConfig, teacher: Any, tokenizer: Any, datamodule: TextDataModule) -> tuple[Any, dict[str, Any]]:
+def cached_teacher_logits(
+    cfg: DictConfig, teacher: Any, tokenizer: Any, datamodule: TextDataModule
+) -> tuple[Any, dict[str, Any]]:
     """Teacher logits for every training example."""
     inputs = [(r["text"], r.get("text_pair")) for r in datamodule.records("train")]
     return cached_teacher_outputs(cfg, teacher, tokenizer, inputs, "logits", lambda output: output.logits)
@@ -200,18 +230,37 @@ def run_hinton(cfg: DictConfig, run_dir: Path) -> dict[str, float]:
         live_teacher = None
     else:
         teacher_outputs, outputs_info, live_teacher = None, {"mode": "live"}, teacher
-    write_json(run_dir / "teacher" / "teacher.json", {"origin": origin, "metrics": teacher_metrics, "outputs": outputs_info})
+    write_json(
+        run_dir / "teacher" / "teacher.json", {"origin": origin, "metrics": teacher_metrics, "outputs": outputs_info}
+    )
 
     pl.seed_everything(cfg.seed, workers=True)
     student = build_model(cfg.model.student, datamodule.task, datamodule.labels, tokenizer, teacher=teacher)
     module = _module(
-        "hinton", cfg, cfg.method.student, student, tokenizer, datamodule, teacher=live_teacher, teacher_outputs=teacher_outputs
+        "hinton",
+        cfg,
+        cfg.method.student,
+        student,
+        tokenizer,
+        datamodule,
+        teacher=live_teacher,
+        teacher_outputs=teacher_outputs,
     )
-    results.update({f"student/{k}": v for k, v in fit_stage(cfg, "student", module, datamodule, cfg.method.student, run_dir).items()})
+    results.update(
+        {
+            f"student/{k}": v
+            for k, v in fit_stage(cfg, "student", module, datamodule, cfg.method.student, run_dir).items()
+        }
+    )
 
     if cfg.method.baseline:
         pl.seed_everything(cfg.seed, workers=True)
         baseline = build_model(cfg.model.student, datamodule.task, datamodule.labels, tokenizer, teacher=teacher)
         module = _module("finetune", cfg, cfg.method.student, baseline, tokenizer, datamodule)
-        results.update({f"baseline/{k}": v for k, v in fit_stage(cfg, "baseline", module, datamodule, cfg.method.student, run_dir).items()})
+        results.update(
+            {
+                f"baseline/{k}": v
+                for k, v in fit_stage(cfg, "baseline", module, datamodule, cfg.method.student, run_dir).items()
+            }
+        )
     return results

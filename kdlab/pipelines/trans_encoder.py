@@ -61,8 +61,9 @@ class Progress:
             state = json.loads(self.path.read_text(encoding="utf-8"))
             if state.get("config_hash") != config_hash:
                 raise ConfigError(
-                    "hydra.run.dir", f"{run_dir} holds a Trans-Encoder run with a different config; resume it with the same "
-                    "overrides, or start a new run folder"
+                    "hydra.run.dir",
+                    f"{run_dir} holds a Trans-Encoder run with a different config; resume it with the same "
+                    "overrides, or start a new run folder",
                 )
             self.state = state
             if state["done"]:
@@ -101,11 +102,15 @@ def _clean(text: str) -> str:
     return " ".join(text.split())
 
 
-def write_labels(path: Path, pairs: list[tuple[str, str]], labels: torch.Tensor, per_model: list[torch.Tensor], names: list[str]) -> None:
+def write_labels(
+    path: Path, pairs: list[tuple[str, str]], labels: torch.Tensor, per_model: list[torch.Tensor], names: list[str]
+) -> None:
     """Pseudo-labels as a TSV a person can read: sentence1, sentence2, label (the mean), one column per model."""
     lines = ["\t".join(["sentence1", "sentence2", "label", *names])]
     for row, (a, b) in enumerate(pairs):
-        lines.append("\t".join([_clean(a), _clean(b), repr(float(labels[row])), *(repr(float(m[row])) for m in per_model)]))
+        lines.append(
+            "\t".join([_clean(a), _clean(b), repr(float(labels[row])), *(repr(float(m[row])) for m in per_model)])
+        )
     write_text(path, "\n".join(lines) + "\n")
 
 
@@ -142,7 +147,10 @@ class TransEncoderRun:
         for index, spec in enumerate(self.cross_specs):
             origin = spec.get("from_bi_start")
             if origin is not None and not 0 <= int(origin) < len(starts):
-                raise ConfigError(f"model.cross_encoders[{index}].from_bi_start", f"must index model.bi_encoders (0..{len(starts) - 1}), got {origin}")
+                raise ConfigError(
+                    f"model.cross_encoders[{index}].from_bi_start",
+                    f"must index model.bi_encoders (0..{len(starts) - 1}), got {origin}",
+                )
             tokenizer = starts[int(origin)][1] if origin is not None else _tokenizer(self.cfg, spec, self.data)
             check_pair_tokenizer(tokenizer, f"model.cross_encoders[{index}].tokenizer")
             self.cross_tokenizers.append(tokenizer)
@@ -188,7 +196,9 @@ class TransEncoderRun:
         return container(stage.optimizer)
 
     def train_bi(self, stage: str, model: SentenceEncoder, tokenizer: Any, labels: torch.Tensor) -> dict[str, float]:
-        module = BiEncoderStage(model, tokenizer, self._optimizer(self.method.bi), str(self.method.bi.loss), self.max_length)
+        module = BiEncoderStage(
+            model, tokenizer, self._optimizer(self.method.bi), str(self.method.bi.loss), self.max_length
+        )
         datamodule = self.data.stage("bi", tokenizer, int(self.method.bi.batch_size), labels)
         return fit_stage(self.cfg, stage, module, datamodule, self.method.bi, self.run_dir)
 
@@ -204,11 +214,18 @@ class TransEncoderRun:
         return fit_stage(self.cfg, stage, module, datamodule, spec, self.run_dir)
 
     def evaluate_bi(self, stage: str, model: SentenceEncoder, tokenizer: Any) -> dict[str, float]:
-        module = BiEncoderStage(model, tokenizer, self._optimizer(self.method.bi), str(self.method.bi.loss), self.max_length)
+        module = BiEncoderStage(
+            model, tokenizer, self._optimizer(self.method.bi), str(self.method.bi.loss), self.max_length
+        )
         return evaluate(self.cfg, module, self.data.stage("bi", tokenizer, 1), self.run_dir / stage)
 
-    def train_models(self, step: str, names: list[str], load: Callable[[int, Path], Any],
-                     train: Callable[[int, str], tuple[Any, dict[str, float]]]) -> list[Any]:
+    def train_models(
+        self,
+        step: str,
+        names: list[str],
+        load: Callable[[int, Path], Any],
+        train: Callable[[int, str], tuple[Any, dict[str, float]]],
+    ) -> list[Any]:
         """Train each model of a step (`train(index, stage)` → model, metrics), or, when the step is finished,
         `load(index, folder)` what each exported; the step's metrics go to progress.json as `<name>_<cycle>/…`."""
         tag = step.split("/", 1)[0]
@@ -226,8 +243,9 @@ class TransEncoderRun:
         return models
 
     # --- labelling --------------------------------------------------------------------------------
-    def label(self, step: str, path: Path, names: list[str],
-              score: Callable[[int, list[tuple[str, str]]], torch.Tensor]) -> torch.Tensor:
+    def label(
+        self, step: str, path: Path, names: list[str], score: Callable[[int, list[tuple[str, str]]], torch.Tensor]
+    ) -> torch.Tensor:
         """Mean of the models' scores `score(model index, pairs)` per pair, the pairs shared out across processes;
         written to `path` (or read back when `step` is finished)."""
         if self.progress.done(step):
@@ -236,7 +254,9 @@ class TransEncoderRun:
         labels = torch.stack(per_model).mean(dim=0)
         if is_global_zero():
             write_labels(path, self.pairs, labels, per_model, names)
-        log.info("%s: %d pseudo-labels, mean %.3f, std %.3f -> %s", step, len(labels), labels.mean(), labels.std(), path)
+        log.info(
+            "%s: %d pseudo-labels, mean %.3f, std %.3f -> %s", step, len(labels), labels.mean(), labels.std(), path
+        )
         self.progress.finish(step)
         return labels
 
@@ -246,15 +266,25 @@ def run_trans_encoder(cfg: DictConfig, run_dir: Path) -> dict[str, float]:
     run = TransEncoderRun(cfg, run_dir)
     method, progress = cfg.method, run.progress
     if is_global_zero():
-        write_json(run_dir / "trans_encoder.json", {
-            "pairs": run.data.info,
-            "losses": {"bi_to_cross": str(method.cross.loss), "cross_to_bi": str(method.bi.loss)},
-            "reinit": {"cross": bool(method.cross.reinit), "bi": bool(method.bi.reinit)},
-            "cycles": int(method.cycles), "bi_encoders": run.bi_names, "cross_encoders": run.cross_names,
-            "simcse_warmup": bool(method.simcse.enabled),
-        })
-    log.info("trans_encoder: %d pairs (%s), losses bi->cross %s, cross->bi %s", len(run.pairs), run.data.info["pair_source"],
-             method.cross.loss, method.bi.loss)
+        write_json(
+            run_dir / "trans_encoder.json",
+            {
+                "pairs": run.data.info,
+                "losses": {"bi_to_cross": str(method.cross.loss), "cross_to_bi": str(method.bi.loss)},
+                "reinit": {"cross": bool(method.cross.reinit), "bi": bool(method.bi.reinit)},
+                "cycles": int(method.cycles),
+                "bi_encoders": run.bi_names,
+                "cross_encoders": run.cross_names,
+                "simcse_warmup": bool(method.simcse.enabled),
+            },
+        )
+    log.info(
+        "trans_encoder: %d pairs (%s), losses bi->cross %s, cross->bi %s",
+        len(run.pairs),
+        run.data.info["pair_source"],
+        method.cross.loss,
+        method.bi.loss,
+    )
 
     # start: B₀ per bi-encoder, kept as a sentence-transformers folder so every cycle (and a resumed run) starts from it
     if not progress.done("start"):
@@ -265,7 +295,9 @@ def run_trans_encoder(cfg: DictConfig, run_dir: Path) -> dict[str, float]:
                 run.simcse(f"simcse/{name}", model, tokenizer)
             if is_global_zero():
                 model.save_sentence_transformers(run_dir / "start" / name, tokenizer, run.max_length)
-            results.update({f"{name}_start/{k}": v for k, v in run.evaluate_bi(f"start/{name}_eval", model, tokenizer).items()})
+            results.update(
+                {f"{name}_start/{k}": v for k, v in run.evaluate_bi(f"start/{name}_eval", model, tokenizer).items()}
+            )
         progress.finish("start", results)
     starts = [run.load_bi(index, run_dir / "start" / name) for index, name in enumerate(run.bi_names)]
     run.set_starts(starts)
@@ -282,7 +314,9 @@ def run_trans_encoder(cfg: DictConfig, run_dir: Path) -> dict[str, float]:
 
         bi_labels = run.label(f"{tag}/bi_labels", folder / "pseudo_labels_bi.tsv", run.bi_names, bi_score)
 
-        def train_cross(i: int, stage: str, labels: torch.Tensor = bi_labels) -> tuple[torch.nn.Module, dict[str, float]]:
+        def train_cross(
+            i: int, stage: str, labels: torch.Tensor = bi_labels
+        ) -> tuple[torch.nn.Module, dict[str, float]]:
             model = run.fresh_cross_encoder(i) if method.cross.reinit or crosses[i] is None else crosses[i]
             return model, run.train_cross(stage, model, run.cross_tokenizers[i], labels)
 
@@ -291,9 +325,13 @@ def run_trans_encoder(cfg: DictConfig, run_dir: Path) -> dict[str, float]:
         def cross_score(i: int, pairs: list[tuple[str, str]]) -> torch.Tensor:
             return cross_scores(crosses[i], run.cross_tokenizers[i], pairs, run.data.pair_max_length, run.label_batch)
 
-        cross_labels = run.label(f"{tag}/cross_labels", folder / "pseudo_labels_cross.tsv", run.cross_names, cross_score)
+        cross_labels = run.label(
+            f"{tag}/cross_labels", folder / "pseudo_labels_cross.tsv", run.cross_names, cross_score
+        )
 
-        def train_bi(i: int, stage: str, labels: torch.Tensor = cross_labels) -> tuple[tuple[SentenceEncoder, Any], dict[str, float]]:
+        def train_bi(
+            i: int, stage: str, labels: torch.Tensor = cross_labels
+        ) -> tuple[tuple[SentenceEncoder, Any], dict[str, float]]:
             model = copy_encoder(starts[i][0], None) if method.bi.reinit else bis[i][0]
             return (model, bis[i][1]), run.train_bi(stage, model, bis[i][1], labels)
 
@@ -307,8 +345,12 @@ def run_trans_encoder(cfg: DictConfig, run_dir: Path) -> dict[str, float]:
 
 def select_best(run_dir: Path, results: dict[str, float], kind: str, names: list[str], cycles: int) -> dict[str, float]:
     """Copy the (cycle, model) of this encoder type with the best dev Spearman to best/<kind>; its metrics as `<kind>/…`."""
-    candidates = [(results[f"{name}_cycle{c}/val/spearman"], c, name) for c in range(1, cycles + 1) for name in names
-                  if f"{name}_cycle{c}/val/spearman" in results]
+    candidates = [
+        (results[f"{name}_cycle{c}/val/spearman"], c, name)
+        for c in range(1, cycles + 1)
+        for name in names
+        if f"{name}_cycle{c}/val/spearman" in results
+    ]
     if not candidates:
         return {}
     score, cycle, name = max(candidates, key=lambda item: (item[0] == item[0], item[0]))  # NaN (collapsed) ranks last
@@ -317,6 +359,6 @@ def select_best(run_dir: Path, results: dict[str, float], kind: str, names: list
         save_atomically(run_dir / "best" / kind, lambda tmp: shutil.copytree(source, tmp, dirs_exist_ok=True))
     log.info("best %s: %s of cycle %d (dev Spearman %.2f) -> %s", kind, name, cycle, score, run_dir / "best" / kind)
     prefix = f"{name}_cycle{cycle}/"
-    best = {f"{kind}/{k[len(prefix):]}": v for k, v in results.items() if k.startswith(prefix)}
+    best = {f"{kind}/{k[len(prefix) :]}": v for k, v in results.items() if k.startswith(prefix)}
     best[f"{kind}/best_cycle"] = float(cycle)
     return best

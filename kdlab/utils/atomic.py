@@ -90,7 +90,9 @@ def check_writable(folder: str | Path, key: str, hint: str = "") -> None:
     if not existing.is_dir():
         problem = f"{existing} is a file, not a folder"
     elif not os.access(existing, os.W_OK | os.X_OK):
-        problem = f"{existing} is not writable" + (" (read-only file system)" if os.statvfs(existing).f_flag & os.ST_RDONLY else "")
+        problem = f"{existing} is not writable" + (
+            " (read-only file system)" if os.statvfs(existing).f_flag & os.ST_RDONLY else ""
+        )
     elif _free_bytes(existing) == 0:
         problem = f"the file system of {existing} is full"
     else:

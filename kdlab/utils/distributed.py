@@ -131,7 +131,11 @@ def _hydra_rank_command(local_rank: int) -> tuple[list[str], str]:
     else:
         command += sys.argv[1:]
         run_dir = hydra_cfg.run.dir
-    command += [f'hydra.run.dir="{run_dir}"', f"hydra.job.name=train_ddp_process_{local_rank}", "hydra.output_subdir=null"]
+    command += [
+        f'hydra.run.dir="{run_dir}"',
+        f"hydra.job.name=train_ddp_process_{local_rank}",
+        "hydra.output_subdir=null",
+    ]
     return command, get_original_cwd()
 
 
