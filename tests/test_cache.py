@@ -3,7 +3,8 @@
 import pytest
 import torch
 
-from kdlab.cache.teacher_outputs import TeacherOutputCache, distinct, weights_fingerprint
+from kdlab.cache.teacher_outputs import TeacherOutputCache, weights_fingerprint
+from kdlab.data.identity import distinct
 from kdlab.data.text import TextDataModule
 from kdlab.errors import DataError
 from kdlab.methods.hinton import HintonKD

@@ -188,6 +188,7 @@ def test_training_puts_the_student_in_train_mode_and_keeps_the_teacher_frozen(ti
         "test": {"embedded": "reviews", "split": "test", "size": 32},
         "max_length": 32,
         "batch_size": 16,
+        "eval_batch_size": 32,
     }
     module = HintonKD(
         student, teacher, tiny_tokenizer, "classification", 2, {"lr": 1e-3}, ["acc"], alpha=0.5, temperature=2.0

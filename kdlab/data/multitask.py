@@ -23,14 +23,14 @@ import random
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader
 
+from kdlab.data.base import Feature, KDDataModule
 from kdlab.data.collate import PadCollator
 from kdlab.data.identity import content_id
 from kdlab.data.processes import process_rank, process_share
-from kdlab.data.sampling import ResumableLoader, ShardedBatchSampler, make_loader
+from kdlab.data.sampling import ResumableLoader, ShardedBatchSampler
 from kdlab.data.task_list import check_exponent, task_configs
 from kdlab.data.text import TextDataModule
 
@@ -123,19 +123,18 @@ class TaskCollator:
         return batch
 
 
-class MultiTaskDataModule(pl.LightningDataModule):
+class MultiTaskDataModule(KDDataModule):
     """A mixture of single-task DataModules: one-task training batches drawn ∝ |D_t|^a, one eval loader per task."""
 
     def __init__(self, cfg: Mapping[str, Any], tokenizer: Any = None):
-        super().__init__()
-        self.cfg = cfg
-        self.exponent = check_exponent(cfg.get("sampling_exponent", 0.75))
-        self.seed = int(cfg.get("seed", 0))
-        self.task_modules = {c["name"]: TextDataModule(c, tokenizer=tokenizer) for c in task_configs(cfg)}
+        self.task_modules = {
+            c["name"]: TextDataModule(c, tokenizer=tokenizer, key=f"data.tasks.{c['name']}") for c in task_configs(cfg)
+        }
+        super().__init__(cfg, tokenizer)
+        self.exponent = check_exponent(self.cfg.get("sampling_exponent", 0.75))
+        self.seed = int(self.cfg.get("seed", 0))
         self.names = list(self.task_modules)
-        self._features: dict[str, list[dict[str, Any]]] = {}
         self._sampler: TaskBatchSampler | None = None
-        self.tokenizer = tokenizer
 
     @property
     def tokenizer(self) -> Any:
@@ -147,7 +146,6 @@ class MultiTaskDataModule(pl.LightningDataModule):
         self._tokenizer = tokenizer
         for module in self.task_modules.values():
             module.tokenizer = tokenizer
-        self._features.clear()
 
     def has_split(self, split: str) -> bool:
         """Whether any task has a source for the split (RTE and CoLA have no labelled GLUE test set)."""
@@ -161,23 +159,22 @@ class MultiTaskDataModule(pl.LightningDataModule):
         """The content id of every example of a task's split, in file order."""
         return [content_id(r["text"], r.get("text_pair")) for r in self.task_modules[name].records(split)]
 
-    def features(self, name: str, split: str) -> list[dict[str, Any]]:
+    def features(self, name: str, split: str) -> list[Feature]:  # type: ignore[override] - features of one task
         """A task's tokenised examples with their `task` index, `index` (row in the split) and `content_id`."""
-        if (name, split) not in self._features:
-            module = self.task_modules[name]
-            task = self.names.index(name)
-            ids = self.content_ids(name, split)
-            self._features[name, split] = [
-                {**f, "task": task, "content_id": i} for f, i in zip(module.features(split), ids)
-            ]
-        return self._features[name, split]
+        module = self.task_modules[name]
+        task = self.names.index(name)
+        return self.cached(
+            (name, split),
+            lambda: [
+                {**f, "task": task, "content_id": i}
+                for f, i in zip(module.features(split), self.content_ids(name, split))
+            ],
+        )
 
     def setup(self, stage: str | None = None) -> None:
-        wanted = {"fit": ("train", "validation"), "validate": ("validation",), "test": ("test",)}
-        for split in wanted.get(stage, ("train", "validation", "test")):
-            for name in self.names:
-                if self.task_modules[name].has_split(split):
-                    self.features(name, split)
+        for name in self.names:
+            for split in self.task_modules[name].stage_splits(stage):
+                self.features(name, split)
 
     @property
     def sampler(self) -> TaskBatchSampler:
@@ -185,7 +182,7 @@ class MultiTaskDataModule(pl.LightningDataModule):
         rank, world_size = process_rank(self.trainer)
         if self._sampler is None or (self._sampler.rank, self._sampler.world_size) != (rank, world_size):
             sizes = [len(self.task_modules[name].records("train")) for name in self.names]
-            batch_sizes = [int(self.task_modules[name].cfg["batch_size"]) for name in self.names]
+            batch_sizes = [self.task_modules[name].batch_size("train") for name in self.names]
             self._sampler = TaskBatchSampler(sizes, batch_sizes, self.exponent, self.seed, rank, world_size, self.names)
         return self._sampler
 
@@ -197,11 +194,9 @@ class MultiTaskDataModule(pl.LightningDataModule):
         """Number of training batches per task in an epoch (the effective mix, for logging)."""
         return dict(zip(self.names, self.sampler.mix(epoch)))
 
-    def _collator(self) -> TaskCollator:
-        if self.tokenizer is None:
-            raise RuntimeError("MultiTaskDataModule needs a tokenizer before setup (pass tokenizer=...)")
+    def collator(self, split: str) -> TaskCollator:
         return TaskCollator(
-            self.tokenizer.pad_token_id, [self.task_modules[n].task == "regression" for n in self.names]
+            self.require_tokenizer().pad_token_id, [self.task_modules[n].task == "regression" for n in self.names]
         )
 
     def train_dataloader(self) -> DataLoader:
@@ -209,21 +204,16 @@ class MultiTaskDataModule(pl.LightningDataModule):
         return ResumableLoader(
             features,
             batch_sampler=self.sampler,
-            collate_fn=self._collator(),
+            collate_fn=self.collator("train"),
             num_workers=int(self.cfg.get("num_workers") or 0),
             trainer=self.trainer,
         )
 
     def _eval_loaders(self, split: str) -> list[DataLoader]:
-        collate = self._collator()
+        """One loader per task with the split, each with that task's `eval_batch_size` and `num_workers`."""
+        collate = self.collator(split)
         return [
-            make_loader(
-                self.features(name, split),
-                int(self.task_modules[name].cfg.get("eval_batch_size", 128)),
-                False,
-                collate,
-                int(self.task_modules[name].cfg.get("num_workers") or 0),
-            )
+            self.task_modules[name].loader(split, self.features(name, split), collate)
             for name in self.names
             if self.task_modules[name].has_split(split)
         ]
