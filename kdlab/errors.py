@@ -12,6 +12,7 @@ class ConfigError(KdlabError):
 
     def __init__(self, key: str, message: str):
         self.key = key
+        self.message = message
         super().__init__(f"{key}: {message}")
 
 

@@ -57,6 +57,8 @@ class PadCollator:
         for key in ("index", "teacher_index", "lang"):
             if key in features[0]:
                 batch[key] = torch.tensor([f[key] for f in features], dtype=torch.long)
+        if "gold" in features[0]:  # transfer sets: which rows have a gold label (kdlab/data/transfer.py)
+            batch["gold"] = torch.tensor([f["gold"] for f in features], dtype=torch.bool)
         return batch
 
 

@@ -5,6 +5,8 @@ Classification (C classes), teacher logits z_T, student logits z_S, gold label y
     L = α · τ² · KL( softmax(z_T/τ) ‖ softmax(z_S/τ) ) + (1 − α) · CE(z_S, y)
 
 KL is summed over classes and averaged over the batch; τ² is always applied to the soft term.
+With a transfer set (kdlab/data/transfer.py) a batch B mixes gold examples G and unlabelled ones: the soft term is the
+mean over all of B, the hard term the mean over G only (0 when G is empty).
 Regression (one output): soft = MSE(z_S, z_T), hard = MSE(z_S, y), L = α · soft + (1 − α) · hard
 (temperature has no meaning for a single real output and is not used there).
 """
@@ -57,13 +59,28 @@ class LogitKDLoss(nn.Module):
         raise NotImplementedError
 
     def forward(
-        self, student_logits: torch.Tensor, teacher_logits: torch.Tensor, labels: torch.Tensor | None = None
+        self,
+        student_logits: torch.Tensor,
+        teacher_logits: torch.Tensor,
+        labels: torch.Tensor | None = None,
+        gold: torch.Tensor | None = None,
     ) -> KDLossOutput:
+        """`gold` (bool per example, optional): which examples have a gold label (transfer-set rows have none). Then
+
+            L = α · soft(all B examples) + (1 − α) · hard(the gold examples G ⊆ B)
+
+        each term the mean over its own examples; hard = 0 for a batch without gold examples.
+        """
         soft = self.soft(student_logits, teacher_logits)
         if self.alpha < 1.0:
             if labels is None:
                 raise ValueError("alpha < 1 needs gold labels for the hard term")
-            hard = hard_loss(student_logits, labels, self.task)
+            if gold is None:
+                hard = hard_loss(student_logits, labels, self.task)
+            elif bool(gold.any()):
+                hard = hard_loss(student_logits[gold], labels[gold], self.task)
+            else:
+                hard = soft.new_zeros(())
         else:
             hard = soft.new_zeros(())
         return KDLossOutput(self.alpha * soft + (1.0 - self.alpha) * hard, soft, hard)

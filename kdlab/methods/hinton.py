@@ -5,6 +5,9 @@
       [+ Σ_name w_name · term_name(S, T)]             optional extra terms with the live teacher: hidden-state
                                                       matching, attention transfer (kdlab.losses.hidden_states, .attention)
 
+With a transfer set (`data.transfer`), batches mix gold rows with unlabelled ones (`gold` marks which): the soft term
+averages over every example, the hard term over the gold ones only (kdlab.losses.soft_target.LogitKDLoss.forward).
+
 The teacher's outputs come live (a frozen teacher, kept in eval mode whatever Lightning does, and
 left out of the student's checkpoints) or from the teacher-output cache: a tensor of teacher logits
 per training example, looked up by the batch's example index. Both give the same loss.
@@ -103,7 +106,7 @@ class HintonKD(TaskModule):
         student = self._forward(self.model, batch)
         teacher_logits, teacher = self.teacher_forward(batch)
         labels = batch.get("labels") if self.kd_loss.alpha < 1.0 else None
-        out = self.kd_loss(student.logits, teacher_logits, labels)
+        out = self.kd_loss(student.logits, teacher_logits, labels, batch.get("gold"))
         terms = {"loss": out.total, "loss_soft": out.soft, "loss_hard": out.hard}
         for name, module in self.extra_terms.items():
             field = TERMS[name].reads
