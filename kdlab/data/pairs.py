@@ -23,14 +23,11 @@ import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import pytorch_lightning as pl
 import torch
-from omegaconf import OmegaConf
-from torch.utils.data import DataLoader
 
+from kdlab.data.base import Feature, FeatureCache, KDDataModule, plain
 from kdlab.data.collate import PadCollator, ParallelCollator, tokenize
 from kdlab.data.loading import load_records
-from kdlab.data.sampling import make_loader
 from kdlab.data.text import parse_label, parse_text, split_columns
 from kdlab.errors import ConfigError
 
@@ -44,14 +41,14 @@ class PairData:
     """The unlabeled training pairs, the labelled dev/test pairs, and per-stage DataModules over them."""
 
     def __init__(self, cfg: Mapping[str, Any]):
-        self.cfg = OmegaConf.to_container(cfg, resolve=True) if OmegaConf.is_config(cfg) else dict(cfg)
+        self.cfg = plain(cfg)
         if self.cfg.get("pair_source", "train") not in PAIR_SOURCES:
             raise ConfigError(
                 "data.pair_source", f"must be one of {list(PAIR_SOURCES)}, got {self.cfg.get('pair_source')!r}"
             )
         self._pairs: list[Pair] | None = None
         self._labelled: dict[str, tuple[list[Pair], list[float]]] = {}
-        self._tokenised: dict[tuple[int, str, str], tuple[Any, list[dict[str, Any]]]] = {}
+        self.cache = FeatureCache()  # shared by the stages: each text is tokenised once per tokenizer
         self.info: dict[str, Any] = {}
 
     def _read_pairs(self, split: str) -> list[Pair]:
@@ -112,21 +109,19 @@ class PairData:
 
     def _features(self, tokenizer: Any, form: str, what: str, pairs: Sequence[Pair]) -> list[dict[str, Any]]:
         """Tokenised features of some pairs (cached per tokenizer): `bi` sides apart, `cross` concatenated."""
-        key = (id(tokenizer), form, what)
-        if key not in self._tokenised:
+
+        def build() -> list[dict[str, Any]]:
             if form == "bi":
                 sides = [tokenize(tokenizer, [p[i] for p in pairs], None, int(self.cfg["max_length"])) for i in (0, 1)]
-                features = [
-                    {"a": a["input_ids"], "b": b["input_ids"], "index": n} for n, (a, b) in enumerate(zip(*sides))
-                ]
-            elif form == "cross":
+                return [{"a": a["input_ids"], "b": b["input_ids"], "index": n} for n, (a, b) in enumerate(zip(*sides))]
+            if form == "cross":
                 features = tokenize(tokenizer, [p[0] for p in pairs], [p[1] for p in pairs], self.pair_max_length)
                 for n, feature in enumerate(features):
                     feature["index"] = n
-            else:  # single sentences
-                features = tokenize(tokenizer, [p[0] for p in pairs], None, int(self.cfg["max_length"]))
-            self._tokenised[key] = (tokenizer, features)  # holding the tokenizer keeps its id unique
-        return self._tokenised[key][1]
+                return features
+            return tokenize(tokenizer, [p[0] for p in pairs], None, int(self.cfg["max_length"]))  # single sentences
+
+        return self.cache.get(tokenizer, (form, what), build)
 
     @property
     def pair_max_length(self) -> int:
@@ -170,46 +165,26 @@ class PairData:
         return PairStageData(self, kind, tokenizer, batch_size, labels)
 
 
-class PairStageData(pl.LightningDataModule):
-    """Train loader over the (pseudo-)labelled pairs of one stage; val/test loaders over the gold dev/test pairs."""
+class PairStageData(KDDataModule):
+    """Train loader over the (pseudo-)labelled pairs of one stage; val/test loaders over the gold dev/test pairs.
+
+    The training batch size is the stage's (`method.<stage>.batch_size`), the evaluation one `data.eval_batch_size`.
+    """
 
     def __init__(self, data: PairData, kind: str, tokenizer: Any, batch_size: int, labels: torch.Tensor | None):
-        super().__init__()
-        self.data, self.kind, self.tokenizer, self.batch_size, self.labels = (
-            data,
-            kind,
-            tokenizer,
-            int(batch_size),
-            labels,
-        )
+        super().__init__(data.cfg, tokenizer, cache=data.cache)
+        self.data, self.kind, self.train_batch_size, self.labels = data, kind, int(batch_size), labels
 
-    def _loader(self, features: list[dict[str, Any]], batch_size: int, shuffle: bool) -> DataLoader:
-        lengths = None
-        if shuffle and self.data.cfg.get("group_by_length"):
-            lengths = [max(len(f[k]) for k in ("input_ids", "a", "b") if k in f) for f in features]
-        return make_loader(
-            features,
-            batch_size,
-            shuffle,
-            self.data.collator(self.kind, self.tokenizer, training=shuffle),
-            int(self.data.cfg.get("num_workers", 0)),
-            lengths,
-            self.trainer,
-        )
+    def batch_size(self, split: str) -> int:
+        return self.train_batch_size if split == "train" else super().batch_size(split)
 
-    def train_dataloader(self) -> DataLoader:
-        return self._loader(self.data.training_features(self.kind, self.tokenizer, self.labels), self.batch_size, True)
+    def features(self, split: str) -> list[Feature]:
+        if split == "train":
+            return self.data.training_features(self.kind, self.require_tokenizer(), self.labels)
+        return self.data.eval_features(self.kind, self.require_tokenizer(), split)
 
-    def val_dataloader(self) -> DataLoader:
-        return self._loader(
-            self.data.eval_features(self.kind, self.tokenizer, "validation"),
-            int(self.data.cfg.get("eval_batch_size", 128)),
-            False,
-        )
+    def collator(self, split: str) -> Any:
+        return self.data.collator(self.kind, self.require_tokenizer(), training=split == "train")
 
-    def test_dataloader(self) -> DataLoader:
-        return self._loader(
-            self.data.eval_features(self.kind, self.tokenizer, "test"),
-            int(self.data.cfg.get("eval_batch_size", 128)),
-            False,
-        )
+    def group_length(self, feature: Feature) -> int:
+        return max(len(feature[k]) for k in ("input_ids", "a", "b") if k in feature)

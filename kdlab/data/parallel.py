@@ -24,24 +24,17 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-import pytorch_lightning as pl
-from omegaconf import OmegaConf
 from torch.utils.data import DataLoader
 
+from kdlab.data.base import Feature, KDDataModule
 from kdlab.data.collate import ParallelCollator, tokenize
 from kdlab.data.identity import distinct
 from kdlab.data.loading import held_out_indices, load_records, subsample
-from kdlab.data.sampling import make_loader
 from kdlab.data.text import parse_text
 from kdlab.errors import ConfigError, DataError
 
 Pair = dict[str, Any]
 log = logging.getLogger(__name__)
-
-
-def _plain(node: Any) -> Any:
-    """A plain dict from an OmegaConf node (or the dict itself)."""
-    return OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else node
 
 
 def _zipped_rows(source: Mapping[str, Any], key: str) -> list[dict[str, Any]]:
@@ -92,15 +85,18 @@ def read_pairs(source: Mapping[str, Any], key: str) -> list[Pair]:
     ]
 
 
-class ParallelDataModule(pl.LightningDataModule):
+class ParallelDataModule(KDDataModule):
     """Train and dev pairs for multilingual distillation, tokenised once with the student's tokenizer."""
 
+    SPLITS = ("train", "validation")
+
     def __init__(self, cfg: Mapping[str, Any], tokenizer: Any = None):
-        super().__init__()
-        self.cfg = _plain(cfg)
-        self.tokenizer = tokenizer
+        super().__init__(cfg, tokenizer)
         self._pairs: dict[str, list[Pair]] = {}
-        self._features: dict[str, list[dict[str, Any]]] = {}
+
+    def has_split(self, split: str) -> bool:
+        """Train and validation pairs always exist (dev pairs are named sources or held out of the train ones)."""
+        return split in self.SPLITS
 
     def _load(self) -> None:
         sources = self.cfg.get("sources") or []
@@ -149,17 +145,17 @@ class ParallelDataModule(pl.LightningDataModule):
         unique, where = distinct([(p["source"], None) for p in self.pairs(split)])
         return [text for text, _ in unique], where
 
-    def features(self, split: str) -> list[dict[str, Any]]:
-        if self.tokenizer is None:
-            raise RuntimeError("ParallelDataModule needs the student's tokenizer before setup")
-        if split not in self._features:
+    def features(self, split: str) -> list[Feature]:
+        """Tokenised pairs of a split (source and target apart), with the row of their source in the teacher cache."""
+
+        def build() -> list[Feature]:
             pairs = self.pairs(split)
             max_length = int(self.cfg["max_length"])
             sources = tokenize(self.tokenizer, [p["source"] for p in pairs], None, max_length)
             targets = tokenize(self.tokenizer, [p["target"] for p in pairs], None, max_length)
             _, teacher_rows = self.distinct_sources(split)
             lang_ids = {lang: i for i, lang in enumerate(self.languages())}
-            self._features[split] = [
+            return [
                 {
                     "source": s["input_ids"],
                     "target": t["input_ids"],
@@ -169,33 +165,15 @@ class ParallelDataModule(pl.LightningDataModule):
                 }
                 for i, (s, t, row, p) in enumerate(zip(sources, targets, teacher_rows, pairs))
             ]
-        return self._features[split]
 
-    def setup(self, stage: str | None = None) -> None:
-        for split in ("train", "validation"):
-            self.features(split)
+        return self.cached(split, build)
 
-    def _loader(self, split: str, shuffle: bool) -> DataLoader:
-        size = int(self.cfg["batch_size"] if split == "train" else self.cfg.get("eval_batch_size", 128))
-        features = self.features(split)
-        group = self.cfg.get("group_by_length")
-        # each side is padded on its own, so group by both lengths (kdlab.data.sampling)
-        lengths = [(len(f["source"]), len(f["target"])) for f in features] if shuffle and group else None
-        return make_loader(
-            features,
-            size,
-            shuffle,
-            ParallelCollator(self.tokenizer.pad_token_id),
-            int(self.cfg.get("num_workers", 0)),
-            lengths,
-            self.trainer,
-        )
+    def collator(self, split: str) -> ParallelCollator:
+        return ParallelCollator(self.require_tokenizer().pad_token_id)
 
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train", shuffle=True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("validation", shuffle=False)
+    def group_length(self, feature: Feature) -> tuple[int, int]:
+        """Each side is padded on its own, so batches are grouped by both lengths (kdlab.data.sampling)."""
+        return len(feature["source"]), len(feature["target"])
 
     def test_dataloader(self) -> DataLoader:
-        return self._loader("validation", shuffle=False)
+        return self.loader("validation")
