@@ -28,20 +28,17 @@ register_resolvers()
 
 def _single_task(cfg: DictConfig) -> tuple[Any, Any]:
     """A fine-tuned classifier/regressor and its DataModule (label count checked)."""
-    from kdlab.config import validate_data
+    from kdlab.data.checks import check_text_data
+    from kdlab.data.records import check_label_width
     from kdlab.data.text import TextDataModule
     from kdlab.errors import ConfigError
     from kdlab.methods.finetune import Finetune
     from kdlab.models.backbone import load_trained
 
-    validate_data(cfg)
+    check_text_data(cfg)
     model, tokenizer = load_trained(cfg.model_path, key="model_path")
     datamodule = TextDataModule(cfg.data, tokenizer=tokenizer)
-    if int(model.config.num_labels) != datamodule.num_labels:
-        raise ConfigError(
-            "model_path",
-            f"the model has {model.config.num_labels} labels but data.labels gives {datamodule.num_labels}",
-        )
+    check_label_width(int(model.config.num_labels), datamodule.num_labels, "model_path", subject="the model")
     names = (
         [str(model.config.id2label[i]) for i in range(int(model.config.num_labels))]
         if datamodule.task == "classification"

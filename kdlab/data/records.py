@@ -1,6 +1,6 @@
 """Labelled text records, torch-free: a split's rows parsed into `text`, `text_pair` and `label`, errors naming file:line.
 
-The config check (`kdlab.config.validate_data`, before any model is loaded) and `TextDataModule` (kdlab/data/text.py)
+The config check (`kdlab.data.checks.check_text_data`, before any model is loaded) and `TextDataModule` (kdlab/data/text.py)
 parse rows with the same functions, so a data error reads the same whenever it is found.
 """
 
@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from kdlab.data.loading import Record, load_records
-from kdlab.errors import DataError
+from kdlab.errors import ConfigError, DataError
 
 SPLITS = ("train", "validation", "test")
 LISTED = 10  # unknown label values named in one error; the rest are counted
@@ -120,6 +120,16 @@ def parse_text(record: Record, role: str) -> str:
             record["_where"], f"{role} is not valid Unicode ({err.reason} {text[err.start]!r} at character {err.start})"
         ) from None
     return text
+
+
+def check_label_width(
+    width: int, expected: int, key: str, subject: str = "the teacher", source: str = "", origin: str = "data.labels"
+) -> None:
+    """ConfigError naming `key` when a trained model's output width differs from the task's label count (1 for
+    regression); `source` (e.g. a config.json) says where the width was read, `origin` where the labels come from."""
+    if int(width) != int(expected):
+        where = f" ({source})" if source else ""
+        raise ConfigError(key, f"{subject} has {width} output labels{where} but {origin} gives {expected}")
 
 
 def task_labels(cfg: Mapping[str, Any]) -> list[str]:

@@ -1,7 +1,8 @@
 """`bam` pipeline: one single-task teacher per task → their cached predictions → the multi-task student.
 
-For each task of `data.tasks` the teacher is fine-tuned with the `finetune` machinery of the supervised
-pipeline (or reused from `paths.teacher_store` by config hash, or taken from `method.trained_teachers`),
+For each task of `data.tasks` the teacher is obtained as the supervised pipelines obtain theirs
+(kdlab/pipelines/teachers.py: fine-tuned, reused from `paths.teacher_store` by config hash, or taken from
+`method.trained_teachers`),
 seeing the run config with `data` = that task; its logits on the task's training examples go through the
 shared teacher-output cache. Then the student (`model.student`: one shared encoder, one head per task) is
 trained with BAM on the mixture, evaluated per task on val and test, and exported.
@@ -18,7 +19,6 @@ import logging
 from pathlib import Path
 from typing import Any
 
-import pytorch_lightning as pl
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from kdlab.data.identity import content_id
@@ -28,8 +28,8 @@ from kdlab.data.text import TextDataModule
 from kdlab.methods.bam import BAM, TeacherPredictions, glue_mean
 from kdlab.models.backbone import load_trained
 from kdlab.models.multitask import build_multitask_model
-from kdlab.pipelines.common import container
-from kdlab.pipelines.supervised import cached_teacher_logits, check_head, obtain_teacher, resolve_tokenizer
+from kdlab.pipelines.common import container, prefixed, resolve_tokenizer, seed
+from kdlab.pipelines.teachers import check_head, obtain_teacher, teacher_logits, teacher_record
 from kdlab.runner import fit_stage
 from kdlab.utils.run_folder import write_json
 
@@ -102,11 +102,11 @@ def obtain_teachers(
         teacher, tokenizer, teacher_metrics, origin = obtain_teacher(
             sub, datamodule, run_dir, stage=f"teacher_{name}", key=f"method.trained_teachers.{name}"
         )
-        outputs, info = cached_teacher_logits(sub, teacher, tokenizer, datamodule)
-        ids = [content_id(r["text"], r.get("text_pair")) for r in datamodule.records("train")]
-        predictions[name] = TeacherPredictions(ids, outputs, info["path"])
+        inputs = [(r["text"], r.get("text_pair")) for r in datamodule.records("train")]
+        outputs, info = teacher_logits(sub, teacher, tokenizer, inputs)
+        predictions[name] = TeacherPredictions([content_id(*item) for item in inputs], outputs, info["path"])
         metrics.update(per_task(teacher_metrics, name))
-        record[name] = {"origin": origin, "metrics": teacher_metrics, "outputs": info}
+        record[name] = teacher_record(origin, teacher_metrics, info)
         log.info("teacher %s: %s", name, origin)
     write_json(run_dir / "teachers.json", record)
     return predictions, with_glue_mean(metrics, tasks)
@@ -123,7 +123,7 @@ def train_student(
     """Train a student over `tasks` with BAM (gold labels only when `predictions` is None); its val/test metrics."""
     data_cfg = {**container(cfg.data), "tasks": tasks}
     datamodule = MultiTaskDataModule(data_cfg, tokenizer=tokenizer)
-    pl.seed_everything(cfg.seed, workers=True)
+    seed(cfg)
     model = build_multitask_model(container(cfg.model.student), tasks, tokenizer)
     module = BAM(
         model,
@@ -152,20 +152,15 @@ def run_bam(cfg: DictConfig, run_dir: Path) -> dict[str, float]:
     predictions = None
     if cfg.method.teachers:
         predictions, teacher_metrics = obtain_teachers(cfg, tasks, run_dir)
-        results.update({f"teacher/{k}": v for k, v in teacher_metrics.items()})
+        results.update(prefixed("teacher", teacher_metrics))
     mixture = MultiTaskDataModule(container(cfg.data))
-    tokenizer = resolve_tokenizer(cfg, cfg.model.student, mixture)
+    tokenizer = resolve_tokenizer(cfg, cfg.model.student, "model.student", lambda: mixture.texts("train"))
     if cfg.method.single_task:
         student: dict[str, float] = {}
         for task in tasks:
             student.update(train_student(cfg, f"student_{task['name']}", [task], tokenizer, predictions, run_dir))
         student = {k: v for k, v in student.items() if not k.endswith("/glue_mean")}
-        results.update({f"student/{k}": v for k, v in with_glue_mean(student, tasks).items()})
+        results.update(prefixed("student", with_glue_mean(student, tasks)))
     else:
-        results.update(
-            {
-                f"student/{k}": v
-                for k, v in train_student(cfg, "student", tasks, tokenizer, predictions, run_dir).items()
-            }
-        )
+        results.update(prefixed("student", train_student(cfg, "student", tasks, tokenizer, predictions, run_dir)))
     return results

@@ -1,15 +1,16 @@
-"""What every pipeline shares: config containers, the teacher-output cache lookup, the results table."""
+"""What every pipeline shares: config containers, seeding, the tokenizer resolver, result rows and the results table.
+
+Teachers and their cached outputs: kdlab/pipelines/teachers.py.
+"""
 
 from __future__ import annotations
 
-from pathlib import Path
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from kdlab.cache.teacher_outputs import TeacherOutputCache
-from kdlab.data.identity import distinct
-from kdlab.models.inference import predict
+from kdlab.errors import ConfigError
 
 
 def container(node: Any) -> Any:
@@ -17,26 +18,48 @@ def container(node: Any) -> Any:
     return OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else node
 
 
-def cached_teacher_outputs(
-    cfg: DictConfig, teacher: Any, tokenizer: Any, inputs: list[tuple[str, str | None]], kind: str, select: Any
-) -> tuple[Any, dict[str, Any]]:
-    """`select(teacher(x))` for every input, from the teacher-output cache (computed once per key), in input order."""
-    import torch
+def prefixed(role: str, metrics: Mapping[str, float]) -> dict[str, float]:
+    """A stage's metrics as rows of the results table: `val/acc` of role `student` → `student/val/acc`."""
+    return {f"{role}/{key}": value for key, value in metrics.items()}
 
-    unique, where = distinct(inputs)
-    cache = TeacherOutputCache(Path(cfg.paths.cache_dir) / "teacher_outputs")
-    max_length = int(cfg.data.max_length)
-    identity = f"{type(teacher).__name__}/{teacher.config.model_type}"
-    key = cache.key(
-        identity=identity, teacher=teacher, tokenizer=tokenizer, max_length=max_length, kind=kind, inputs=unique
+
+def module_arguments(
+    cfg: DictConfig, stage_cfg: DictConfig, model: Any, tokenizer: Any, datamodule: Any
+) -> dict[str, Any]:
+    """The arguments every single-task training module takes: the model, its tokenizer, the task, the stage's
+    optimizer and the data's metrics."""
+    return dict(
+        model=model,
+        tokenizer=tokenizer,
+        task=datamodule.task,
+        num_labels=datamodule.num_labels,
+        optimizer=container(stage_cfg.optimizer),
+        metrics=list(cfg.data.metrics),
     )
-    outputs, hit = cache.get_or_compute(
-        key,
-        unique,
-        lambda items: predict(teacher, tokenizer, items, max_length, int(cfg.data.eval_batch_size), select=select),
-    )
-    info = {"mode": "cache", "hit": hit, "key": key, "path": str(cache.path(key)), "rows": len(unique)}
-    return outputs[torch.tensor(where)], info
+
+
+def seed(cfg: DictConfig, offset: int = 0) -> None:
+    """Seed every RNG (torch, numpy, random, dataloader workers) with the run's `seed` (+ `offset`, e.g. a model's
+    index), as each model build and each stage does before it starts."""
+    import pytorch_lightning as pl
+
+    pl.seed_everything(int(cfg.seed) + offset, workers=True)
+
+
+def resolve_tokenizer(cfg: DictConfig, spec: Mapping[str, Any], key: str, texts: Callable[[], Sequence[str]]) -> Any:
+    """The tokenizer a model spec (at config key `key`) asks for with its `tokenizer`: `teacher` (model.teacher's),
+    `train` (a WordPiece of `vocab_size` trained on `texts()`, cached under paths.cache_dir; also when the spec names
+    no model to take one from), a path, or null (the folder of its `trained` / `name_or_path` model)."""
+    from kdlab.models.backbone import load_tokenizer, train_wordpiece
+
+    choice = spec.get("tokenizer")
+    if choice == "teacher":
+        return resolve_tokenizer(cfg, cfg.model.teacher, "model.teacher", texts)
+    if choice == "train" or (choice is None and not spec.get("name_or_path") and not spec.get("trained")):
+        if spec.get("vocab_size") is None:
+            raise ConfigError(f"{key}.vocab_size", "is required to train a tokenizer (tokenizer: train)")
+        return train_wordpiece(list(texts()), int(spec["vocab_size"]), cfg.paths.cache_dir)
+    return load_tokenizer(str(choice or spec.get("trained") or spec.get("name_or_path")))
 
 
 def print_table(results: dict[str, float], metric_names: list[str]) -> str:

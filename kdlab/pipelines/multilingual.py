@@ -13,16 +13,16 @@ import logging
 from pathlib import Path
 from typing import Any
 
-import pytorch_lightning as pl
 from omegaconf import DictConfig
 
 from kdlab.data.parallel import ParallelDataModule
 from kdlab.errors import ConfigError
 from kdlab.evaluation.multilingual import CrosslingualSTSEvaluator, TatoebaEvaluator
 from kdlab.methods.multilingual import MultilingualDistillation
-from kdlab.models.backbone import freeze, load_tokenizer, train_wordpiece
+from kdlab.models.backbone import freeze, load_tokenizer
 from kdlab.models.sentence_encoder import SentenceEncoder, copy_encoder, load_sentence_encoder, random_encoder
-from kdlab.pipelines.common import cached_teacher_outputs, container
+from kdlab.pipelines.common import container, prefixed, resolve_tokenizer, seed
+from kdlab.pipelines.teachers import cached_teacher_outputs, teacher_record
 from kdlab.runner import evaluate, fit_stage
 from kdlab.utils.run_folder import write_json
 
@@ -35,9 +35,13 @@ def build_teacher(cfg: DictConfig, datamodule: ParallelDataModule) -> tuple[Sent
     if spec.get("name_or_path"):
         teacher, tokenizer = load_sentence_encoder(spec, "model.teacher")
     else:
-        texts = [text for p in datamodule.pairs("train") for text in (p["source"], p["target"])]
-        tokenizer = train_wordpiece(texts, int(spec.get("vocab_size") or 4000), cfg.paths.cache_dir)
-        pl.seed_everything(cfg.seed, workers=True)
+        tokenizer = resolve_tokenizer(
+            cfg,
+            spec,
+            "model.teacher",
+            lambda: [text for p in datamodule.pairs("train") for text in (p["source"], p["target"])],
+        )
+        seed(cfg)
         teacher = random_encoder(spec, tokenizer)
     return freeze(teacher), tokenizer
 
@@ -104,7 +108,7 @@ def run_multilingual(cfg: DictConfig, run_dir: Path) -> dict[str, float]:
     """Teacher embeddings (cached) → student trained on parallel pairs; metrics before and after training."""
     datamodule = ParallelDataModule(cfg.data)
     teacher, teacher_tokenizer = build_teacher(cfg, datamodule)
-    pl.seed_everything(cfg.seed, workers=True)
+    seed(cfg)
     student, tokenizer = build_student(cfg, teacher, teacher_tokenizer)
     datamodule.tokenizer = tokenizer
 
@@ -116,10 +120,6 @@ def run_multilingual(cfg: DictConfig, run_dir: Path) -> dict[str, float]:
         outputs[split], infos[split] = cached_teacher_outputs(
             cfg, teacher, teacher_tokenizer, [(text, None) for text in sources], kind, lambda embeddings: embeddings
         )
-    write_json(
-        run_dir / "teacher" / "teacher.json", {"model": str(cfg.model.teacher.get("name_or_path")), "outputs": infos}
-    )
-
     evaluators = build_evaluators(cfg)
 
     def module_for(model: SentenceEncoder, model_tokenizer: Any) -> MultilingualDistillation:
@@ -135,19 +135,15 @@ def run_multilingual(cfg: DictConfig, run_dir: Path) -> dict[str, float]:
             evaluators,
         )
 
-    results: dict[str, float] = {}
+    teacher_metrics: dict[str, float] = {}
     full_copy = bool(cfg.model.student.get("copy_teacher")) and not cfg.model.student.get("from_teacher_layers")
     if not full_copy:  # a full copy's metrics before training are the teacher's own
         teacher_metrics = evaluate(cfg, module_for(teacher, teacher_tokenizer), datamodule, run_dir / "teacher")
-        results.update({f"teacher/{k}": v for k, v in teacher_metrics.items()})
+    name = cfg.model.teacher.get("name_or_path")
+    origin = f"given: {name}" if name else "random init in this run"
+    write_json(run_dir / "teacher" / "teacher.json", teacher_record(origin, teacher_metrics, infos, model=name))
+    results = prefixed("teacher", teacher_metrics)
     module = module_for(student, tokenizer)
-    results.update(
-        {f"student_init/{k}": v for k, v in evaluate(cfg, module, datamodule, run_dir / "student_init").items()}
-    )
-    results.update(
-        {
-            f"student/{k}": v
-            for k, v in fit_stage(cfg, "student", module, datamodule, cfg.method.student, run_dir).items()
-        }
-    )
+    results.update(prefixed("student_init", evaluate(cfg, module, datamodule, run_dir / "student_init")))
+    results.update(prefixed("student", fit_stage(cfg, "student", module, datamodule, cfg.method.student, run_dir)))
     return results

@@ -30,18 +30,17 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import pytorch_lightning as pl
 import torch
 from omegaconf import DictConfig
 
 from kdlab.data.pairs import PairData
 from kdlab.errors import ConfigError, DataError
 from kdlab.methods.trans_encoder import BiEncoderStage, CrossEncoderStage, SimCSEStage
-from kdlab.models.backbone import load_pretrained, load_tokenizer, save_atomically, train_wordpiece
+from kdlab.models.backbone import load_pretrained, save_atomically
 from kdlab.models.bi_encoder import pair_cosines
 from kdlab.models.cross_encoder import build_cross_encoder, check_pair_tokenizer, cross_encoder_from, cross_scores
 from kdlab.models.sentence_encoder import SentenceEncoder, copy_encoder, load_sentence_encoder, random_encoder
-from kdlab.pipelines.common import container
+from kdlab.pipelines.common import container, prefixed, resolve_tokenizer, seed
 from kdlab.resume import config_hash
 from kdlab.runner import evaluate, fit_stage
 from kdlab.utils.distributed import computed_in_shares, is_global_zero, wait_for_all
@@ -83,14 +82,6 @@ class Progress:
         if is_global_zero():
             write_json(self.path, self.state)
         wait_for_all()
-
-
-def _tokenizer(cfg: DictConfig, spec: dict[str, Any], data: PairData) -> Any:
-    """A spec's tokenizer: `train` (WordPiece on the pair sentences, cached), a path, or the model folder's own."""
-    choice = spec.get("tokenizer")
-    if choice == "train" or (choice is None and not spec.get("name_or_path")):
-        return train_wordpiece(data.sentences(), int(spec.get("vocab_size") or 2000), cfg.paths.cache_dir)
-    return load_tokenizer(str(choice or spec["name_or_path"]))
 
 
 def _names(kind: str, count: int) -> list[str]:
@@ -151,22 +142,26 @@ class TransEncoderRun:
                     f"model.cross_encoders[{index}].from_bi_start",
                     f"must index model.bi_encoders (0..{len(starts) - 1}), got {origin}",
                 )
-            tokenizer = starts[int(origin)][1] if origin is not None else _tokenizer(self.cfg, spec, self.data)
+            tokenizer = (
+                starts[int(origin)][1]
+                if origin is not None
+                else resolve_tokenizer(self.cfg, spec, f"model.cross_encoders[{index}]", self.data.sentences)
+            )
             check_pair_tokenizer(tokenizer, f"model.cross_encoders[{index}].tokenizer")
             self.cross_tokenizers.append(tokenizer)
 
     # --- models -----------------------------------------------------------------------------------
     def raw_bi_encoder(self, index: int) -> tuple[SentenceEncoder, Any]:
         spec = self.bi_specs[index]
-        pl.seed_everything(int(self.cfg.seed) + index, workers=True)
+        seed(self.cfg, index)
         if spec.get("name_or_path"):
             return load_sentence_encoder(spec, f"model.bi_encoders[{index}]")
-        tokenizer = _tokenizer(self.cfg, spec, self.data)
+        tokenizer = resolve_tokenizer(self.cfg, spec, f"model.bi_encoders[{index}]", self.data.sentences)
         return random_encoder(spec, tokenizer), tokenizer
 
     def fresh_cross_encoder(self, index: int) -> torch.nn.Module:
         """A cross-encoder as at the start: from its spec, or from the starting bi-encoder's weights (`from_bi_start`)."""
-        pl.seed_everything(int(self.cfg.seed) + index, workers=True)
+        seed(self.cfg, index)
         spec, key = self.cross_specs[index], f"model.cross_encoders[{index}]"
         if spec.get("from_bi_start") is not None:
             origin = self.starts[int(spec["from_bi_start"])][0].backbone
@@ -237,7 +232,7 @@ class TransEncoderRun:
                 continue
             model, metrics = train(index, stage)
             models.append(model)
-            results.update({f"{name}_{tag}/{k}": v for k, v in metrics.items()})
+            results.update(prefixed(f"{name}_{tag}", metrics))
         if not self.progress.done(step):
             self.progress.finish(step, results)
         return models
@@ -295,9 +290,7 @@ def run_trans_encoder(cfg: DictConfig, run_dir: Path) -> dict[str, float]:
                 run.simcse(f"simcse/{name}", model, tokenizer)
             if is_global_zero():
                 model.save_sentence_transformers(run_dir / "start" / name, tokenizer, run.max_length)
-            results.update(
-                {f"{name}_start/{k}": v for k, v in run.evaluate_bi(f"start/{name}_eval", model, tokenizer).items()}
-            )
+            results.update(prefixed(f"{name}_start", run.evaluate_bi(f"start/{name}_eval", model, tokenizer)))
         progress.finish("start", results)
     starts = [run.load_bi(index, run_dir / "start" / name) for index, name in enumerate(run.bi_names)]
     run.set_starts(starts)

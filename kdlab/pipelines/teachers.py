@@ -1,0 +1,174 @@
+"""Teachers, in one place: obtaining one (fine-tuned in the run, reused from the teacher store, or given), its cached
+outputs, and the record a run keeps of it.
+
+A fine-tuned teacher is stored under `paths.teacher_store/<teacher_key>` (its model folder, metrics.json and
+evaluated_on.json) and reused by any later run with the same teacher config on the same training and validation
+rows. Teacher outputs go through the teacher-output cache (kdlab/cache/teacher_outputs.py), keyed by content.
+Every pipeline describes its teachers with `teacher_record`: {origin, model, metrics, outputs}.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import shutil
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig
+
+from kdlab import __version__
+from kdlab.cache.teacher_outputs import TeacherOutputCache
+from kdlab.data.identity import distinct, records_fingerprint
+from kdlab.data.records import SPLITS, check_label_width
+from kdlab.data.text import TextDataModule
+from kdlab.methods.finetune import Finetune
+from kdlab.models.backbone import build_model, load_trained, save_atomically
+from kdlab.models.inference import predict
+from kdlab.pipelines.common import container, module_arguments, resolve_tokenizer, seed
+from kdlab.runner import evaluate, fit_stage, log_to_trackers
+from kdlab.utils.distributed import is_global_zero
+from kdlab.utils.run_folder import write_json
+
+log = logging.getLogger(__name__)
+
+
+def teacher_record(
+    origin: str, metrics: dict[str, float], outputs: dict[str, Any], model: str | Path | None = None
+) -> dict[str, Any]:
+    """What a run keeps of a teacher (`teacher.json`, BAM's `teachers.json` per task): where it came from
+    (`trained in this run, stored as …`, `reused: …`, `given: …`, `pretrained: …`), its metrics, how its outputs
+    were obtained (the cache entries, or `live`), and the model name or folder it was loaded from (null when the
+    origin names it or the run trained it)."""
+    return {"origin": origin, "model": None if model is None else str(model), "metrics": metrics, "outputs": outputs}
+
+
+def finetune_module(
+    cfg: DictConfig, stage_cfg: DictConfig, model: Any, tokenizer: Any, datamodule: TextDataModule
+) -> Finetune:
+    """A gold-label training module for `model` on the datamodule's task, with the stage's optimizer."""
+    return Finetune(**module_arguments(cfg, stage_cfg, model, tokenizer, datamodule))
+
+
+def check_head(model: Any, datamodule: TextDataModule, key: str) -> None:
+    """ConfigError naming `key` when a trained teacher's output width differs from the task's label count."""
+    check_label_width(int(getattr(model.config, "num_labels", 0)), datamodule.num_labels, key)
+
+
+def data_fingerprints(datamodule: TextDataModule) -> dict[str, str]:
+    """Content fingerprint of every configured split (texts and parsed labels, in order)."""
+    return {split: records_fingerprint(datamodule.records(split)) for split in SPLITS if datamodule.has_split(split)}
+
+
+def teacher_key(cfg: DictConfig, datamodule: TextDataModule) -> str:
+    """Hash of everything that determines a fine-tuned teacher: its spec, the data it learns from and is selected on, the stage settings, seed, precision.
+
+    The data enters by content (the training and validation rows and labels), not by file name: a file
+    edited in place gives a new key. The test split does not change the teacher; its metrics are
+    re-scored when it changes (`obtain_teacher`).
+    """
+    prints = data_fingerprints(datamodule)
+    data = {k: v for k, v in container(cfg.data).items() if k not in ("eval_batch_size", "num_workers", *SPLITS)}
+    parts = {
+        "teacher": container(cfg.model.teacher),
+        "data": data,
+        "content": {split: prints.get(split) for split in ("train", "validation")},
+        "stage": container(cfg.method.teacher),
+        "seed": cfg.seed,
+        "threads": cfg.get("threads"),  # CPU results depend on the thread count (RELIABILITY.md)
+        "trainer": {
+            k: v for k, v in container(cfg.trainer).items() if k not in ("enable_progress_bar", "enable_model_summary")
+        },
+        "callbacks": container(cfg.get("callbacks")),
+        "kdlab": __version__,
+    }
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def obtain_teacher(
+    cfg: DictConfig,
+    datamodule: TextDataModule,
+    run_dir: Path,
+    stage: str = "teacher",
+    key: str = "model.teacher.trained",
+) -> tuple[Any, Any, dict[str, float], str]:
+    """The teacher model, its tokenizer, its val/test metrics, and where it came from.
+
+    `stage` is its run sub-folder; `key` names the config key of a given (already trained) teacher in errors.
+    """
+    spec = cfg.model.teacher
+    if spec.get("trained"):
+        model, tokenizer = load_trained(spec.trained, key=key)
+        check_head(model, datamodule, key)
+        datamodule.tokenizer = tokenizer
+        module = finetune_module(cfg, cfg.method.teacher, model, tokenizer, datamodule)
+        metrics = evaluate(cfg, module, datamodule, run_dir / stage)
+        return model, tokenizer, metrics, f"given: {spec.trained}"
+    stored = Path(cfg.paths.teacher_store) / teacher_key(cfg, datamodule)
+    evaluated_on = data_fingerprints(datamodule)
+    if cfg.method.reuse_teacher and (stored / "model" / "config.json").exists() and (stored / "metrics.json").exists():
+        model, tokenizer = load_trained(stored / "model")
+        datamodule.tokenizer = tokenizer
+        record = stored / "evaluated_on.json"
+        if record.exists() and json.loads(record.read_text()) == evaluated_on:
+            metrics = json.loads((stored / "metrics.json").read_text())
+            log.info("teacher: reusing %s (same config and data as an earlier run)", stored)
+        else:  # same training data, other test rows: the stored scores are not this data's
+            module = finetune_module(cfg, cfg.method.teacher, model, tokenizer, datamodule)
+            kept = {
+                k: v
+                for k, v in json.loads((stored / "metrics.json").read_text()).items()
+                if k.startswith("checkpoint/")
+            }
+            metrics = {**evaluate(cfg, module, datamodule, run_dir / stage), **kept}
+            log.info(
+                "teacher: reusing %s (same config and training data), re-scored on this run's evaluation data", stored
+            )
+        if is_global_zero():
+            log_to_trackers(cfg, stage, metrics)
+        return model, tokenizer, metrics, f"reused: {stored}"
+    tokenizer = resolve_tokenizer(cfg, spec, "model.teacher", lambda: datamodule.texts("train"))
+    datamodule.tokenizer = tokenizer
+    seed(cfg)
+    model = build_model(spec, datamodule.task, datamodule.labels, tokenizer, key="model.teacher")
+    module = finetune_module(cfg, cfg.method.teacher, model, tokenizer, datamodule)
+    metrics = fit_stage(cfg, stage, module, datamodule, cfg.method.teacher, run_dir)
+
+    def store(tmp: str) -> None:
+        shutil.copytree(run_dir / stage / "model", Path(tmp) / "model")
+        write_json(Path(tmp) / "metrics.json", metrics)
+        write_json(Path(tmp) / "evaluated_on.json", evaluated_on)
+
+    if is_global_zero():  # one stored copy; the other ranks go on with the model in memory
+        save_atomically(stored, store)
+    return module.model, tokenizer, metrics, f"trained in this run, stored as {stored}"
+
+
+def cached_teacher_outputs(
+    cfg: DictConfig, teacher: Any, tokenizer: Any, inputs: list[tuple[str, str | None]], kind: str, select: Any
+) -> tuple[Any, dict[str, Any]]:
+    """`select(teacher(x))` for every input, from the teacher-output cache (computed once per key), in input order."""
+    import torch
+
+    unique, where = distinct(inputs)
+    cache = TeacherOutputCache(Path(cfg.paths.cache_dir) / "teacher_outputs")
+    max_length = int(cfg.data.max_length)
+    identity = f"{type(teacher).__name__}/{teacher.config.model_type}"
+    key = cache.key(
+        identity=identity, teacher=teacher, tokenizer=tokenizer, max_length=max_length, kind=kind, inputs=unique
+    )
+    outputs, hit = cache.get_or_compute(
+        key,
+        unique,
+        lambda items: predict(teacher, tokenizer, items, max_length, int(cfg.data.eval_batch_size), select=select),
+    )
+    info = {"mode": "cache", "hit": hit, "key": key, "path": str(cache.path(key)), "rows": len(unique)}
+    return outputs[torch.tensor(where)], info
+
+
+def teacher_logits(
+    cfg: DictConfig, teacher: Any, tokenizer: Any, inputs: list[tuple[str, str | None]]
+) -> tuple[Any, dict[str, Any]]:
+    """The teacher's logits for every (text, pair) input, through the teacher-output cache."""
+    return cached_teacher_outputs(cfg, teacher, tokenizer, inputs, "logits", lambda output: output.logits)
