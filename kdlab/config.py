@@ -14,7 +14,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
 
-from kdlab import registry
+from kdlab import deploy, registry
 from kdlab.data import local
 from kdlab.data.loading import check_columns
 from kdlab.data.processes import process_share
@@ -626,6 +626,7 @@ def validate(cfg: DictConfig) -> None:
         raise ConfigError("threads", f"must be a positive integer or null (torch's default), got {threads!r}")
     validate_paths(cfg)
     validate_model_specs(cfg)
+    deploy.check_setting(cfg)  # method.deploy_benchmark: a boolean
     entry = registry.method(_require(cfg, "method.name"))
     registry.check_data_fits(entry, cfg)
     registry.resolve(entry.check)(cfg)

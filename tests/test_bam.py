@@ -108,6 +108,7 @@ def test_teacher_predictions_follow_content_not_position():
 # --- the pipeline through the CLI -------------------------------------------------------------------------------
 
 SMALL = [
+    "method.deploy_benchmark=false",  # no export timing in tests (tests/test_deploy.py times them)
     "experiment=bam_toy",
     "data.tasks.0.train.size=160",
     "data.tasks.0.validation.size=48",

@@ -102,6 +102,7 @@ NO_DROPOUT = [
     for key in ("hidden_dropout_prob", "attention_probs_dropout_prob")
 ]
 HINTON = [
+    "method.deploy_benchmark=false",  # no export timing in tests (tests/test_deploy.py times them)
     "data.train.size=640",
     "data.validation.size=100",
     "data.test.size=100",
@@ -116,6 +117,7 @@ HINTON = [
     *NO_DROPOUT,
 ]
 MULTILINGUAL = [
+    "method.deploy_benchmark=false",  # no export timing in tests (tests/test_deploy.py times them)
     "experiment=multilingual_toy",
     "data.sources.0.size=480",
     "data.sources.1.size=480",

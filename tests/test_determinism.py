@@ -24,6 +24,7 @@ TINY = ["trainer.enable_progress_bar=false", "trainer.limit_val_batches=2", "tra
 CASES = {  # each method's tiny setting, as its own tests use it (a few batches, a few epochs)
     "hinton": [
         *TINY,
+        "method.deploy_benchmark=false",  # no export timing in tests (tests/test_deploy.py times them)
         "method.baseline=true",
         "data.train.size=200",
         "data.validation.size=50",
@@ -33,6 +34,7 @@ CASES = {  # each method's tiny setting, as its own tests use it (a few batches,
     ],
     "multilingual": [
         *TINY,
+        "method.deploy_benchmark=false",  # no export timing in tests (tests/test_deploy.py times them)
         "experiment=multilingual_toy",
         "data.sources.0.size=120",
         "data.sources.1.size=120",
@@ -58,6 +60,7 @@ CASES = {  # each method's tiny setting, as its own tests use it (a few batches,
     ],
     "bam": [
         *TINY,
+        "method.deploy_benchmark=false",  # no export timing in tests (tests/test_deploy.py times them)
         "experiment=bam_toy",
         "data.tasks.0.train.size=96",
         "data.tasks.0.validation.size=32",

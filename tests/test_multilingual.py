@@ -12,6 +12,7 @@ from kdlab.errors import ConfigError, DataError
 from kdlab.losses import multilingual_mse
 
 TOY = [
+    "method.deploy_benchmark=false",  # no export timing in tests (tests/test_deploy.py times them)
     "method=multilingual",
     "model=tiny_sentence",
     "data=parallel_toy",

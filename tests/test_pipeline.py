@@ -7,6 +7,7 @@ import torch
 from conftest import run_dirs
 
 SMALL = [
+    "method.deploy_benchmark=false",  # no export timing in tests (tests/test_deploy.py times them)
     "data.train.size=1200",
     "data.validation.size=200",
     "data.test.size=400",

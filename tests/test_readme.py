@@ -11,7 +11,7 @@ command falls in one category (`category`):
   one torch import for all of them), or through the CLI for a multirun or hydra.* keys. Real data
   (KDLAB_DATA_DIR), Optuna searches and submitit launches run in the slow suite, skipped when ../shared/data or
   the minilm extra is absent. SLURM launches are composed only (no cluster here).
-- verbatim: kdlab-report, kdlab-eval, kdlab-sweep-summary, `--cfg` printing, `&&` one-liners, jupyter and
+- verbatim: kdlab-report, kdlab-eval, kdlab-sweep-summary, kdlab-bench, `--cfg` printing, `&&` one-liners, jupyter and
   console blocks run exactly as written through bash (console: the README's output lines must be printed), with
   placeholders (<run>, <sweep>, PATH) filled with the folders of the README commands named in FILL.
 - script (`python benchmarks/...`): run with small arguments (SCRIPT_ARGS) in the slow suite.
@@ -48,7 +48,7 @@ from conftest import REPO, SHARED_DATA, needs_minilm, needs_shared_data
 README = REPO / "README.md"
 DATA = SHARED_DATA.resolve()
 SHELL_BLOCKS = {"bash", "sh", "shell", "console"}
-VERBATIM_PROGRAMS = {"kdlab-report", "kdlab-eval", "kdlab-sweep-summary", "jupyter"}
+VERBATIM_PROGRAMS = {"kdlab-report", "kdlab-eval", "kdlab-sweep-summary", "kdlab-bench", "jupyter"}
 LINKED = ("benchmarks", "notebooks")  # repository folders the README's commands name by relative path
 PLACEHOLDER = re.compile(r"<[a-z_ ]+>|\bPATH\b")
 
@@ -62,7 +62,7 @@ TRAINER_LIMITS = [
 LIMITS = {
     None: ["debug=fast", "data.train.size=200", "data.validation.size=50", "data.test.size=50"],
     # not debug=fast: it sets method.teacher.epochs, and multilingual has no teacher stage (the run stops on it)
-    "multilingual_toy": [*TRAINER_LIMITS, "method.student.epochs=1"],
+    "multilingual_toy": [*TRAINER_LIMITS, "method.student.epochs=1", "method.deploy_benchmark=false"],
     "trans_encoder_toy": [
         *TRAINER_LIMITS,
         "method.cycles=1",
@@ -77,6 +77,7 @@ LIMITS = {
     "hinton_sst2": ["debug=fast", "data.train.limit=320", "data.validation.limit=64", "data.test.limit=64"],
     "multilingual_minilm": [
         *TRAINER_LIMITS,
+        "method.deploy_benchmark=false",
         "method.student.epochs=1",
         *[f"data.sources.{i}.limit=40" for i in range(5)],
         "data.holdout=8",
@@ -120,6 +121,9 @@ FILL = {
         "outputs/runs/<run>": ("kdlab-train experiment=bam_toy", "")
     },
     "kdlab-report outputs/runs/<run>": {"outputs/runs/<run>": ("kdlab-train experiment=bam_toy", "")},
+    "kdlab-bench outputs/runs/<run>/teacher/model outputs/runs/<run>/student/model": {
+        "outputs/runs/<run>": ("kdlab-train", "")
+    },
     "kdlab-report outputs/sweeps/<sweep>": {"outputs/sweeps/<sweep>": (GRID, "")},
     "kdlab-report outputs/sweeps/<sweep> --param loss.temperature --metric student/val/f1 --out reports/temperature": {
         "outputs/sweeps/<sweep>": (GRID, "")

@@ -17,6 +17,7 @@ import torch
 from conftest import REPO, run_dirs
 
 RUN = [
+    "method.deploy_benchmark=false",  # no export timing in tests (tests/test_deploy.py times them)
     "data.train.size=1200",
     "data.validation.size=100",
     "data.test.size=100",

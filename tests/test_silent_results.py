@@ -13,6 +13,7 @@ from conftest import kdlab_folders
 
 WORDS = {"1": ["good", "great", "fine", "lovely"], "0": ["bad", "awful", "poor", "dull"]}
 TINY = [
+    "method.deploy_benchmark=false",  # no export timing in tests (tests/test_deploy.py times them)
     "data=sst2",
     "model.teacher.config.hidden_size=32",
     "model.teacher.config.num_hidden_layers=1",

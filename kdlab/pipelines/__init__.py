@@ -8,6 +8,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from kdlab.deploy import benchmark_run
 from kdlab.pipelines.common import print_table
 from kdlab.registry import method, resolve
 from kdlab.resume import is_finished, resume_folder, start_folder
@@ -52,6 +53,7 @@ def run(cfg: DictConfig) -> float | None:
         with ranks_end_with_the_run():
             results = resolve(method(cfg.method.name).pipeline)(cfg, run_dir)
         if is_global_zero():  # every rank has the same results (kdlab/utils/distributed.py); rank 0 writes them
+            results.update(benchmark_run(cfg, run_dir))  # each export's size and speed (method.deploy_benchmark)
             write_json(run_dir / "metrics.json", results)
     if is_global_zero():
         to_log_files(log, logging.INFO, "results:\n" + print_table(results, list(cfg.method.report_metrics)).rstrip())

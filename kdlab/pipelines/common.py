@@ -67,6 +67,8 @@ def print_table(results: dict[str, float], metric_names: list[str]) -> str:
     from rich.console import Console
     from rich.table import Table
 
+    from kdlab.deploy import CAPTION, ratio_columns
+
     roles = []
     for key in results:
         role = key.split("/", 1)[0]
@@ -88,9 +90,13 @@ def print_table(results: dict[str, float], metric_names: list[str]) -> str:
     ]
     for split, m in columns:
         table.add_column(f"{split}/{m}", justify="right")
+    ratios = ratio_columns(results, roles)  # speed and size × teacher where the run timed its exports (kdlab/deploy)
+    for header in ratios:
+        table.add_column(header, justify="right")
+    table.caption = CAPTION if ratios else None
     for role in roles:
         cells = [f"{results[k]:.4f}" if (k := f"{role}/{split}/{m}") in results else "-" for split, m in columns]
-        table.add_row(labels.get(role, role), *cells)
+        table.add_row(labels.get(role, role), *cells, *(column.get(role, "-") for column in ratios.values()))
     console = Console(width=120, record=True)
     console.print(table)
     return console.export_text()
