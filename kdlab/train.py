@@ -13,7 +13,8 @@ import sys
 import hydra
 from omegaconf import DictConfig
 
-from kdlab.app import conf_dir, guarded, refuse_bad_overrides, refuse_finished_run_dir, register_resolvers
+from kdlab.app import guarded, refuse_bad_overrides, refuse_finished_run_dir
+from kdlab.resolvers import conf_dir, register_resolvers
 
 register_resolvers()
 

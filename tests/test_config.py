@@ -12,8 +12,8 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import OmegaConf, open_dict
 
-from kdlab.app import conf_dir, register_resolvers
 from kdlab.config import validate
+from kdlab.resolvers import conf_dir, register_resolvers
 
 EXPERIMENTS = sorted(p.stem for p in (REPO / "conf" / "experiment").glob("*.yaml"))
 
@@ -69,7 +69,8 @@ def composed(overrides, tmp_path):
 @pytest.mark.parametrize("experiment", [None, *EXPERIMENTS])
 def test_every_experiment_composes_validates_and_instantiates(experiment, fake_data_dir, tmp_path):
     from kdlab.data.text import TextDataModule
-    from kdlab.runner import _loggers, make_trainer
+    from kdlab.runner import make_trainer
+    from kdlab.tracking import stage_loggers
 
     cfg = composed([f"experiment={experiment}"] if experiment else [], tmp_path)
     validate(cfg)
@@ -102,7 +103,7 @@ def test_every_experiment_composes_validates_and_instantiates(experiment, fake_d
         assert module.records("train") and module.num_labels == 2
     trainer = make_trainer(cfg, "teacher", tmp_path / "run" / "teacher", epochs=1, monitor=str(cfg.method.monitor))
     assert trainer.max_epochs == 1 and trainer.checkpoint_callback.dirpath.endswith("teacher/checkpoints")
-    assert [type(lg).__name__ for lg in _loggers(cfg, "teacher")] == ["CSVLogger"]
+    assert [type(lg).__name__ for lg in stage_loggers(cfg, "teacher")] == ["CSVLogger"]
 
 
 # options that belong to the multilingual, Trans-Encoder and BAM methods compose with their partners

@@ -165,8 +165,8 @@ def test_composed_configs_check_layerwise_decay(experiment, key, value, tmp_path
     from hydra import compose, initialize_config_dir
     from omegaconf import OmegaConf
 
-    from kdlab.app import conf_dir, register_resolvers
     from kdlab.config import validate
+    from kdlab.resolvers import conf_dir, register_resolvers
 
     monkeypatch.setenv("KDLAB_OUTPUT_DIR", str(tmp_path / "out"))
     register_resolvers()

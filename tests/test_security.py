@@ -400,7 +400,7 @@ UNSAFE_LOADS = {
     "runpy.run_module",
 }
 # `_target_`s are built from config nodes only: the places that instantiate are listed, so a new one is reviewed
-INSTANTIATING = {"kdlab/runner.py"}
+INSTANTIATING = {"kdlab/runner.py", "kdlab/tracking.py"}
 # the one place that imports by name: kdlab.registry.resolve, which imports only references a table registered in code
 IMPORTING = {"kdlab/registry.py"}
 

@@ -229,7 +229,7 @@ def _launcher(name, *overrides):
     from hydra import compose, initialize_config_dir
     from omegaconf import OmegaConf
 
-    from kdlab.app import conf_dir, register_resolvers
+    from kdlab.resolvers import conf_dir, register_resolvers
 
     register_resolvers()
     with initialize_config_dir(config_dir=conf_dir(), version_base="1.3"):

@@ -13,7 +13,7 @@ from hydra import compose, initialize_config_dir
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 
-from kdlab.app import conf_dir, register_resolvers
+from kdlab.resolvers import conf_dir, register_resolvers
 
 SMALL = ["debug=fast", "data.train.size=200", "data.validation.size=50", "data.test.size=50"]
 

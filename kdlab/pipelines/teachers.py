@@ -27,7 +27,8 @@ from kdlab.methods.finetune import Finetune
 from kdlab.models.backbone import build_model, load_trained, save_atomically
 from kdlab.models.inference import predict
 from kdlab.pipelines.common import container, module_arguments, resolve_tokenizer, seed
-from kdlab.runner import evaluate, fit_stage, log_to_trackers
+from kdlab.runner import evaluate, fit_stage
+from kdlab.tracking import log_to_trackers
 from kdlab.utils.distributed import is_global_zero
 from kdlab.utils.run_folder import write_json
 

@@ -7,11 +7,16 @@ import logging
 import platform
 import subprocess
 import sys
+import traceback
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from kdlab.errors import KdlabError
 from kdlab.utils.atomic import replacing
+
+# a failed run's or multirun job's record in its folder, read by the sweep summary (kdlab/sweep.py) and kdlab-report
+ERROR_FILE = "error.json"
 
 
 def to_log_files(logger: logging.Logger, level: int, message: str, exc_info: Any = None) -> None:
@@ -74,5 +79,23 @@ def write_run_info(run_dir: str | Path, resolved_config_yaml: str) -> None:
                 "pytorch_lightning": pytorch_lightning.__version__,
                 "transformers": transformers.__version__,
             },
+        },
+    )
+
+
+def is_fresh(run_dir: Path) -> bool:
+    """True when a folder holds nothing but what Hydra wrote at start-up (safe to remove after a config error)."""
+    return run_dir.is_dir() and all(p.name in (".hydra", "train.log", "eval.log") for p in run_dir.iterdir())
+
+
+def record_failure(job_dir: Path, err: BaseException) -> None:
+    """Write <job>/error.json: the error's type, message and traceback (the sweep summary shows it)."""
+    write_json(
+        job_dir / ERROR_FILE,
+        {
+            "type": type(err).__name__,
+            "message": str(err),
+            "kdlab_error": isinstance(err, KdlabError),
+            "traceback": "".join(traceback.format_exception(type(err), err, err.__traceback__)),
         },
     )
