@@ -72,7 +72,8 @@ class Sweep:
 def _compose_error(err: Exception, folders: list[str]) -> ConfigError:
     """Hydra's multi-line composition error as one ConfigError line (the search-path listing dropped); a key that no
     config file has gets the nearest one that does instead of Hydra's advice to add it with +."""
-    from kdlab.config import OWN_DATA_HINT, known_keys, nearest_key
+    from kdlab.data.checks import OWN_DATA_HINT
+    from kdlab.overrides import known_keys, nearest_key
 
     lines = []
     for line in str(err).splitlines():
@@ -101,7 +102,7 @@ def compose(*overrides: str, config_name: str = "train", config_dir: str | Path 
     """The composed `train` (or `config_name`) config for these overrides, with its `hydra` node (nothing resolved or
     run). `config_dir`: a folder of the user's own config files, searched after kdlab's conf/ (`--config-dir`).
 
-    A key that a `+key=value` (or `++`) override adds must be one kdlab reads (`kdlab.config.check_added_key`);
+    A key that a `+key=value` (or `++`) override adds must be one kdlab reads (`kdlab.overrides.check_added_key`);
     else the value would be silently ignored.
     """
     from hydra import compose as hydra_compose
@@ -136,7 +137,7 @@ def compose(*overrides: str, config_name: str = "train", config_dir: str | Path 
             and not any((Path(folder) / o.key_or_group).is_dir() for folder in folders)
         ]  # `+group=option` adds a config
         if added:
-            from kdlab.config import check_added_key, known_keys
+            from kdlab.overrides import check_added_key, known_keys
 
             kept = [text for text, o in zip(overrides, parsed) if all(o is not a for a in added)]
             base = hydra_compose(config_name, overrides=kept, return_hydra_config=True)

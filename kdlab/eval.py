@@ -29,11 +29,11 @@ register_resolvers()
 
 def _single_task(cfg: DictConfig) -> tuple[Any, Any]:
     """A fine-tuned classifier/regressor and its DataModule (label count checked)."""
-    from kdlab.data.checks import check_text_data
     from kdlab.data.records import check_label_width
     from kdlab.data.text import TextDataModule
     from kdlab.errors import ConfigError
     from kdlab.methods.finetune import Finetune
+    from kdlab.methods.text_data_checks import check_text_data
     from kdlab.models.backbone import load_trained
 
     check_text_data(cfg)
@@ -59,11 +59,11 @@ def _single_task(cfg: DictConfig) -> tuple[Any, Any]:
 
 def _multi_task(cfg: DictConfig) -> tuple[Any, Any]:
     """A multi-task (BAM) export and the mixture of `data.tasks`, which must match its heads."""
-    from kdlab.config import validate_task_list
     from kdlab.data.multitask import MultiTaskDataModule
     from kdlab.data.task_list import task_configs
     from kdlab.errors import ConfigError
     from kdlab.methods.bam import BAM
+    from kdlab.methods.text_data_checks import check_task_list
     from kdlab.models.multitask import head_specs, load_multitask
     from kdlab.pipelines.bam import main_metric
     from kdlab.pipelines.common import container
@@ -73,7 +73,7 @@ def _multi_task(cfg: DictConfig) -> tuple[Any, Any]:
             "data",
             f"{cfg.model_path} is a multi-task export: choose a multi-task data config (data.tasks), e.g. data=multitask_toy",
         )
-    validate_task_list(cfg)
+    check_task_list(cfg)
     tasks = task_configs(container(cfg.data))
     model, tokenizer = load_multitask(cfg.model_path)
     wanted = [(t["name"], t["task"], t["labels"]) for t in head_specs(tasks)]

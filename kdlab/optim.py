@@ -21,9 +21,11 @@ import torch
 from torch import nn
 
 from kdlab.errors import ConfigError
+from kdlab.optim_checks import IMPLEMENTATION_NAMES, check_optimizer
 
 NO_DECAY = ("bias", "LayerNorm.weight", "layer_norm.weight", "norm.weight")
 IMPLEMENTATIONS = {None: {}, "for_loop": {"foreach": False}, "foreach": {"foreach": True}, "fused": {"fused": True}}
+assert tuple(IMPLEMENTATIONS) == IMPLEMENTATION_NAMES  # the torch-free rule lists the same kernels
 LAYER = re.compile(r"^(?P<stack>(?:.*?\.)?(?:layer|layers|h|block|blocks))\.(?P<index>\d+)\.")
 
 
@@ -96,15 +98,14 @@ def build_optimizer(
     cfg: Mapping[str, Any],
     total_steps: int,
     num_layers: int | None = None,
+    key: str = "optimizer",
 ) -> dict[str, Any]:
     """A Lightning `configure_optimizers` answer from an optimizer config (lr, weight_decay, betas, eps, warmup_ratio,
-    implementation, layerwise_decay); `num_layers` is the layer count when the caller knows it (else read from names)."""
+    implementation, layerwise_decay), checked by the config check's own rules (kdlab.optim_checks) under `key`;
+    `num_layers` is the layer count when the caller knows it (else read from names)."""
+    check_optimizer(cfg, key)
     implementation = cfg.get("implementation")
-    if implementation not in IMPLEMENTATIONS:
-        raise ValueError(f"optimizer implementation must be one of {list(IMPLEMENTATIONS)}, got {implementation!r}")
     beta = float(cfg.get("layerwise_decay", 1.0))
-    if not 0.0 < beta <= 1.0:
-        raise ConfigError("optimizer.layerwise_decay", f"must be in (0, 1] (1.0 = off), got {beta:g}")
     lr, weight_decay = float(cfg["lr"]), float(cfg.get("weight_decay", 0.01))
     if beta < 1.0:
         groups = layerwise_groups(named_parameters, weight_decay, lr, beta, num_layers)

@@ -3,14 +3,15 @@
 Each entry names, as "module:function" strings imported only when needed (so `kdlab-train --cfg job` and
 `--help` import no torch), everything the shared layers need to know about a method:
 
-    check     its config check, run after the checks every method shares (kdlab.config.validate)
+    check     its config check (kdlab/methods/<name>_checks.py), run after the checks every method shares
+              (kdlab.config.validate)
     pipeline  run(cfg, run_dir) -> results: the recipe kdlab-train runs (kdlab.pipelines)
     figures   figures(RunFolder) -> {name: Figure}: what kdlab.plots and kdlab-report draw for its runs
     keys      the config values a report lists first for its runs (kdlab-report)
     example   the experiment that gives it everything it needs, for error messages and --help
     data_key  a key only the data configs made for it have: without it the composed data is another method's
 
-Adding a method: its files (a pipeline, a LightningModule, a config check, conf/method/<name>.yaml, plots)
+Adding a method: its files (a pipeline, a LightningModule, kdlab/methods/<name>_checks.py, conf/method/<name>.yaml, plots)
 and one `register_method(...)` line below. Error messages that list the methods read this table.
 """
 
@@ -93,7 +94,7 @@ register_method(
     Method(
         "finetune",
         "fine-tune one model on gold labels (the teacher stage of hinton, on its own)",
-        check="kdlab.config:validate_supervised",
+        check="kdlab.methods.finetune_checks:check",
         pipeline="kdlab.pipelines.supervised:run_finetune",
         figures="kdlab.plots:supervised_figures",
         keys=("method.train", "method.teacher.epochs", "method.teacher.optimizer.lr", "data.batch_size"),
@@ -105,7 +106,7 @@ register_method(
     Method(
         "hinton",
         "Hinton soft-target KD: teacher fine-tuned (or reused) -> student (-> the student without KD)",
-        check="kdlab.config:validate_hinton",
+        check="kdlab.methods.hinton_checks:check",
         pipeline="kdlab.pipelines.supervised:run_hinton",
         figures="kdlab.plots:hinton_figures",
         keys=(
@@ -127,7 +128,7 @@ register_method(
     Method(
         "multilingual",
         "multilingual MSE distillation of a sentence encoder (Reimers & Gurevych 2020)",
-        check="kdlab.config:validate_multilingual",
+        check="kdlab.methods.multilingual_checks:check",
         pipeline="kdlab.pipelines.multilingual:run_multilingual",
         figures="kdlab.plots:multilingual_figures",
         keys=(
@@ -146,7 +147,7 @@ register_method(
     Method(
         "trans_encoder",
         "Trans-Encoder: unsupervised bi-encoder <-> cross-encoder self-distillation (Liu et al. 2022)",
-        check="kdlab.config:validate_trans_encoder",
+        check="kdlab.methods.trans_encoder_checks:check",
         pipeline="kdlab.pipelines.trans_encoder:run_trans_encoder",
         figures="kdlab.plots:trans_encoder_figures",
         keys=(
@@ -168,7 +169,7 @@ register_method(
     Method(
         "bam",
         "BAM!: single-task teachers -> one multi-task student with teacher annealing (Clark et al. 2019)",
-        check="kdlab.config:validate_bam",
+        check="kdlab.methods.bam_checks:check",
         pipeline="kdlab.pipelines.bam:run_bam",
         figures="kdlab.plots:bam_figures",
         keys=(

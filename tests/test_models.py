@@ -142,6 +142,8 @@ def test_optimizer_implementations_take_the_same_steps(tiny_tokenizer):
     """fused / foreach / for_loop AdamW: one algorithm, different kernels; the weights after a few steps agree."""
     import copy
 
+    from kdlab.errors import ConfigError
+
     torch.manual_seed(0)
     base = build_model({"config": TINY}, "classification", ["neg", "pos"], tiny_tokenizer)
     batch = {"input_ids": torch.randint(5, len(tiny_tokenizer), (4, 12)), "labels": torch.tensor([0, 1, 1, 0])}
@@ -159,7 +161,7 @@ def test_optimizer_implementations_take_the_same_steps(tiny_tokenizer):
     assert not torch.equal(weights["for_loop"], torch.cat([p.detach().reshape(-1) for p in base.parameters()]))
     torch.testing.assert_close(weights["fused"], weights["for_loop"], rtol=0, atol=1e-6)
     torch.testing.assert_close(weights["foreach"], weights["for_loop"], rtol=0, atol=1e-6)
-    with pytest.raises(ValueError, match="optimizer implementation must be one of"):
+    with pytest.raises(ConfigError, match=r"^optimizer\.implementation: must be one of"):
         build_optimizer(base.named_parameters(), {"lr": 1e-3, "implementation": "fast"}, 10)
 
 

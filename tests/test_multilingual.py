@@ -119,7 +119,7 @@ def test_parallel_file_with_an_empty_side_names_file_and_line(tmp_path):
     )
     with pytest.raises(DataError, match=r"bad\.tsv:3: empty target"):
         ParallelDataModule(cfg).pairs("train")
-    with pytest.raises(ConfigError, match=r"data\.sources\[0\]\.lang: needs a language tag"):
+    with pytest.raises(ConfigError, match=r"data\.sources\[0\]\.lang: needs a language-pair tag"):
         ParallelDataModule(
             parallel_cfg(tmp_path, sources=[{"path": str(bad), "columns": {"source": "en", "target": "de"}}])
         ).pairs("train")

@@ -122,7 +122,7 @@ def test_bad_task_lists_and_exports_are_refused(tiny_tokenizer, tmp_path):
         build_multitask_model(
             {"config": TINY}, [TASKS[0], {"name": "x", "task": "classification", "labels": ["yes"]}], tiny_tokenizer
         )
-    with pytest.raises(ConfigError, match=r"^model: needs name_or_path"):
+    with pytest.raises(ConfigError, match=r"^model\.student: needs name_or_path"):
         build_multitask_model({}, TASKS, tiny_tokenizer)
     with pytest.raises(DataError, match=r"heads\.json: not found: not a kdlab multi-task export"):
         load_multitask(tmp_path)

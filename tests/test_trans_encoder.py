@@ -111,7 +111,7 @@ def test_eval_pairs_as_the_pair_source_must_be_asked_for(tmp_path):
     data = PairData(pair_cfg(tmp_path, pair_source="eval_pairs"))
     assert data.pairs() == [("a dog", "a puppy"), ("the sea", "a car"), ("red", "crimson")]  # dev + test, deduplicated
     assert data.info["splits"] == ["validation", "test"]
-    with pytest.raises(ConfigError, match="data.pair_source: must be one of"):
+    with pytest.raises(ConfigError, match="data.pair_source: must be train or eval_pairs"):
         PairData(pair_cfg(tmp_path, pair_source="dev"))
 
 

@@ -2,7 +2,7 @@
 
     kdlab-train data=local data.train=my.csv data.text=sentence data.label=kind
 
-When the config is checked (`kdlab.config.validate_data`), these keys become the data config every DataModule
+When the config is checked (`kdlab.methods.text_data_checks.check_text_data`), these keys become the data config every DataModule
 reads: `train` / `validation` / `test` sources ({path: <absolute path>, ...}), `columns`, `labels`, `metrics`.
 
 - `data.validation`, `data.test`: a file, or null: held out of `data.train`, `holdout.size` rows each (a share of

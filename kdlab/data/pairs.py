@@ -26,14 +26,13 @@ from typing import Any
 import torch
 
 from kdlab.data.base import Feature, FeatureCache, KDDataModule, plain
+from kdlab.data.checks import check_gold_column, check_pair_source, check_source
 from kdlab.data.collate import PadCollator, ParallelCollator, tokenize
 from kdlab.data.loading import load_records
 from kdlab.data.text import parse_label, parse_text, split_columns
-from kdlab.errors import ConfigError
 
 log = logging.getLogger(__name__)
 Pair = tuple[str, str]
-PAIR_SOURCES = ("train", "eval_pairs")
 BI_SIDES = ("a", "b")
 
 
@@ -42,19 +41,14 @@ class PairData:
 
     def __init__(self, cfg: Mapping[str, Any]):
         self.cfg = plain(cfg)
-        if self.cfg.get("pair_source", "train") not in PAIR_SOURCES:
-            raise ConfigError(
-                "data.pair_source", f"must be one of {list(PAIR_SOURCES)}, got {self.cfg.get('pair_source')!r}"
-            )
+        check_pair_source(self.cfg.get("pair_source", "train"))
         self._pairs: list[Pair] | None = None
         self._labelled: dict[str, tuple[list[Pair], list[float]]] = {}
         self.cache = FeatureCache()  # shared by the stages: each text is tokenised once per tokenizer
         self.info: dict[str, Any] = {}
 
     def _read_pairs(self, split: str) -> list[Pair]:
-        source = self.cfg.get(split)
-        if source is None:
-            raise ConfigError(f"data.{split}", "needs a source (path, hf or embedded)")
+        source = check_source(self.cfg.get(split), f"data.{split}")
         columns = split_columns(self.cfg, split)
         rows = load_records(source, {"text": columns.get("text"), "text_pair": columns.get("text_pair")})
         return [(parse_text(row, "text"), parse_text(row, "text_pair")) for row in rows]
@@ -95,12 +89,9 @@ class PairData:
     def labelled(self, split: str) -> tuple[list[Pair], list[float]]:
         """(pairs, gold scores) of `validation` or `test`; a missing or non-numeric score names file and line."""
         if split not in self._labelled:
-            source = self.cfg.get(split)
-            if source is None:
-                raise ConfigError(f"data.{split}", "needs a source of labelled pairs")
+            source = check_source(self.cfg.get(split), f"data.{split}")
             columns = split_columns(self.cfg, split)
-            if columns.get("label") is None:
-                raise ConfigError("data.columns.label", f"the {split} pairs need a gold score column for Spearman")
+            check_gold_column(columns, split)
             rows = load_records(source, columns)
             pairs = [(parse_text(row, "text"), parse_text(row, "text_pair")) for row in rows]
             gold = [float(parse_label(row, "regression", [], None)) for row in rows]

@@ -27,6 +27,7 @@ from typing import Any
 from torch.utils.data import DataLoader
 
 from kdlab.data.base import Feature, KDDataModule
+from kdlab.data.checks import check_language_tag, check_parallel_sources, parallel_columns
 from kdlab.data.collate import ParallelCollator, tokenize
 from kdlab.data.identity import distinct
 from kdlab.data.loading import held_out_indices, load_records, subsample
@@ -58,16 +59,11 @@ def _zipped_rows(source: Mapping[str, Any], key: str) -> list[dict[str, Any]]:
 
 def read_pairs(source: Mapping[str, Any], key: str) -> list[Pair]:
     """The (source, target) pairs of one configured source, tagged with its language; empty sides are errors."""
-    lang = source.get("lang")
-    if not lang:
-        raise ConfigError(f"{key}.lang", "needs a language tag such as en-de")
+    lang = check_language_tag(source, key)
     if source.get("zip") is not None:
         rows = _zipped_rows(source, key)
     else:
-        columns = dict(source.get("columns") or {})
-        if columns.get("source") is None or columns.get("target") is None:
-            raise ConfigError(f"{key}.columns", f"needs source and target columns, got {columns}")
-        rows = load_records(source, {"source": columns["source"], "target": columns["target"]})
+        rows = load_records(source, parallel_columns(source, key))
     if source.get("skip_empty"):
         # an explicit choice for noisy corpora (the WMT sample has empty lines): drop such pairs, say how many
         kept = [row for row in rows if str(row["source"] or "").strip() and str(row["target"] or "").strip()]
@@ -100,14 +96,9 @@ class ParallelDataModule(KDDataModule):
 
     def _load(self) -> None:
         sources = self.cfg.get("sources") or []
-        if not sources:
-            raise ConfigError("data.sources", "needs at least one parallel source")
         dev_sources = self.cfg.get("dev") or []
+        check_parallel_sources(sources, dev_sources, self.cfg.get("holdout"))
         holdout = int(self.cfg.get("holdout") or 0)
-        if not dev_sources and holdout <= 0:
-            raise ConfigError(
-                "data.holdout", "with no data.dev sources, hold out some train pairs per source (holdout > 0)"
-            )
         train: list[Pair] = []
         dev: list[Pair] = []
         for number, source in enumerate(sources):

@@ -1,6 +1,6 @@
 """Labelled text records, torch-free: a split's rows parsed into `text`, `text_pair` and `label`, errors naming file:line.
 
-The config check (`kdlab.data.checks.check_text_data`, before any model is loaded) and `TextDataModule` (kdlab/data/text.py)
+The config check (`kdlab.methods.text_data_checks.check_text_data`, before any model is loaded) and `TextDataModule` (kdlab/data/text.py)
 parse rows with the same functions, so a data error reads the same whenever it is found.
 """
 

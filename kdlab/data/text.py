@@ -8,6 +8,7 @@ from typing import Any
 import torch
 
 from kdlab.data.base import Feature, KDDataModule
+from kdlab.data.checks import check_labels, check_task
 from kdlab.data.collate import PadCollator, tokenize
 from kdlab.data.loading import Record
 from kdlab.data.records import parse_label, parse_text, split_columns, split_records, task_labels  # noqa: F401 - pairs.py, parallel.py import parse_* from here
@@ -19,12 +20,9 @@ class TextDataModule(KDDataModule):
 
     def __init__(self, cfg: Mapping[str, Any], tokenizer: Any = None, key: str = "data"):
         super().__init__(cfg, tokenizer, key)
-        self.task = self.cfg["task"]
-        if self.task not in ("classification", "regression"):
-            raise ConfigError(f"{key}.task", f"must be classification or regression, got {self.task!r}")
+        self.task = check_task(self.cfg["task"], f"{key}.task")
         self.labels = task_labels(self.cfg)
-        if self.task == "classification" and len(self.labels) < 2:
-            raise ConfigError(f"{key}.labels", f"a classification task needs at least 2 labels, got {self.labels}")
+        check_labels(self.task, self.labels, f"{key}.labels")
         self._records: dict[str, list[Record]] = {}
 
     @property

@@ -12,7 +12,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-PAIR_LOSSES = ("bce", "mse")
+from kdlab.losses.registry import PAIR_LOSSES
+
 EPS = 1e-6
 
 

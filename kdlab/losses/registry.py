@@ -31,6 +31,8 @@ from kdlab import registry
 from kdlab.errors import ConfigError
 
 ROLES = ("soft", "extra")
+# Trans-Encoder's pseudo-label losses (kdlab.losses.pseudo_labels), for method.cross.loss / method.bi.loss
+PAIR_LOSSES = ("bce", "mse")
 
 
 @dataclass(frozen=True)
@@ -104,7 +106,8 @@ register_term(
 )
 
 
-# --- the rules: one function each, called by the config check (kdlab.config.validate_loss) and at run time ----------
+# --- the rules: one function each, called by the config checks (kdlab.methods.hinton_checks, trans_encoder_checks)
+# and at run time -----------------------------------------------------------------------------------------------------
 
 
 def term(name: Any, role: str, key: str) -> LossTerm:
@@ -180,3 +183,10 @@ def check_layer_map(
 def default_layer_map(student_layers: int, teacher_layers: int) -> list[tuple[int, int]]:
     """Student layer i ↔ teacher layer i·L_T/L_S (i = 1..L_S): the last layers always meet."""
     return [(i, round(i * teacher_layers / student_layers)) for i in range(1, student_layers + 1)]
+
+
+def check_pair_loss(name: Any, key: str) -> str:
+    """A Trans-Encoder stage's pseudo-label loss (`method.<stage>.loss`): one of PAIR_LOSSES."""
+    if name not in PAIR_LOSSES:
+        raise ConfigError(key, f"must be one of {list(PAIR_LOSSES)}, got {name!r}")
+    return name

@@ -23,6 +23,7 @@ from torch import nn
 from kdlab.errors import DataError
 from kdlab.evaluation.task_metrics import build_metrics
 from kdlab.losses import annealed_loss, hard_loss
+from kdlab.methods.bam_checks import check_fixed_lambda
 from kdlab.methods.base import KDModule, task_predictions
 from kdlab.models.multitask import MultiTaskModel, export_multitask
 
@@ -82,8 +83,7 @@ class BAM(KDModule):
         super().__init__(model, tokenizer, optimizer)
         if teacher_outputs is not None and set(teacher_outputs) != set(model.names):
             raise ValueError(f"teacher outputs for {sorted(teacher_outputs)}, but the model's tasks are {model.names}")
-        if not 0.0 <= fixed_lambda <= 1.0:
-            raise ValueError(f"fixed_lambda must be in [0, 1], got {fixed_lambda}")
+        check_fixed_lambda(fixed_lambda)
         self.teacher_outputs = dict(teacher_outputs) if teacher_outputs is not None else None
         self.teacher_annealing = bool(teacher_annealing)
         self.fixed_lambda = float(fixed_lambda)

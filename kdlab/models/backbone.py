@@ -34,6 +34,7 @@ from torch import nn
 
 from kdlab.errors import ConfigError, DataError
 from kdlab.models import kinds
+from kdlab.models.spec import check_layer_indices, check_trust_remote_code
 from kdlab.utils.atomic import replacing
 
 log = logging.getLogger(__name__)
@@ -158,10 +159,7 @@ def encoder_layers(model: nn.Module, key: str = "model.student.from_teacher_laye
 
 def keep_layers(teacher: nn.Module, layers: Sequence[int], key: str = "model.student.from_teacher_layers") -> nn.Module:
     """A copy of `teacher` with only the given encoder layers (DistilBERT-style initialisation)."""
-    depth = teacher.config.num_hidden_layers
-    bad = [i for i in layers if not 0 <= int(i) < depth]
-    if not layers or bad:
-        raise ConfigError(key, f"needs layer indices in [0, {depth - 1}] for this model, got {list(layers)}")
+    layers = check_layer_indices(layers, teacher.config.num_hidden_layers, key, owner="this model")
     student = copy.deepcopy(teacher)
     stack = encoder_layers(student, key)
     kept = [stack[int(i)] for i in layers]
@@ -178,10 +176,11 @@ def keep_layers(teacher: nn.Module, layers: Sequence[int], key: str = "model.stu
     return student
 
 
-def pretrained_layers(model: nn.Module, spec: Mapping[str, Any]) -> nn.Module:
-    """A pretrained model cut to the encoder layers `spec.layers` lists (all of them when the key is null)."""
+def pretrained_layers(model: nn.Module, spec: Mapping[str, Any], key: str = "model") -> nn.Module:
+    """A pretrained model cut to the encoder layers `spec.layers` lists (all of them when the key is null); `key` is
+    the spec's (model.student, ...)."""
     layers = spec.get("layers")
-    return model if layers is None else keep_layers(model, list(layers), key="model.layers")
+    return model if layers is None else keep_layers(model, list(layers), key=f"{key}.layers")
 
 
 def config_from_spec(spec: Mapping[str, Any], tokenizer: Any, **extra: Any) -> Any:
@@ -195,16 +194,13 @@ def config_from_spec(spec: Mapping[str, Any], tokenizer: Any, **extra: Any) -> A
     return AutoConfig.for_model(model_type, **arch, **extra)
 
 
-def remote_code(spec: Mapping[str, Any], name: str) -> dict[str, bool]:
+def remote_code(spec: Mapping[str, Any], name: str, key: str = "model") -> dict[str, bool]:
     """`from_pretrained` keywords for a spec's own `trust_remote_code` (off unless the spec turns it on).
 
     When on, the model's own Python files run: a WARNING naming the model goes to the run's log (<run>/train.log)
     and the key is in the run's resolved config (<run>/config.yaml). Never on for any other model of the run.
     """
-    trusted = spec.get("trust_remote_code", False)
-    if not isinstance(trusted, bool):
-        raise ConfigError("model.trust_remote_code", f"must be true or false, got {trusted!r} (for {name})")
-    if not trusted:
+    if not check_trust_remote_code(spec, key):  # `key`: the spec's own (model.student, model.bi_encoders[0], ...)
         return {}
     log.warning("trust_remote_code: true for %s: the Python code shipped with this model runs", name)
     return {"trust_remote_code": True}
@@ -220,23 +216,35 @@ def _remote_code_hint(err: BaseException) -> str:
 
 
 def load_pretrained(auto_class: Any, spec: Mapping[str, Any], key: str, **kwargs: Any) -> nn.Module:
-    """`auto_class.from_pretrained(spec.name_or_path)` under the spec's own trust_remote_code; a failure is one ConfigError naming `key`."""
+    """`auto_class.from_pretrained(spec.name_or_path)` under the spec's own trust_remote_code; a failure is one ConfigError
+    naming `key` (`<spec key>.name_or_path`)."""
     name = str(spec["name_or_path"])
     try:
-        return auto_class.from_pretrained(name, **kwargs, **remote_code(spec, name))
+        return auto_class.from_pretrained(name, **kwargs, **remote_code(spec, name, key.removesuffix(".name_or_path")))
     except (OSError, ValueError) as err:  # ValueError: the folder ships its own code and trust_remote_code is off
         raise ConfigError(key, f"cannot load {name!r} ({_first_line(err)}){_remote_code_hint(err)}") from None
 
 
 def build_model(
-    spec: Mapping[str, Any], task: str, labels: Sequence[str], tokenizer: Any, teacher: nn.Module | None = None
+    spec: Mapping[str, Any],
+    task: str,
+    labels: Sequence[str],
+    tokenizer: Any,
+    teacher: nn.Module | None = None,
+    key: str = "model",
 ) -> nn.Module:
-    """A fresh model for the task from a spec, built by its kind (`spec.kind`, kdlab.models.kinds)."""
-    return kinds.of_spec(spec).call("build", spec, task, labels, tokenizer, teacher)
+    """A fresh model for the task from a spec, built by its kind (`spec.kind`, kdlab.models.kinds); `key` is the
+    spec's (model.teacher, model.student), which errors about its values name."""
+    return kinds.of_spec(spec, f"{key}.kind").call("build", spec, task, labels, tokenizer, teacher, key)
 
 
 def build_hf_classifier(
-    spec: Mapping[str, Any], task: str, labels: Sequence[str], tokenizer: Any, teacher: nn.Module | None = None
+    spec: Mapping[str, Any],
+    task: str,
+    labels: Sequence[str],
+    tokenizer: Any,
+    teacher: nn.Module | None = None,
+    key: str = "model",
 ) -> nn.Module:
     """A Hugging Face classifier/regressor: pretrained backbone, random config, or teacher layers."""
     from transformers import AutoModelForSequenceClassification
@@ -244,11 +252,11 @@ def build_hf_classifier(
     head = _head_kwargs(task, labels)
     if spec.get("from_teacher_layers") is not None:
         if teacher is None:
-            raise ConfigError("model.student.from_teacher_layers", "needs a teacher (method hinton)")
-        return keep_layers(teacher, list(spec["from_teacher_layers"]))
+            raise ConfigError(f"{key}.from_teacher_layers", "needs a teacher (method hinton)")
+        return keep_layers(teacher, list(spec["from_teacher_layers"]), key=f"{key}.from_teacher_layers")
     if spec.get("name_or_path"):
         return pretrained_layers(
-            load_pretrained(AutoModelForSequenceClassification, spec, "model.name_or_path", **head), spec
+            load_pretrained(AutoModelForSequenceClassification, spec, f"{key}.name_or_path", **head), spec, key
         )
     return AutoModelForSequenceClassification.from_config(config_from_spec(spec, tokenizer, **head))
 

@@ -37,7 +37,7 @@ def check_pair_tokenizer(tokenizer: Any, key: str) -> None:
 def build_cross_encoder(spec: Mapping[str, Any], tokenizer: Any, key: str) -> nn.Module:
     """A fresh cross-encoder (one-logit sequence classifier) from a spec, after checking its tokenizer takes pairs."""
     check_pair_tokenizer(tokenizer, f"{key}.tokenizer")
-    return build_model(spec, "regression", [], tokenizer)
+    return build_model(spec, "regression", [], tokenizer, key=key)
 
 
 def cross_encoder_from(backbone: nn.Module, tokenizer: Any, key: str, trust_remote_code: bool = False) -> nn.Module:

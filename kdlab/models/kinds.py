@@ -4,7 +4,8 @@ A spec's `kind` (``model.teacher.kind`` / ``model.student.kind``; absent = ``hf_
 Each entry names, as "module:function" strings imported only when a run needs them (so `kdlab-train --cfg job`
 and `--help` import no torch), what the shared layers do with such a model:
 
-    build        build(spec, task, labels, tokenizer, teacher) -> nn.Module: a fresh model for the task
+    build        build(spec, task, labels, tokenizer, teacher, key) -> nn.Module: a fresh model for the task (`key`:
+                 the spec's, e.g. model.student, for its errors)
     payload      payload(model) -> dict: the config a kdlab .ckpt stores beside the weights
     from_payload from_payload(config) -> nn.Module: an empty model of that config (the .ckpt weights go in next)
     load         load(folder) -> nn.Module: an exported model folder

@@ -23,10 +23,12 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from kdlab.data.checks import check_labels, check_task
 from kdlab.data.collate import model_inputs
 from kdlab.data.task_list import task_names
-from kdlab.errors import ConfigError, DataError
+from kdlab.errors import DataError
 from kdlab.models.backbone import config_from_spec, load_pretrained, load_tokenizer, pretrained_layers, save_atomically
+from kdlab.models.spec import check_encoder_source
 
 HEADS_CONFIG, HEADS_WEIGHTS = "heads.json", "heads.safetensors"
 FORMAT = "kdlab-multitask-heads"
@@ -37,14 +39,9 @@ def head_specs(tasks: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     names = task_names(tasks)
     specs = []
     for position, (name, entry) in enumerate(zip(names, tasks)):
-        kind = entry.get("task")
+        kind = check_task(entry.get("task"), f"data.tasks[{position}].task")
         labels = [str(label) for label in (entry.get("labels") or [])] if kind == "classification" else []
-        if kind not in ("classification", "regression"):
-            raise ConfigError(f"data.tasks[{position}].task", f"must be classification or regression, got {kind!r}")
-        if kind == "classification" and len(labels) < 2:
-            raise ConfigError(
-                f"data.tasks[{position}].labels", f"a classification task needs at least 2 labels, got {labels}"
-            )
+        check_labels(kind, labels, f"data.tasks[{position}].labels")
         specs.append({"name": name, "task": kind, "labels": labels, "num_labels": len(labels) if labels else 1})
     return specs
 
@@ -106,12 +103,11 @@ def build_multitask_model(
     from transformers import AutoModel
 
     head_specs(tasks)  # bad task lists fail before any model is built
+    check_encoder_source(spec, key)
     if spec.get("name_or_path"):
-        encoder = pretrained_layers(load_pretrained(AutoModel, spec, f"{key}.name_or_path"), spec)
-    elif spec.get("config"):
-        encoder = AutoModel.from_config(config_from_spec(spec, tokenizer))
+        encoder = pretrained_layers(load_pretrained(AutoModel, spec, f"{key}.name_or_path"), spec, key)
     else:
-        raise ConfigError("model", "needs name_or_path (a pretrained encoder) or config (random init)")
+        encoder = AutoModel.from_config(config_from_spec(spec, tokenizer))
     return MultiTaskModel(encoder, tasks)
 
 

@@ -25,7 +25,7 @@ from torch import nn
 
 from kdlab.errors import ConfigError
 from kdlab.models.backbone import config_from_spec, keep_layers, load_pretrained, load_tokenizer, save_atomically
-from kdlab.models.spec import POOLING_MODES
+from kdlab.models.spec import check_pooling
 
 IDENTITY = "torch.nn.modules.linear.Identity"
 
@@ -44,11 +44,15 @@ class SentenceEncoder(nn.Module):
     """An HF encoder whose pooled (optionally projected, optionally normalised) output is the sentence embedding."""
 
     def __init__(
-        self, backbone: nn.Module, pooling: str = "mean", normalize: bool = False, projection: nn.Linear | None = None
+        self,
+        backbone: nn.Module,
+        pooling: str = "mean",
+        normalize: bool = False,
+        projection: nn.Linear | None = None,
+        key: str = "model.pooling",
     ):
         super().__init__()
-        if pooling not in POOLING_MODES:
-            raise ConfigError("model.pooling", f"must be one of {list(POOLING_MODES)}, got {pooling!r}")
+        pooling = check_pooling(pooling, key) or "mean"  # `key`: the spec's pooling key, for the error
         if projection is not None and projection.in_features != int(backbone.config.hidden_size):
             raise ValueError(
                 f"projection takes {projection.in_features}-d inputs, the encoder's width is {backbone.config.hidden_size}"
@@ -237,20 +241,23 @@ def load_sentence_encoder(spec: Mapping[str, Any], key: str) -> tuple[SentenceEn
     if not path:
         raise ConfigError(f"{key}.name_or_path", "a sentence encoder needs a model name or folder")
     declared = sentence_transformers_settings(path) if Path(str(path)).is_dir() else {}
-    pooling = spec.get("pooling") or declared.get("pooling") or "mean"
+    pooling = check_pooling(spec.get("pooling"), f"{key}.pooling") or declared.get("pooling") or "mean"
     normalize = spec.get("normalize")
     normalize = declared.get("normalize", False) if normalize is None else bool(normalize)
     backbone = load_pretrained(AutoModel, spec, f"{key}.name_or_path")
     projection = load_dense(declared["dense"]) if declared.get("dense") else None
-    return SentenceEncoder(backbone, pooling, normalize, projection), load_tokenizer(str(spec.get("tokenizer") or path))
+    encoder = SentenceEncoder(backbone, pooling, normalize, projection, key=f"{key}.pooling")
+    return encoder, load_tokenizer(str(spec.get("tokenizer") or path))
 
 
-def random_encoder(spec: Mapping[str, Any], tokenizer: Any) -> SentenceEncoder:
-    """A random-init encoder from `spec.config` (tests, toy data), with `spec.pooling` / `spec.normalize`."""
+def random_encoder(spec: Mapping[str, Any], tokenizer: Any, key: str = "model") -> SentenceEncoder:
+    """A random-init encoder from `spec.config` (tests, toy data), with `spec.pooling` / `spec.normalize`; `key` is
+    the spec's."""
     from transformers import AutoModel
 
     backbone = AutoModel.from_config(config_from_spec(spec, tokenizer))
-    return SentenceEncoder(backbone, spec.get("pooling") or "mean", bool(spec.get("normalize") or False))
+    pooling = check_pooling(spec.get("pooling"), f"{key}.pooling") or "mean"
+    return SentenceEncoder(backbone, pooling, bool(spec.get("normalize") or False), key=f"{key}.pooling")
 
 
 def copy_encoder(teacher: SentenceEncoder, layers: Sequence[int] | None) -> SentenceEncoder:

@@ -187,9 +187,15 @@ def principal_components(weights: torch.Tensor, width: int) -> torch.Tensor:
 
 
 def build(
-    spec: Mapping[str, Any], task: str, labels: Sequence[str], tokenizer: Any, teacher: nn.Module | None = None
+    spec: Mapping[str, Any],
+    task: str,
+    labels: Sequence[str],
+    tokenizer: Any,
+    teacher: nn.Module | None = None,
+    key: str = "model.student",
 ) -> WordStudent:
-    """A fresh BiLSTM/TextCNN for the task over `tokenizer`, embeddings random or from the teacher's (see the module doc)."""
+    """A fresh BiLSTM/TextCNN for the task over `tokenizer`, embeddings random or from the teacher's (see the module
+    doc); errors name the spec's keys under `key`."""
     kind = str(spec["kind"])
     cls = _classes()[kind]
     arch = dict(spec.get("config") or {})
@@ -197,11 +203,11 @@ def build(
     source = None
     if embeddings == "teacher":
         if teacher is None:
-            raise ConfigError("model.student.embeddings", "teacher needs the teacher model (method=hinton)")
+            raise ConfigError(f"{key}.embeddings", "teacher needs the teacher model (method=hinton)")
         source = teacher.get_input_embeddings().weight
         if source.shape[0] != len(tokenizer):
             raise ConfigError(
-                "model.student.tokenizer",
+                f"{key}.tokenizer",
                 f"embeddings=teacher needs the teacher's tokenizer ({source.shape[0]} rows, "
                 f"the tokenizer has {len(tokenizer)})",
             )
@@ -212,7 +218,7 @@ def build(
     if source is not None and width != source.shape[1]:
         if projection not in ("pca", "learnt") or width > source.shape[1]:
             raise ConfigError(
-                "model.student.projection",
+                f"{key}.projection",
                 f"embedding_dim {width} differs from the teacher's width {source.shape[1]}: "
                 "set projection to pca (fixed) or learnt, and embedding_dim at most the teacher's",
             )

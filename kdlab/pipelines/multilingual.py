@@ -42,7 +42,7 @@ def build_teacher(cfg: DictConfig, datamodule: ParallelDataModule) -> tuple[Sent
             lambda: [text for p in datamodule.pairs("train") for text in (p["source"], p["target"])],
         )
         seed(cfg)
-        teacher = random_encoder(spec, tokenizer)
+        teacher = random_encoder(spec, tokenizer, "model.teacher")
     return freeze(teacher), tokenizer
 
 

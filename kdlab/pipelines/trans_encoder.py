@@ -36,6 +36,7 @@ from omegaconf import DictConfig
 from kdlab.data.pairs import PairData
 from kdlab.errors import ConfigError, DataError
 from kdlab.methods.trans_encoder import BiEncoderStage, CrossEncoderStage, SimCSEStage
+from kdlab.methods.trans_encoder_checks import check_from_bi_start
 from kdlab.models.backbone import load_pretrained, save_atomically
 from kdlab.models.bi_encoder import pair_cosines
 from kdlab.models.cross_encoder import build_cross_encoder, check_pair_tokenizer, cross_encoder_from, cross_scores
@@ -137,11 +138,7 @@ class TransEncoderRun:
         self.cross_tokenizers = []
         for index, spec in enumerate(self.cross_specs):
             origin = spec.get("from_bi_start")
-            if origin is not None and not 0 <= int(origin) < len(starts):
-                raise ConfigError(
-                    f"model.cross_encoders[{index}].from_bi_start",
-                    f"must index model.bi_encoders (0..{len(starts) - 1}), got {origin}",
-                )
+            check_from_bi_start(origin, len(starts), f"model.cross_encoders[{index}].from_bi_start")
             tokenizer = (
                 starts[int(origin)][1]
                 if origin is not None
@@ -157,7 +154,7 @@ class TransEncoderRun:
         if spec.get("name_or_path"):
             return load_sentence_encoder(spec, f"model.bi_encoders[{index}]")
         tokenizer = resolve_tokenizer(self.cfg, spec, f"model.bi_encoders[{index}]", self.data.sentences)
-        return random_encoder(spec, tokenizer), tokenizer
+        return random_encoder(spec, tokenizer, f"model.bi_encoders[{index}]"), tokenizer
 
     def fresh_cross_encoder(self, index: int) -> torch.nn.Module:
         """A cross-encoder as at the start: from its spec, or from the starting bi-encoder's weights (`from_bi_start`)."""

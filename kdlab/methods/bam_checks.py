@@ -1,0 +1,83 @@
+"""bam's config check (kdlab.registry's `check`): the task list (each task as a single-task data config), the
+switches and the fixed mix weight, the given teachers, the student, the optimised metric. Torch-free; the stages'
+epochs and optimizers are checked for every method (kdlab.config.check_stages)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig
+
+from kdlab.errors import ConfigError
+from kdlab.methods.text_data_checks import check_task_list
+from kdlab.models.spec import check_encoder_source, folder_num_labels
+from kdlab.utils.values import number, plain, require, true_or_false
+
+SWITCHES = ("teacher_annealing", "teachers", "single_task", "reuse_teacher")
+
+
+def check_fixed_lambda(value: Any, key: str = "method.fixed_lambda") -> float:
+    """The fixed mix weight λ of gold labels and teacher predictions (without teacher annealing): in [0, 1]."""
+    if not 0.0 <= value <= 1.0:
+        raise ConfigError(key, f"must be in [0, 1], got {value:g}")
+    return float(value)
+
+
+def check_trained_teachers(cfg: DictConfig, tasks: list[dict[str, Any]]) -> None:
+    """`method.trained_teachers`: task name -> an existing folder or .ckpt whose output width is the task's."""
+    given = plain(cfg.method.get("trained_teachers")) or {}
+    if not isinstance(given, dict):
+        raise ConfigError("method.trained_teachers", f"must map task names to teacher folders, got {given!r}")
+    names = [task["name"] for task in tasks]
+    for name, folder in given.items():
+        key = f"method.trained_teachers.{name}"
+        if name not in names:
+            raise ConfigError(key, f"names no task of data.tasks {names}")
+        path = Path(str(folder))
+        if not path.exists():
+            raise ConfigError(key, f"{path} does not exist (expected a model folder or a kdlab .ckpt)")
+        task = tasks[names.index(name)]
+        expected = len(task["labels"]) if task["task"] == "classification" else 1
+        width = folder_num_labels(path) if path.is_dir() else None
+        if width is not None and width != expected:
+            raise ConfigError(
+                key, f"the teacher has {width} labels ({path / 'config.json'}) but task {name!r} has {expected}"
+            )
+
+
+def check_student(cfg: DictConfig) -> None:
+    """`model.student`: a pretrained or random-init encoder (one teacher per task: no from_teacher_layers)."""
+    student = require(cfg, "model.student")
+    check_encoder_source(student, "model.student")
+    if student.get("from_teacher_layers") is not None:
+        raise ConfigError(
+            "model.student.from_teacher_layers", "is not available for bam (one teacher per task): set it to null"
+        )
+    require(cfg, "model.teacher")
+
+
+def check_optimized_metric(cfg: DictConfig, tasks: list[dict[str, Any]]) -> None:
+    """`optimized_metric`: <student|teacher>/<val|test>/glue_mean or …/<task>/<metric> of data.tasks."""
+    metric = cfg.get("optimized_metric")
+    if metric is None:
+        return
+    roles, splits = ("student", "teacher"), ("val", "test")
+    known = [f"{role}/{split}/glue_mean" for role in roles for split in splits]
+    known += [f"{r}/{s}/{t['name']}/{m}" for r in roles for s in splits for t in tasks for m in t["metrics"]]
+    if metric not in known:
+        raise ConfigError(
+            "optimized_metric",
+            f"must be <student|teacher>/<val|test>/glue_mean or .../<task>/<metric> of data.tasks, got {metric!r}",
+        )
+
+
+def check(cfg: DictConfig) -> None:
+    """bam: the task list, the switches, λ, the given teachers, the student, the optimised metric."""
+    tasks = check_task_list(cfg)
+    for name in SWITCHES:
+        true_or_false(cfg, f"method.{name}")
+    check_fixed_lambda(number(cfg, "method.fixed_lambda"))
+    check_trained_teachers(cfg, tasks)
+    check_student(cfg)
+    check_optimized_metric(cfg, tasks)
