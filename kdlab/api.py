@@ -102,8 +102,9 @@ def compose(*overrides: str, config_name: str = "train", config_dir: str | Path 
     """The composed `train` (or `config_name`) config for these overrides, with its `hydra` node (nothing resolved or
     run). `config_dir`: a folder of the user's own config files, searched after kdlab's conf/ (`--config-dir`).
 
-    A key that a `+key=value` (or `++`) override adds must be one kdlab reads (`kdlab.overrides.check_added_key`);
-    else the value would be silently ignored.
+    A key that a `+key=value` (or `++`) override adds must be one kdlab reads (`kdlab.overrides.check_added_key`),
+    and a key or config group the user sets (here, in an experiment file or a sweep's search space) must be one the
+    chosen method reads (`kdlab.overrides.check_method_reads`); else the value would be silently ignored.
     """
     from hydra import compose as hydra_compose
     from hydra import version
@@ -144,11 +145,15 @@ def compose(*overrides: str, config_name: str = "train", config_dir: str | Path 
             known = known_keys(base, folders)
             for override in added:
                 check_added_key(override.key_or_group, base, known)
-        return hydra_compose(config_name, overrides=list(overrides), return_hydra_config=True)
+        cfg = hydra_compose(config_name, overrides=list(overrides), return_hydra_config=True)
     except (HydraException, OmegaConfBaseException) as err:
         raise _compose_error(err, folders) from None
     finally:
         restore_gh_from_backup(outer)
+    from kdlab.overrides import check_method_reads
+
+    check_method_reads(cfg, parsed, folders)  # a key or group the chosen method does not read: refused, not ignored
+    return cfg
 
 
 def _select(cfg: DictConfig, key: str) -> str:

@@ -64,7 +64,7 @@ def refuse_bad_overrides(argv: list[str], config_name: str = "train") -> None:
 
     with contextlib.redirect_stderr(io.StringIO()):
         try:
-            args = get_args_parser().parse_args(argv)
+            args = get_args_parser().parse_intermixed_args(argv)  # `key=1 -m key2=1,2` too
         except SystemExit:  # a malformed flag: Hydra's own usage message says it
             return
     if (

@@ -133,3 +133,63 @@ def nearest_key(key: str, known: set[tuple[str, ...]]) -> str | None:
         return None
     indices = iter(part for part in parts if part.isdigit())
     return ".".join(next(indices, part) if part == "*" else part for part in near[0].split("."))
+
+
+def _first_leaf(node: Any, prefix: str) -> str:
+    """The first full key under `node` (a plain container), e.g. loss.alpha for {alpha: 0.5} under `loss`."""
+    while isinstance(node, dict) and node:
+        name, node = next(iter(node.items()))
+        prefix = f"{prefix}.{name}"
+    return prefix
+
+
+def _chosen_global_files(cfg: DictConfig, folders: list[str]) -> list[tuple[str, Path]]:
+    """(`group=option`, file) of each chosen config file of package _global_ (an experiment, a debug or hparams_search
+    file, a hardware or logger file), the user's --config-dir first, as Hydra searches."""
+    choices = OmegaConf.select(cfg, "hydra.runtime.choices", default=None) or {}
+    found = []
+    for group, option in choices.items():
+        if option is None or str(group).startswith("hydra"):
+            continue
+        for folder in reversed(folders):
+            path = Path(folder) / str(group) / f"{option}.yaml"
+            if path.is_file():
+                if _package(path, tuple(str(group).split("/"))) == ():
+                    found.append((f"{group}={option}", path))
+                break
+    return found
+
+
+def user_settings(cfg: DictConfig, overrides: list[Any], folders: list[str]) -> list[tuple[str, str]]:
+    """(key, where it is set) of what the user sets rather than kdlab's defaults: each command-line override (a key or
+    a config group), each key and group override of a chosen _global_ config file (an experiment, a debug or
+    hparams_search file), and each parameter of a sweeper's search space."""
+    settings = [(str(o.key_or_group), "this override") for o in overrides]
+    for choice, path in _chosen_global_files(cfg, folders):
+        content = OmegaConf.to_container(OmegaConf.load(path), resolve=False) or {}
+        for entry in content.get("defaults") or []:
+            for name in entry if isinstance(entry, dict) else [entry]:
+                group = str(name).removeprefix("override").strip().lstrip("/").split("@", 1)[0]
+                if group and group != "_self_":
+                    settings.append((group, f"the {group} choice of {choice}"))
+        for name, value in content.items():
+            if name != "defaults":
+                settings.append((_first_leaf(value, str(name)), f"the value {choice} sets"))
+    params = OmegaConf.select(cfg, "hydra.sweeper.params", default=None)
+    if OmegaConf.is_dict(params):
+        settings += [(str(key), "this sweep parameter (hydra.sweeper.params)") for key in params]
+    return settings
+
+
+def check_method_reads(cfg: DictConfig, overrides: list[Any], folders: list[str]) -> None:
+    """A key or config group the chosen method does not read (kdlab.registry's `reads`), set by the user, is a
+    ConfigError naming it (e.g. loss.alpha with method=bam), not a value composed and silently ignored. Configs
+    without a registered method (kdlab-eval's) are not checked."""
+    from kdlab import registry
+
+    name = OmegaConf.select(cfg, "method.name", default=None, throw_on_resolution_failure=False)
+    if name not in registry.METHODS:
+        return  # no method (kdlab-eval), or an unknown name: the config check says so
+    entry = registry.METHODS[name]
+    for key, source in user_settings(cfg, overrides, folders):
+        registry.check_reads(entry, key, source)

@@ -10,6 +10,9 @@ Each entry names, as "module:function" strings imported only when needed (so `kd
     keys      the config values a report lists first for its runs (kdlab-report)
     example   the experiment that gives it everything it needs, for error messages and --help
     data_key  a key only the data configs made for it have: without it the composed data is another method's
+    reads     the top-level config nodes it reads of those whose reading depends on the method (method, model, data,
+              loss, ...): a key under one it does not read, set by the user (command line, experiment file, sweep),
+              is refused (`check_reads`) instead of composed and silently ignored (None: not declared)
 
 Adding a method: its files (a pipeline, a LightningModule, kdlab/methods/<name>_checks.py, conf/method/<name>.yaml, plots)
 and one `register_method(...)` line below. Error messages that list the methods read this table.
@@ -37,6 +40,7 @@ class Method:
     keys: tuple[str, ...]
     example: str
     data_key: str
+    reads: tuple[str, ...] | None = None  # None: not declared, nothing refused
 
 
 METHODS: dict[str, Method] = {}
@@ -63,6 +67,26 @@ def method(name: Any, key: str = "method.name") -> Method:
     if name not in METHODS:
         raise ConfigError(key, f"must be one of {list(METHODS)}, got {name!r}")
     return METHODS[name]
+
+
+def method_nodes() -> set[str]:
+    """The top-level config nodes whose reading depends on the method: those some registered method reads. Every
+    other node (trainer, logger, paths, seed, ...) is read by the shared layers, whatever the method."""
+    return {node for entry in METHODS.values() for node in entry.reads or ()}
+
+
+def check_reads(entry: Method, key: str, source: str = "this override") -> None:
+    """ConfigError naming `key` when it lies under a top-level node that `entry` does not read: `source` (an override,
+    an experiment file) would change nothing. Keys outside the method-dependent nodes are read by every method."""
+    node = key.split(".", 1)[0].split("/", 1)[0]
+    if entry.reads is None or node not in method_nodes() or node in entry.reads:
+        return
+    readers = [name for name, other in METHODS.items() if node in (other.reads or ())]
+    raise ConfigError(
+        key,
+        f"method {entry.name} does not read {node}.* (only {', '.join(readers)} {'does' if len(readers) == 1 else 'do'}), "
+        f"so {source} would change nothing; remove it",
+    )
 
 
 def check_data_fits(entry: Method, cfg: Any) -> None:
@@ -100,6 +124,7 @@ register_method(
         keys=("method.train", "method.teacher.epochs", "method.teacher.optimizer.lr", "data.batch_size"),
         example="method=finetune data=reviews",
         data_key="data.task",
+        reads=("method", "model", "data"),
     )
 )
 register_method(
@@ -122,6 +147,7 @@ register_method(
         ),
         example="data=reviews",
         data_key="data.task",
+        reads=("method", "model", "data", "loss"),
     )
 )
 register_method(
@@ -141,6 +167,7 @@ register_method(
         ),
         example="experiment=multilingual_toy",
         data_key="data.sources",
+        reads=("method", "model", "data"),
     )
 )
 register_method(
@@ -163,6 +190,7 @@ register_method(
         ),
         example="experiment=trans_encoder_toy",
         data_key="data.pair_source",
+        reads=("method", "model", "data"),
     )
 )
 register_method(
@@ -186,5 +214,6 @@ register_method(
         ),
         example="experiment=bam_toy",
         data_key="data.tasks",
+        reads=("method", "model", "data"),
     )
 )

@@ -281,6 +281,26 @@ FAULTS = {
         BAM + "optimized_metric=student/val/rte/acc",
         "optimized_metric: must be <student|teacher>/<val|test>/glue_mean or .../<task>/<metric> of data.tasks, got 'student/val/rte/acc'",
     ),
+    # --- a key or config group the chosen method does not read (kdlab.registry's `reads`): refused, not ignored ---------
+    "unread-key": Fault(
+        "experiment=bam_toy -m loss.alpha=0.1,0.9",
+        "loss.alpha: method bam does not read loss.* (only hinton does), so this override would change nothing; remove it",
+        cli=True,
+    ),
+    "unread-group": Fault(
+        "method=finetune loss=logit_mse",
+        "loss: method finetune does not read loss.* (only hinton does), so this override would change nothing; remove it",
+    ),
+    "unread-key-of-an-experiment-file": Fault(
+        "--config-dir {conf} experiment=bam_alpha",
+        "loss.alpha: method bam does not read loss.* (only hinton does), so the value experiment=bam_alpha sets would "
+        "change nothing; remove it",
+    ),
+    "unread-key-of-a-search-space": Fault(
+        BAM + "hparams_search=hinton_optuna",
+        "loss.temperature: method bam does not read loss.* (only hinton does), so this sweep parameter "
+        "(hydra.sweeper.params) would change nothing; remove it",
+    ),
     # --- kdlab-eval ----------------------------------------------------------------------------------------------------
     "eval-model-path-missing": Fault(
         "",
@@ -307,6 +327,10 @@ def files(tmp_path_factory, tiny_tokenizer) -> dict[str, str]:
     from kdlab.models.spec import tokenizer_identity
 
     root = tmp_path_factory.mktemp("fault_files")
+    (root / "conf" / "experiment").mkdir(parents=True)  # a user's experiment that sets a key bam does not read
+    (root / "conf" / "experiment" / "bam_alpha.yaml").write_text(
+        "# @package _global_\ndefaults:\n  - override /method: bam\n  - override /data: multitask_toy\nloss:\n  alpha: 0.9\n"
+    )
     (root / "teacher3").mkdir()
     (root / "teacher3" / "config.json").write_text(
         json.dumps({"model_type": "bert", "id2label": {"0": "a", "1": "b", "2": "c"}})
@@ -337,6 +361,7 @@ def files(tmp_path_factory, tiny_tokenizer) -> dict[str, str]:
         "data": str(root / "data"),
         "narrow": str(root / "narrow"),
         "teacher": str(root / "teacher"),
+        "conf": str(root / "conf"),
         "nowhere": str(root / "nowhere" / "teacher"),
         "tokenizer_identity": tokenizer_identity({"tokenizer": str(root / "tokenizer")}),
     }
@@ -378,10 +403,15 @@ def in_process(args: list[str], tmp_path: Path, env: dict[str, str], monkeypatch
 
     for name, value in {**output_env(tmp_path), **env}.items():
         monkeypatch.setenv(name, value)
-    cfg = api.compose(*args)
-    job = OmegaConf.masked_copy(cfg, [key for key in cfg if key != "hydra"])
+    config_dir = args[args.index("--config-dir") + 1] if "--config-dir" in args else None
+    overrides = [a for i, a in enumerate(args) if "--config-dir" not in (a, args[i - 1] if i else None)]
+
+    def compose_and_check(_) -> None:  # as kdlab-train: the overrides composed (and checked) first, then the config
+        cfg = api.compose(*overrides, config_dir=config_dir)
+        validate(OmegaConf.masked_copy(cfg, [key for key in cfg if key != "hydra"]))
+
     with pytest.raises(SystemExit) as stopped:
-        guarded(validate, job)
+        guarded(compose_and_check, None)
     return stopped.value.code, capsys.readouterr().err
 
 
