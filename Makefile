@@ -1,4 +1,4 @@
-# make train  — set up .venv if needed, then run the embedded default (teacher, KD student, no-KD student)
+# make train  — set up .venv if needed, then the embedded default with a transfer set (teacher, KD student, no-KD student)
 # make test   — set up .venv if needed, then lint (ruff) and run the fast test suite
 # make format — apply ruff's fixes and formatting
 PYTHON ?= python3
@@ -25,7 +25,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 train: $(STAMP)
-	$(BIN)/kdlab-train method.baseline=true trainer.enable_progress_bar=false
+	$(BIN)/kdlab-train experiment=hinton_transfer method.baseline=true trainer.enable_progress_bar=false
 
 test: $(STAMP)
 	$(BIN)/ruff check $(LINTED) && $(BIN)/ruff format --check $(LINTED)

@@ -74,6 +74,14 @@ LIMITS = {
         "data.test.size=80",
     ],
     "bam_toy": ["debug=fast"],
+    "hinton_transfer": [
+        "debug=fast",
+        "data.train.size=200",
+        "data.validation.size=50",
+        "data.test.size=50",
+        "data.train.limit=100",  # the rest of the 200 rows: rest_of_train's transfer text
+        "++data.transfer.sources.0.size=200",  # the generated source (rest_of_train ignores it)
+    ],
     "hinton_sst2": ["debug=fast", "data.train.limit=320", "data.validation.limit=64", "data.test.limit=64"],
     "multilingual_minilm": [
         *TRAINER_LIMITS,

@@ -3,6 +3,7 @@ sources and refusals."""
 
 from __future__ import annotations
 
+import json
 import random
 from collections import Counter
 
@@ -251,3 +252,57 @@ def test_empty_file_source_and_bad_specs(tmp_path):
         with pytest.raises(ConfigError) as err:
             check_spec(data_cfg(spec))
         assert err.value.key == key
+
+
+# ---------------------------------------------------------------- a hinton run with a transfer set
+
+RUN = [
+    "method.deploy_benchmark=false",
+    "model.teacher.config.hidden_size=32",
+    "model.teacher.config.num_hidden_layers=1",
+    "model.teacher.config.num_attention_heads=2",
+    "model.teacher.config.intermediate_size=64",
+    "model.teacher.vocab_size=300",
+    "data.train.size=120",
+    "data.validation.size=40",
+    "data.test.size=40",
+    "method.teacher.epochs=1",
+    "method.student.epochs=1",
+    "data.batch_size=16",
+    "method.baseline=true",
+    "trainer.enable_progress_bar=false",
+    "+data.transfer.sources=[{embedded: reviews, split: train, size: 200, seed: 1}]",
+    "+data.transfer.augment={n_iter: 2}",
+]
+
+
+def test_the_student_trains_on_gold_and_transfer_rows_the_baseline_on_gold_only_and_the_cache_serves_a_rerun(tmp_path):
+    import csv
+
+    from conftest import kdlab_folders
+
+    from kdlab.api import train
+
+    with kdlab_folders(tmp_path):
+        first = train(*RUN)
+        info = json.loads((first.path / "student" / "transfer.json").read_text())
+        assert info["labelled_rows"] == 120 and info["augment"]["copies"] > 0
+        transfer_rows = info["inputs"]
+        assert transfer_rows == info["sources"][0]["kept"] + info["augment"]["copies"]
+        outputs = json.loads((first.path / "teacher" / "teacher.json").read_text())["outputs"]
+        assert outputs["rows"] == 120 + transfer_rows and outputs["hit"] is False  # every transfer row labelled
+
+        def steps(role: str) -> int:
+            rows = list(csv.DictReader((first.path / "logs" / role / "metrics.csv").open()))
+            return max(int(r["step"]) for r in rows) + 1
+
+        # one epoch at batch 16: the KD student sees gold + transfer rows, the no-KD baseline the 120 gold rows
+        assert steps("student") >= (120 + transfer_rows) // 16 > steps("baseline") >= 120 // 16 - 1
+        log = (first.path / "train.log").read_text()
+        assert f"120 labelled rows + {transfer_rows} transfer rows per epoch" in log
+
+        again = train(*RUN)
+        outputs = json.loads((again.path / "teacher" / "teacher.json").read_text())
+        assert outputs["origin"].startswith("reused") and outputs["outputs"]["hit"] is True
+        assert json.loads((again.path / "student" / "transfer.json").read_text())["augment"]["cached"] is True
+        assert again.metrics["student/test/acc"] == first.metrics["student/test/acc"]

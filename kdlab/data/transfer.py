@@ -42,6 +42,7 @@ class TransferSet:
     inputs: list[Input]
     gold_repeat: int = 1
     info: dict[str, Any] = field(default_factory=dict)
+    seen: set[bytes] = field(default_factory=set)  # content ids no input may repeat: labelled, evaluation, taken
 
 
 def _text_columns(cfg: Mapping[str, Any], source: Mapping[str, Any]) -> dict[str, Any]:
@@ -74,8 +75,9 @@ def check_spec(cfg: Mapping[str, Any]) -> None:
             raise ConfigError(
                 f"{key}.rest_of_train", "needs data.train.limit: the labelled rows kept; the rest become transfer text"
             )
-        if source.get("path") is not None and (cfg.get("test") or {}).get("path") == source.get("path"):
-            raise ConfigError(f"{key}.path", f"{source['path']} is the test split's file: the student would see it")
+        for split in ("test", "validation"):
+            if _same_source(source, cfg.get(split)):
+                raise ConfigError(key, f"is the {split} split's source ({_describe(source)}): it would leak it")
     augment = settings(spec.get("augment"), f"{KEY}.augment")
     if augment is not None and augment.of not in ("gold", "all"):
         raise ConfigError(f"{KEY}.augment.of", f"must be gold or all, got {augment.of!r}")
@@ -84,6 +86,27 @@ def check_spec(cfg: Mapping[str, Any]) -> None:
     repeat = spec.get("gold_repeat", 1)
     if isinstance(repeat, bool) or not isinstance(repeat, int) or repeat < 1:
         raise ConfigError(f"{KEY}.gold_repeat", f"must be an integer >= 1, got {repeat!r}")
+
+
+def _same_source(source: Mapping[str, Any], split: Mapping[str, Any] | None) -> bool:
+    """Whether a transfer source reads the same rows as a split's source (same file, or same dataset and split)."""
+    if not split:
+        return False
+    if source.get("path") is not None:
+        return str(source["path"]) == str(split.get("path"))
+    for kind, part in (("embedded", "split"), ("hf", "hf_split")):
+        if source.get(kind) is not None and source[kind] == split.get(kind):
+            return (source.get(part) or "train") == (split.get(part) or "train") and not split.get("holdout")
+    return False
+
+
+def check_sources(cfg: Mapping[str, Any]) -> None:
+    """Everything about `data.transfer` that is cheap to check before a model is loaded: the spec, and each local
+    file source read (a missing file, column or an empty file: one line naming it)."""
+    check_spec(cfg)
+    for i, source in enumerate((cfg.get("transfer") or {}).get("sources") or []):
+        if source.get("path") is not None and not _source_rows(cfg, source, [], f"{KEY}.sources[{i}]"):
+            raise ConfigError(f"{KEY}.sources[{i}]", "has no rows")
 
 
 def _inputs(cfg: Mapping[str, Any], rows: Sequence[Record]) -> list[Input]:
@@ -103,22 +126,15 @@ def _source_rows(cfg: Mapping[str, Any], source: Mapping[str, Any], gold: Sequen
         raise ConfigError(f"{key}.{err.key}", err.message) from None
 
 
-def build(
-    cfg: Mapping[str, Any],
-    gold: Sequence[Record],
-    evaluation: Sequence[Record],
-    mask_token: str | None,
-    cache_dir: str | None,
-    tagger: Tagger | None = None,
-) -> TransferSet | None:
-    """The transfer set `cfg.transfer` describes, for the labelled rows `gold`; `evaluation`: validation + test rows."""
+def collect(cfg: Mapping[str, Any], gold: Sequence[Record], evaluation: Sequence[Record]) -> TransferSet | None:
+    """The source rows of the transfer set `cfg.transfer` describes (None without one): distinct, none a labelled row
+    of `gold`, evaluation rows (`evaluation`: validation + test) dropped and counted. Augmented copies: `add_copies`."""
     spec = cfg.get("transfer")
     if spec is None:
         return None
     check_spec(cfg)
-    gold_inputs = _inputs(cfg, gold)
     held = {content_id(*item) for item in _inputs(cfg, evaluation)}
-    taken = {content_id(*item) for item in gold_inputs}
+    taken = {content_id(*item) for item in _inputs(cfg, gold)}
     inputs: list[Input] = []
     counts: list[dict[str, Any]] = []
     for i, source in enumerate(spec.get("sources") or []):
@@ -140,17 +156,48 @@ def build(
                 key, f"{leaked} of its {len(rows)} rows are validation or test inputs: it would leak them"
             )
         counts.append({"source": _describe(source), "rows": len(rows), "kept": kept, "evaluation_rows_dropped": leaked})
-    info: dict[str, Any] = {"sources": counts, "gold_repeat": int(spec.get("gold_repeat", 1))}
-    options = settings(spec.get("augment"), f"{KEY}.augment")
-    if options is not None and options.n_iter > 0:
-        base = gold_inputs + (inputs if options.of == "all" else [])
-        augmenter = Augmenter(base, options, mask_token or "", tagger)
-        copies, cached = augmented(base, inputs + [i for i in _inputs(cfg, evaluation)], augmenter, cache_dir)
-        copies = [c for c in copies if content_id(*c) not in taken]
-        inputs.extend(copies)
-        info["augment"] = {**augmenter.describe(), "copies": len(copies), "of_inputs": len(base), "cached": cached}
-    info["inputs"] = len(inputs)
-    return TransferSet(inputs, int(spec.get("gold_repeat", 1)), info)
+    repeat = int(spec.get("gold_repeat", 1))
+    info = {"sources": counts, "gold_repeat": repeat, "inputs": len(inputs), "labelled_rows": len(gold)}
+    return TransferSet(inputs, repeat, info, held | taken)
+
+
+def add_copies(
+    transfer: TransferSet,
+    cfg: Mapping[str, Any],
+    gold: Sequence[Record],
+    mask_token: str | None,
+    cache_dir: str | None,
+    tagger: Tagger | None = None,
+) -> None:
+    """Append Tang et al.'s augmented copies (`cfg.transfer.augment`; none when null or n_iter = 0) of the labelled
+    texts (`of: gold`) or of those and the source rows (`of: all`); copies equal to any input or evaluation row are
+    dropped. `mask_token`: the student's tokenizer's."""
+    options = settings(cfg["transfer"].get("augment"), f"{KEY}.augment")
+    if options is None or options.n_iter == 0:
+        return
+    base = _inputs(cfg, gold) + (list(transfer.inputs) if options.of == "all" else [])
+    augmenter = Augmenter(base, options, mask_token or "", tagger)
+    copies, cached = augmented(base, transfer.inputs, augmenter, cache_dir)
+    copies = [c for c in copies if content_id(*c) not in transfer.seen]
+    transfer.seen.update(content_id(*c) for c in copies)
+    transfer.inputs.extend(copies)
+    transfer.info["augment"] = {**augmenter.describe(), "copies": len(copies), "of_inputs": len(base), "cached": cached}
+    transfer.info["inputs"] = len(transfer.inputs)
+
+
+def build(
+    cfg: Mapping[str, Any],
+    gold: Sequence[Record],
+    evaluation: Sequence[Record],
+    mask_token: str | None,
+    cache_dir: str | None,
+    tagger: Tagger | None = None,
+) -> TransferSet | None:
+    """`collect`, then `add_copies`: the whole transfer set for the labelled rows `gold`."""
+    transfer = collect(cfg, gold, evaluation)
+    if transfer is not None:
+        add_copies(transfer, cfg, gold, mask_token, cache_dir, tagger)
+    return transfer
 
 
 def _describe(source: Mapping[str, Any]) -> str:

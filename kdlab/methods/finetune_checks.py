@@ -28,5 +28,7 @@ def check_trained_role(cfg: DictConfig) -> None:
 def check(cfg: DictConfig) -> None:
     """finetune: the text data, the model it trains, the optimised metric."""
     check_text_data(cfg)
+    if cfg.data.get("transfer") is not None:
+        raise ConfigError("data.transfer", "finetune trains on gold labels only; a transfer set needs method=hinton")
     check_trained_role(cfg)
     check_optimized_metric(cfg)

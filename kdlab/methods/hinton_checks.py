@@ -8,6 +8,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
+from kdlab.data import transfer
 from kdlab.errors import ConfigError
 from kdlab.losses import registry as losses
 from kdlab.methods.finetune_checks import check_optimized_metric
@@ -108,3 +109,4 @@ def check(cfg: DictConfig) -> None:
     check_teacher_layers(cfg)
     check_shared_tokenizer(cfg)
     check_optimized_metric(cfg)
+    transfer.check_sources(plain(cfg.data))  # data.transfer: spec, rates, files

@@ -17,10 +17,11 @@ import pytorch_lightning as pl
 from omegaconf import DictConfig, OmegaConf
 
 from kdlab.data.text import TextDataModule
+from kdlab.data.transfer import TransferSet, add_copies, collect
 from kdlab.losses.registry import TERMS, check_layer_map, check_live_teacher, check_weight, default_layer_map, names
 from kdlab.methods.hinton import HintonKD
 from kdlab.models.backbone import build_model
-from kdlab.pipelines.common import module_arguments, prefixed, resolve_tokenizer, seed
+from kdlab.pipelines.common import container, module_arguments, prefixed, resolve_tokenizer, seed
 from kdlab.pipelines.teachers import cached_teacher_outputs, finetune_module, obtain_teacher
 from kdlab.runner import fit_stage
 from kdlab.utils.run_folder import write_json
@@ -76,9 +77,17 @@ def loss_terms(cfg: DictConfig, student: Any, teacher: Any) -> dict[str, Any]:
 def cached_teacher_logits(
     cfg: DictConfig, teacher: Any, tokenizer: Any, datamodule: TextDataModule
 ) -> tuple[Any, dict[str, Any]]:
-    """Teacher logits for every training example."""
-    inputs = [(r["text"], r.get("text_pair")) for r in datamodule.records("train")]
+    """Teacher logits for every training example (the transfer set's too, when the datamodule uses one)."""
+    inputs = datamodule.train_inputs()
     return cached_teacher_outputs(cfg, teacher, tokenizer, inputs, "logits", lambda output: output.logits)
+
+
+def collect_transfer(cfg: DictConfig, datamodule: TextDataModule) -> TransferSet | None:
+    """The transfer set's source rows (kdlab/data/transfer.py), checked against the evaluation rows; None without one."""
+    evaluation = [
+        r for split in ("validation", "test") if datamodule.has_split(split) for r in datamodule.records(split)
+    ]
+    return collect(container(cfg.data), datamodule.records("train"), evaluation)
 
 
 def run_finetune(cfg: DictConfig, run_dir: Path) -> dict[str, float]:
@@ -97,8 +106,23 @@ def run_finetune(cfg: DictConfig, run_dir: Path) -> dict[str, float]:
 def run_hinton(cfg: DictConfig, run_dir: Path) -> dict[str, float]:
     """Teacher (fine-tuned, reused or given) → Hinton-KD student, and optionally the student without KD."""
     datamodule = TextDataModule(cfg.data)
+    transfer = collect_transfer(cfg, datamodule)  # before the teacher: a leaking source is refused first
     teacher, tokenizer, teacher_metrics, origin = obtain_teacher(cfg, datamodule, run_dir)
     results = {f"teacher/{k}": v for k, v in teacher_metrics.items()}
+    if transfer is not None:
+        add_copies(
+            transfer, container(cfg.data), datamodule.records("train"), tokenizer.mask_token, cfg.paths.cache_dir
+        )
+        datamodule.use_transfer(transfer)
+        write_json(run_dir / "student" / "transfer.json", transfer.info)
+        log.info(
+            "student: %d labelled rows%s + %d transfer rows per epoch, shuffled together; the teacher labels the "
+            "transfer rows; the no-KD baseline trains on the %d labelled rows only",
+            len(datamodule.records("train")),
+            f" (x{transfer.gold_repeat})" if transfer.gold_repeat > 1 else "",
+            len(transfer.inputs),
+            len(datamodule.records("train")),
+        )
 
     if cfg.method.teacher_outputs == "cache":
         teacher_outputs, outputs_info = cached_teacher_logits(cfg, teacher, tokenizer, datamodule)
@@ -129,8 +153,11 @@ def run_hinton(cfg: DictConfig, run_dir: Path) -> dict[str, float]:
     )
 
     if cfg.method.baseline:
+        datamodule.use_transfer(None)  # the comparison a user faces: the same student on the labelled rows alone
         pl.seed_everything(cfg.seed, workers=True)
-        baseline = build_model(cfg.model.student, datamodule.task, datamodule.labels, tokenizer, teacher=teacher)
+        baseline = build_model(
+            cfg.model.student, datamodule.task, datamodule.labels, tokenizer, teacher, "model.student"
+        )
         module = _module("finetune", cfg, cfg.method.student, baseline, tokenizer, datamodule)
         results.update(
             {
