@@ -22,10 +22,6 @@ from kdlab.utils.run_folder import ERROR_FILE, is_fresh, record_failure
 
 log = logging.getLogger("kdlab")
 
-# conf/logger/mlflow.yaml's default store is a local folder (file:<outputs>/mlruns), which MLflow 3 keeps in
-# maintenance mode and refuses unless this is set: kdlab opts in for its processes (a value set by the user wins).
-os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
-
 
 def refuse_finished_run_dir(argv: list[str]) -> None:
     """Exit 2 when `hydra.run.dir=` names a folder holding a finished run and `resume` is not given.

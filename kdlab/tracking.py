@@ -5,6 +5,7 @@ train here, and exported models as artifacts (`export_artifact.<name>`)."""
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,10 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from kdlab.errors import ConfigError
 
 log = logging.getLogger(__name__)
+
+# conf/logger/mlflow.yaml's default store is a local folder (file:<outputs>/mlruns), which MLflow 3 keeps in
+# maintenance mode and refuses unless this is set: kdlab opts in for its processes (a value set by the user wins).
+os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
 
 
 def sweep_job() -> tuple[str | None, str | None]:
