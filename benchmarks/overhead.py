@@ -26,6 +26,7 @@ from pathlib import Path
 
 import pytorch_lightning as pl
 import torch
+from omegaconf import OmegaConf
 
 from kdlab.data.collate import model_inputs
 from kdlab.data.embedded import reviews
@@ -37,7 +38,11 @@ from kdlab.optim import build_optimizer
 
 TEACHER = {"hidden_size": 256, "num_hidden_layers": 4, "num_attention_heads": 4, "intermediate_size": 1024}
 STUDENT = {"hidden_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4, "intermediate_size": 512}
-OPTIMIZER = {"lr": 1e-3, "weight_decay": 0.01, "warmup_ratio": 0.1}
+# conf/optimizer/adamw.yaml (every key: kdlab's optimiser factory defaults none) at lr 1e-3
+OPTIMIZER = {
+    **OmegaConf.to_container(OmegaConf.load(Path(__file__).resolve().parents[1] / "conf/optimizer/adamw.yaml")),
+    "lr": 1e-3,
+}
 WARMUP_STEPS = 5
 
 

@@ -209,9 +209,13 @@ def run_kdlab(args: argparse.Namespace) -> dict:
                 key, inputs, lambda items: predict(teacher, tokenizer, items, args.max_length, args.batch_size * 2)
             )
         precompute = time.perf_counter() - start
-        # kdlab's own optimizer defaults for the method (conf/method/multilingual.yaml), with the shared settings
+        # kdlab's own optimizer settings for the method (conf/optimizer/adamw.yaml under conf/method/multilingual.yaml's
+        # student.optimizer), with the shared settings
         defaults = OmegaConf.to_container(
-            OmegaConf.load(REPO / "conf" / "method" / "multilingual.yaml").student.optimizer
+            OmegaConf.merge(
+                OmegaConf.load(REPO / "conf" / "optimizer" / "adamw.yaml"),
+                OmegaConf.load(REPO / "conf" / "method" / "multilingual.yaml").student.optimizer,
+            )
         )
         optimizer = {**defaults, "lr": args.lr, "warmup_ratio": warmup / steps, "weight_decay": WEIGHT_DECAY}
         module = MultilingualDistillation(

@@ -100,13 +100,14 @@ def build_optimizer(
     num_layers: int | None = None,
     key: str = "optimizer",
 ) -> dict[str, Any]:
-    """A Lightning `configure_optimizers` answer from an optimizer config (lr, weight_decay, betas, eps, warmup_ratio,
-    implementation, layerwise_decay), checked by the config check's own rules (kdlab.optim_checks) under `key`;
-    `num_layers` is the layer count when the caller knows it (else read from names)."""
+    """A Lightning `configure_optimizers` answer from an optimizer config (conf/optimizer/adamw.yaml: lr, weight_decay,
+    warmup_ratio, betas, eps, layerwise_decay, implementation; every key given, none defaulted here), checked by the
+    config check's own rules (kdlab.optim_checks) under `key`; `num_layers` is the layer count when the caller knows
+    it (else read from names)."""
     check_optimizer(cfg, key)
-    implementation = cfg.get("implementation")
-    beta = float(cfg.get("layerwise_decay", 1.0))
-    lr, weight_decay = float(cfg["lr"]), float(cfg.get("weight_decay", 0.01))
+    implementation = cfg["implementation"]
+    beta = float(cfg["layerwise_decay"])
+    lr, weight_decay = float(cfg["lr"]), float(cfg["weight_decay"])
     if beta < 1.0:
         groups = layerwise_groups(named_parameters, weight_decay, lr, beta, num_layers)
     else:
@@ -114,11 +115,11 @@ def build_optimizer(
     optimizer = torch.optim.AdamW(
         groups,
         lr=lr,
-        betas=tuple(cfg.get("betas", (0.9, 0.999))),
-        eps=float(cfg.get("eps", 1e-8)),
+        betas=tuple(cfg["betas"]),
+        eps=float(cfg["eps"]),
         **IMPLEMENTATIONS[implementation],
     )
-    warmup = int(round(float(cfg.get("warmup_ratio", 0.0)) * total_steps))
+    warmup = int(round(float(cfg["warmup_ratio"]) * total_steps))
     # one multiplier for every group: LambdaLR scales each group's own initial lr
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: linear_warmup_decay(step, warmup, total_steps)

@@ -11,7 +11,10 @@ from kdlab.errors import ConfigError
 # AdamW kernels (kdlab.optim.IMPLEMENTATIONS maps each to torch's keywords); None = torch's own choice
 IMPLEMENTATION_NAMES = (None, "for_loop", "foreach", "fused")
 
-# optional AdamW settings: name -> (test, the range it states)
+# every key of an optimizer node (conf/optimizer/adamw.yaml); none has a default in Python
+KEYS = ("lr", "weight_decay", "warmup_ratio", "betas", "eps", "layerwise_decay", "implementation")
+
+# AdamW settings: name -> (test, the range it states)
 RANGES = {
     "weight_decay": (lambda v: v >= 0, ">= 0"),
     "warmup_ratio": (lambda v: 0 <= v <= 1, "in [0, 1] (the share of steps that warm up)"),
@@ -32,24 +35,24 @@ def _number(value: Any, key: str) -> float:
 
 
 def check_optimizer(node: Mapping[str, Any], key: str) -> None:
-    """An optimizer node `<key>`: lr > 0; each AdamW setting it gives (weight decay, warm-up, eps, layerwise decay β,
-    betas) in range; `implementation` a known AdamW kernel."""
+    """An optimizer node `<key>`: every key of conf/optimizer/adamw.yaml given (`implementation` may be null); lr > 0;
+    weight decay, warm-up, eps, layerwise decay β and betas in range; `implementation` a known AdamW kernel."""
+    for name in KEYS:
+        if name not in node:
+            raise ConfigError(f"{key}.{name}", "is required (conf/optimizer/adamw.yaml gives every stage one)")
     lr = _number(node.get("lr"), f"{key}.lr")
     if lr <= 0:
         raise ConfigError(f"{key}.lr", f"must be > 0, got {lr:g}")
     for name, (good, expected) in RANGES.items():
-        if node.get(name) is None:
-            continue
         value = _number(node.get(name), f"{key}.{name}")
         if not good(value):
             raise ConfigError(f"{key}.{name}", f"must be {expected}, got {value:g}")
     betas = node.get("betas")
-    if betas is not None:
-        values = list(betas) if isinstance(betas, (list, tuple)) else [betas]
-        if len(values) != 2 or not all(
-            isinstance(b, (int, float)) and not isinstance(b, bool) and 0 <= b < 1 for b in values
-        ):
-            raise ConfigError(f"{key}.betas", f"must be two numbers in [0, 1), got {values}")
+    values = list(betas) if isinstance(betas, (list, tuple)) else [betas]
+    if len(values) != 2 or not all(
+        isinstance(b, (int, float)) and not isinstance(b, bool) and 0 <= b < 1 for b in values
+    ):
+        raise ConfigError(f"{key}.betas", f"must be two numbers in [0, 1), got {values}")
     implementation = node.get("implementation")
     if implementation not in IMPLEMENTATION_NAMES:
         raise ConfigError(

@@ -14,6 +14,10 @@ from kdlab.errors import ConfigError
 # Keys a `+key=value` override may add anywhere below these nodes: their keys are names the user chooses (logger
 # names, task names) or the arguments of Hydra, Lightning's Trainer or a logger/callback class, which refuse unknown ones.
 OPEN_NODES = ("hydra", "trainer", "logger", "callbacks", "export_artifact", "method.trained_teachers")
+# Config groups whose options are placed only inside another config, by a defaults list with a package (conf/optimizer:
+# `- /optimizer@teacher.optimizer: adamw` in conf/method/*.yaml): their keys are known where the composed config has
+# them, not at the top level their folder would give
+NESTED_GROUPS = ("optimizer",)
 
 
 def _key_paths(node: Any, prefix: tuple[str, ...], into: set[tuple[str, ...]]) -> None:
@@ -48,6 +52,8 @@ def known_keys(base: DictConfig, conf_dirs: list[str]) -> set[tuple[str, ...]]:
     for folder in conf_dirs:
         for path in sorted(Path(folder).rglob("*.yaml")):
             group = path.relative_to(folder).parent.parts
+            if group[:1] and group[0] in NESTED_GROUPS:
+                continue
             content = OmegaConf.to_container(OmegaConf.load(path), resolve=False)
             _key_paths(content, _package(path, group), known)
     known |= {

@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+from settings import adamw
 
 from kdlab.cache.teacher_outputs import TeacherOutputCache, weights_fingerprint
 from kdlab.data.identity import distinct
@@ -57,7 +58,7 @@ def test_cached_and_live_teacher_give_the_same_loss(teacher, tiny_tokenizer, dat
         tokenizer=tiny_tokenizer,
         task="classification",
         num_labels=2,
-        optimizer={"lr": 1e-3},
+        optimizer=adamw(lr=1e-3),
         metrics=["acc"],
         alpha=0.7,
         temperature=3.0,

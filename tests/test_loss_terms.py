@@ -12,6 +12,7 @@ import sys
 import pytest
 import torch
 from conftest import REPO, kdlab_folders
+from settings import adamw
 
 LABELS = ["negative", "positive"]
 ZS = [[1.0, 2.0, 0.5], [0.3, -1.2, 2.2]]
@@ -194,7 +195,7 @@ def test_hinton_attention_term_matches_an_independent_computation_on_real_models
         tiny_tokenizer,
         "classification",
         2,
-        {"lr": 1e-3},
+        adamw(lr=1e-3),
         ["acc"],
         alpha=0.5,
         temperature=2.0,
@@ -260,7 +261,7 @@ def test_the_default_hinton_loss_is_the_soft_target_formula(tiny_tokenizer):
 
     teacher, student = tiny_bert(tiny_tokenizer, 2, 2, seed=1), tiny_bert(tiny_tokenizer, 1, 2, seed=2)
     module = HintonKD(
-        student, teacher, tiny_tokenizer, "classification", 2, {"lr": 1e-3}, ["acc"], alpha=0.3, temperature=2.0
+        student, teacher, tiny_tokenizer, "classification", 2, adamw(lr=1e-3), ["acc"], alpha=0.3, temperature=2.0
     ).eval()
     batch = padded_batch(tiny_tokenizer)
     terms = module.compute_loss(batch)
@@ -382,7 +383,7 @@ def test_the_run_time_guards_give_the_config_time_lines(tmp_path, tiny_tokenizer
             tiny_tokenizer,
             "classification",
             2,
-            {"lr": 1e-3},
+            adamw(lr=1e-3),
             ["acc"],
             alpha=0.5,
             temperature=2.0,

@@ -4,6 +4,7 @@ import pickle
 
 import pytest
 import torch
+from settings import adamw
 
 from kdlab.errors import DataError
 from kdlab.models.backbone import build_model, export_model, keep_layers, load_trained
@@ -129,7 +130,7 @@ def test_linear_warmup_then_decay():
 
 def test_optimizer_skips_decay_on_bias_and_layernorm(tiny_tokenizer):
     model = build_model({"config": TINY}, "classification", ["neg", "pos"], tiny_tokenizer)
-    setup = build_optimizer(model.named_parameters(), {"lr": 1e-3, "weight_decay": 0.1, "warmup_ratio": 0.1}, 100)
+    setup = build_optimizer(model.named_parameters(), adamw(lr=1e-3, weight_decay=0.1, warmup_ratio=0.1), 100)
     decayed, plain = setup["optimizer"].param_groups
     names = {id(p): n for n, p in model.named_parameters()}
     assert decayed["weight_decay"] == 0.1 and plain["weight_decay"] == 0.0
@@ -151,7 +152,7 @@ def test_optimizer_implementations_take_the_same_steps(tiny_tokenizer):
     for implementation in ("for_loop", "foreach", "fused"):
         model = copy.deepcopy(base).eval()  # no dropout: the same gradients each time
         setup = build_optimizer(
-            model.named_parameters(), {"lr": 1e-3, "weight_decay": 0.1, "implementation": implementation}, 10
+            model.named_parameters(), adamw(lr=1e-3, weight_decay=0.1, implementation=implementation), 10
         )
         for _ in range(3):
             model(**batch).loss.backward()
@@ -162,7 +163,7 @@ def test_optimizer_implementations_take_the_same_steps(tiny_tokenizer):
     torch.testing.assert_close(weights["fused"], weights["for_loop"], rtol=0, atol=1e-6)
     torch.testing.assert_close(weights["foreach"], weights["for_loop"], rtol=0, atol=1e-6)
     with pytest.raises(ConfigError, match=r"^optimizer\.implementation: must be one of"):
-        build_optimizer(base.named_parameters(), {"lr": 1e-3, "implementation": "fast"}, 10)
+        build_optimizer(base.named_parameters(), adamw(lr=1e-3, implementation="fast"), 10)
 
 
 def test_training_puts_the_student_in_train_mode_and_keeps_the_teacher_frozen(tiny_tokenizer, tmp_path):
@@ -193,7 +194,7 @@ def test_training_puts_the_student_in_train_mode_and_keeps_the_teacher_frozen(ti
         "eval_batch_size": 32,
     }
     module = HintonKD(
-        student, teacher, tiny_tokenizer, "classification", 2, {"lr": 1e-3}, ["acc"], alpha=0.5, temperature=2.0
+        student, teacher, tiny_tokenizer, "classification", 2, adamw(lr=1e-3), ["acc"], alpha=0.5, temperature=2.0
     )
     trainer = pl.Trainer(
         max_epochs=2,
@@ -230,7 +231,7 @@ def test_hidden_state_projections_are_trained_with_the_student(tiny_tokenizer):
         tiny_tokenizer,
         "classification",
         2,
-        {"lr": 1e-3},
+        adamw(lr=1e-3),
         ["acc"],
         alpha=0.5,
         temperature=2.0,

@@ -6,6 +6,7 @@ import math
 import pytest
 import torch
 from conftest import run_dirs
+from settings import adamw
 
 from kdlab.data.parallel import ParallelDataModule
 from kdlab.errors import ConfigError, DataError
@@ -379,7 +380,7 @@ def test_tatoeba_and_sts_evaluators_run_at_validation_on_the_student(tmp_path, t
         ]
     }
     module = MultilingualDistillation(
-        model, tiny_tokenizer, {"lr": 1e-3}, teacher_train, teacher_dev, datamodule.languages(), 16, 8, evaluators
+        model, tiny_tokenizer, adamw(lr=1e-3), teacher_train, teacher_dev, datamodule.languages(), 16, 8, evaluators
     )
     metrics = pl.Trainer(logger=False, enable_progress_bar=False, enable_model_summary=False).validate(
         module, datamodule=datamodule, verbose=False

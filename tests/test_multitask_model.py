@@ -6,6 +6,7 @@ import json
 import pytest
 import pytorch_lightning as pl
 import torch
+from settings import adamw
 
 from kdlab.errors import ConfigError, DataError
 from kdlab.losses import hard_loss
@@ -192,7 +193,7 @@ def test_lightning_fit_follows_the_logged_mix_with_layerwise_decay(tiny_tokenize
     )
     torch.manual_seed(0)
     probe = MultiTaskProbe(
-        build_multitask_model({"config": TINY}, tasks, tiny_tokenizer), {"lr": 1e-3, "layerwise_decay": 0.9}
+        build_multitask_model({"config": TINY}, tasks, tiny_tokenizer), adamw(lr=1e-3, layerwise_decay=0.9)
     )
     trainer = pl.Trainer(
         max_epochs=2,

@@ -11,6 +11,7 @@ import re
 import pytest
 import torch
 from conftest import run_dirs
+from settings import adamw
 
 from kdlab.errors import TrainingError
 
@@ -28,7 +29,7 @@ def test_a_model_that_outputs_nan_stops_at_its_first_step_naming_the_loss(tiny_t
         ["neg", "pos"],
         tiny_tokenizer,
     )
-    module = Finetune(model, tiny_tokenizer, "classification", 2, {"lr": 1e-3}, ["acc"])
+    module = Finetune(model, tiny_tokenizer, "classification", 2, adamw(lr=1e-3), ["acc"])
     encoded = tiny_tokenizer(["a good film", "a bad one"], padding=True, return_tensors="pt")
     batch = {**encoded, "labels": torch.tensor([1, 0])}
     assert math.isfinite(float(module.training_step(batch, 0)))

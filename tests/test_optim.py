@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+from settings import adamw
 from transformers import BertConfig, BertForSequenceClassification, GPT2Config, GPT2Model
 
 from kdlab.errors import ConfigError
@@ -47,7 +48,7 @@ def expected_depth(name: str) -> int:
 
 def test_each_depth_gets_lr_times_beta_to_the_distance_from_the_top():
     model = tiny_bert()
-    cfg = {"lr": LR, "weight_decay": 0.1, "layerwise_decay": BETA}
+    cfg = adamw(lr=LR, weight_decay=0.1, layerwise_decay=BETA)
     groups = group_of(build_optimizer(model.named_parameters(), cfg, 100)["optimizer"], model)
     assert set(groups) == {name for name, _ in model.named_parameters()}  # every trainable parameter, once
     expected_lrs = {0: LR * 0.5**4, 1: LR * 0.5**3, 2: LR * 0.5**2, 3: LR * 0.5, 4: LR}
@@ -62,9 +63,9 @@ def test_each_depth_gets_lr_times_beta_to_the_distance_from_the_top():
 
 def test_layerwise_groups_keep_the_weight_decay_split():
     model = tiny_bert()
-    optimizer = build_optimizer(
-        model.named_parameters(), {"lr": LR, "weight_decay": 0.1, "layerwise_decay": BETA}, 100
-    )["optimizer"]
+    optimizer = build_optimizer(model.named_parameters(), adamw(lr=LR, weight_decay=0.1, layerwise_decay=BETA), 100)[
+        "optimizer"
+    ]
     for name, group in group_of(optimizer, model).items():
         plain = name.endswith("bias") or "LayerNorm" in name
         assert group["weight_decay"] == (0.0 if plain else 0.1), name
@@ -76,7 +77,7 @@ def test_layerwise_groups_keep_the_weight_decay_split():
 
 def test_beta_one_gives_the_two_groups_of_before():
     model = tiny_bert()
-    for cfg in ({"lr": LR, "weight_decay": 0.1}, {"lr": LR, "weight_decay": 0.1, "layerwise_decay": 1.0}):
+    for cfg in (adamw(lr=LR, weight_decay=0.1), adamw(lr=LR, weight_decay=0.1, layerwise_decay=1.0)):
         optimizer = build_optimizer(model.named_parameters(), cfg, 100)["optimizer"]
         before = parameter_groups(model.named_parameters(), 0.1)
         assert len(optimizer.param_groups) == len(before) == 2
@@ -87,7 +88,7 @@ def test_beta_one_gives_the_two_groups_of_before():
 
 def test_scheduler_scales_every_group():
     model = tiny_bert()
-    cfg = {"lr": LR, "weight_decay": 0.1, "warmup_ratio": 0.2, "layerwise_decay": BETA}
+    cfg = adamw(lr=LR, weight_decay=0.1, warmup_ratio=0.2, layerwise_decay=BETA)
     setup = build_optimizer(model.named_parameters(), cfg, 10)
     optimizer, scheduler = setup["optimizer"], setup["lr_scheduler"]["scheduler"]
     base = [LR * BETA ** (4 - g["depth"]) for g in optimizer.param_groups]
@@ -103,7 +104,7 @@ def test_frozen_parameters_stay_out_and_the_layer_count_can_come_from_the_config
     model = tiny_bert()
     for parameter in model.bert.embeddings.parameters():
         parameter.requires_grad_(False)
-    cfg = {"lr": LR, "layerwise_decay": BETA}
+    cfg = adamw(lr=LR, layerwise_decay=BETA)
     optimizer = build_optimizer(model.named_parameters(), cfg, 10, num_layers=model.config.num_hidden_layers)[
         "optimizer"
     ]
@@ -120,9 +121,7 @@ def test_frozen_parameters_stay_out_and_the_layer_count_can_come_from_the_config
 def test_gpt2_names_and_the_fused_kernel():
     torch.manual_seed(0)
     model = GPT2Model(GPT2Config(vocab_size=50, n_positions=16, n_embd=16, n_layer=2, n_head=2))
-    setup = build_optimizer(
-        model.named_parameters(), {"lr": LR, "layerwise_decay": BETA, "implementation": "fused"}, 10
-    )
+    setup = build_optimizer(model.named_parameters(), adamw(lr=LR, layerwise_decay=BETA, implementation="fused"), 10)
     groups = group_of(setup["optimizer"], model)
     assert groups["wte.weight"]["lr"] == groups["wpe.weight"]["lr"] == LR * BETA**3
     assert groups["h.0.attn.c_attn.weight"]["lr"] == LR * BETA**2
@@ -137,7 +136,7 @@ def test_gpt2_names_and_the_fused_kernel():
 @pytest.mark.parametrize("beta", [0.0, -0.5, 1.5])
 def test_beta_outside_zero_one_is_refused(beta):
     with pytest.raises(ConfigError, match=r"optimizer\.layerwise_decay: must be in \(0, 1\]"):
-        build_optimizer(tiny_bert().named_parameters(), {"lr": LR, "layerwise_decay": beta}, 10)
+        build_optimizer(tiny_bert().named_parameters(), adamw(lr=LR, layerwise_decay=beta), 10)
 
 
 def test_a_model_without_a_layer_stack_is_refused():
@@ -146,12 +145,12 @@ def test_a_model_without_a_layer_stack_is_refused():
         ConfigError,
         match=r"optimizer\.layerwise_decay: needs one transformer layer stack in the model, found no transformer layer",
     ):
-        build_optimizer(mlp.named_parameters(), {"lr": LR, "layerwise_decay": BETA}, 10)
+        build_optimizer(mlp.named_parameters(), adamw(lr=LR, layerwise_decay=BETA), 10)
     two = torch.nn.ModuleDict({"a": tiny_bert(1), "b": tiny_bert(1)})
     with pytest.raises(
         ConfigError, match=r"several layer stacks \['a\.bert\.encoder\.layer', 'b\.bert\.encoder\.layer'\]"
     ):
-        build_optimizer(two.named_parameters(), {"lr": LR, "layerwise_decay": BETA}, 10)
+        build_optimizer(two.named_parameters(), adamw(lr=LR, layerwise_decay=BETA), 10)
 
 
 @pytest.mark.parametrize(

@@ -63,6 +63,11 @@ def resolved(cfg: DictConfig, key: str) -> Any:
     """The node at `key` as plain containers with every interpolation resolved; ConfigError naming `key` otherwise."""
     node = require(cfg, key)
     try:
-        return plain(node)
+        return OmegaConf.to_container(node, resolve=True, throw_on_missing=True) if OmegaConf.is_config(node) else node
+    except MissingMandatoryValue as err:
+        inner = str(err.full_key or key)
+        raise ConfigError(
+            inner, f"is required (??? in the config): give it, e.g. on the command line as {inner}=..."
+        ) from None
     except OmegaConfBaseException as err:
         raise ConfigError(key, f"cannot be resolved ({str(err).splitlines()[0]})") from None
