@@ -22,7 +22,7 @@ from kdlab.losses.registry import TERMS, check_layer_map, check_live_teacher, ch
 from kdlab.methods.hinton import HintonKD
 from kdlab.models.backbone import build_model
 from kdlab.pipelines.common import container, module_arguments, prefixed, resolve_tokenizer, seed
-from kdlab.pipelines.teachers import cached_teacher_outputs, finetune_module, obtain_teacher
+from kdlab.pipelines.teachers import finetune_module, obtain_teacher, teacher_logits, teacher_record
 from kdlab.runner import fit_stage
 from kdlab.utils.run_folder import write_json
 
@@ -78,8 +78,7 @@ def cached_teacher_logits(
     cfg: DictConfig, teacher: Any, tokenizer: Any, datamodule: TextDataModule
 ) -> tuple[Any, dict[str, Any]]:
     """Teacher logits for every training example (the transfer set's too, when the datamodule uses one)."""
-    inputs = datamodule.train_inputs()
-    return cached_teacher_outputs(cfg, teacher, tokenizer, inputs, "logits", lambda output: output.logits)
+    return teacher_logits(cfg, teacher, tokenizer, datamodule.train_inputs())
 
 
 def collect_transfer(cfg: DictConfig, datamodule: TextDataModule) -> TransferSet | None:
@@ -98,7 +97,7 @@ def run_finetune(cfg: DictConfig, run_dir: Path) -> dict[str, float]:
     tokenizer = resolve_tokenizer(cfg, spec, f"model.{role}", lambda: datamodule.texts("train"))
     datamodule.tokenizer = tokenizer
     seed(cfg)
-    model = build_model(spec, datamodule.task, datamodule.labels, tokenizer)
+    model = build_model(spec, datamodule.task, datamodule.labels, tokenizer, key=f"model.{role}")
     module = finetune_module(cfg, cfg.method[role], model, tokenizer, datamodule)
     return prefixed(role, fit_stage(cfg, role, module, datamodule, cfg.method[role], run_dir))
 
@@ -108,7 +107,7 @@ def run_hinton(cfg: DictConfig, run_dir: Path) -> dict[str, float]:
     datamodule = TextDataModule(cfg.data)
     transfer = collect_transfer(cfg, datamodule)  # before the teacher: a leaking source is refused first
     teacher, tokenizer, teacher_metrics, origin = obtain_teacher(cfg, datamodule, run_dir)
-    results = {f"teacher/{k}": v for k, v in teacher_metrics.items()}
+    results = prefixed("teacher", teacher_metrics)
     if transfer is not None:
         add_copies(
             transfer, container(cfg.data), datamodule.records("train"), tokenizer.mask_token, cfg.paths.cache_dir
@@ -129,12 +128,10 @@ def run_hinton(cfg: DictConfig, run_dir: Path) -> dict[str, float]:
         live_teacher = None
     else:
         teacher_outputs, outputs_info, live_teacher = None, {"mode": "live"}, teacher
-    write_json(
-        run_dir / "teacher" / "teacher.json", {"origin": origin, "metrics": teacher_metrics, "outputs": outputs_info}
-    )
+    write_json(run_dir / "teacher" / "teacher.json", teacher_record(origin, teacher_metrics, outputs_info))
 
-    pl.seed_everything(cfg.seed, workers=True)
-    student = build_model(cfg.model.student, datamodule.task, datamodule.labels, tokenizer, teacher=teacher)
+    seed(cfg)
+    student = build_model(cfg.model.student, datamodule.task, datamodule.labels, tokenizer, teacher, "model.student")
     module = _module(
         "hinton",
         cfg,
@@ -145,24 +142,16 @@ def run_hinton(cfg: DictConfig, run_dir: Path) -> dict[str, float]:
         teacher=live_teacher,
         teacher_outputs=teacher_outputs,
     )
-    results.update(
-        {
-            f"student/{k}": v
-            for k, v in fit_stage(cfg, "student", module, datamodule, cfg.method.student, run_dir).items()
-        }
-    )
+    results.update(prefixed("student", fit_stage(cfg, "student", module, datamodule, cfg.method.student, run_dir)))
 
     if cfg.method.baseline:
         datamodule.use_transfer(None)  # the comparison a user faces: the same student on the labelled rows alone
-        pl.seed_everything(cfg.seed, workers=True)
+        seed(cfg)
         baseline = build_model(
             cfg.model.student, datamodule.task, datamodule.labels, tokenizer, teacher, "model.student"
         )
         module = _module("finetune", cfg, cfg.method.student, baseline, tokenizer, datamodule)
         results.update(
-            {
-                f"baseline/{k}": v
-                for k, v in fit_stage(cfg, "baseline", module, datamodule, cfg.method.student, run_dir).items()
-            }
+            prefixed("baseline", fit_stage(cfg, "baseline", module, datamodule, cfg.method.student, run_dir))
         )
     return results
