@@ -11,6 +11,7 @@ import sys
 import pytest
 import torch
 from conftest import REPO, run_dirs
+from settings import BAM
 
 from kdlab.data.identity import content_id
 from kdlab.errors import DataError
@@ -107,26 +108,7 @@ def test_teacher_predictions_follow_content_not_position():
 
 # --- the pipeline through the CLI -------------------------------------------------------------------------------
 
-SMALL = [
-    "method.deploy_benchmark=false",  # no export timing in tests (tests/test_deploy.py times them)
-    "experiment=bam_toy",
-    "data.tasks.0.train.size=160",
-    "data.tasks.0.validation.size=48",
-    "data.tasks.0.test.size=48",
-    "data.tasks.1.train.size=96",
-    "data.tasks.1.validation.size=32",
-    "data.tasks.1.test.size=32",
-    "data.batch_size=16",
-    "data.max_length=32",
-    "model.teacher.config.hidden_size=32",
-    "model.teacher.config.num_hidden_layers=1",
-    "model.teacher.config.intermediate_size=64",
-    "model.student.config.hidden_size=32",
-    "model.student.config.intermediate_size=64",
-    "method.teacher.epochs=1",
-    "method.student.epochs=2",
-    "trainer.log_every_n_steps=1",
-]
+SMALL = BAM  # tests/settings.py
 
 
 def sweep(env, tmp, *overrides):
@@ -292,50 +274,6 @@ def test_single_task_trains_the_student_on_each_task_alone(plain_runs):
             {name: {"reviews": 10, "sts": 6}[name]}
         ]
     assert (plain_runs["multitask"] / "student" / "model" / "heads.json").exists()
-
-
-def cli_error(cli, *args):
-    result = cli("experiment=bam_toy", *args, timeout=120)
-    assert result.returncode == 2, result.stderr[-2000:]
-    lines = [line for line in result.stderr.strip().splitlines() if line.strip()]
-    assert len(lines) == 1, result.stderr
-    assert run_dirs(cli.tmp_path) == []  # refused before any work: no run folder left
-    return lines[0]
-
-
-def test_bad_bam_configs_are_one_line_errors(cli, tmp_path):
-    assert (
-        cli_error(cli, "data.tasks.1.name=reviews")
-        == "kdlab: error: data.tasks: task 'reviews' is listed twice (entries 0 and 1)"
-    )
-    assert (
-        cli_error(cli, "data.sampling_exponent=-0.5")
-        == "kdlab: error: data.sampling_exponent: must be >= 0 (0 uniform, 1 proportional), got -0.5"
-    )
-    assert cli_error(cli, "method.fixed_lambda=null") == "kdlab: error: method.fixed_lambda: is required"
-    assert cli_error(cli, "~method.teachers") == "kdlab: error: method.teachers: is required"
-    assert cli_error(cli, "data.tasks.1.main_metric=null") == "kdlab: error: data.tasks[1].main_metric: is required"
-    assert cli_error(cli, "data.tasks.0.metrics=[acc,pearson]") == (
-        "kdlab: error: data.tasks[0].metrics: 'pearson' is not a classification metric; choose from ['acc', 'f1', 'mcc']"
-    )
-    assert cli_error(cli, "method.fixed_lambda=1.5") == "kdlab: error: method.fixed_lambda: must be in [0, 1], got 1.5"
-    assert cli_error(cli, "optimized_metric=student/val/rte/acc") == (
-        "kdlab: error: optimized_metric: must be "
-        "<student|teacher>/<val|test>/glue_mean or .../<task>/<metric> of data.tasks, got 'student/val/rte/acc'"
-    )
-    teacher = tmp_path / "teacher3"
-    teacher.mkdir()
-    (teacher / "config.json").write_text(json.dumps({"model_type": "bert", "id2label": {"0": "a", "1": "b", "2": "c"}}))
-    line = cli_error(cli, f"+method.trained_teachers.reviews={teacher}")
-    assert (
-        line
-        == f"kdlab: error: method.trained_teachers.reviews: the teacher has 3 labels ({teacher / 'config.json'}) but task 'reviews' has 2"
-    )
-    line = cli_error(cli, f"+method.trained_teachers.sts={teacher}")
-    assert line.endswith("but task 'sts' has 1")
-    assert cli_error(cli, f"+method.trained_teachers.qnli={teacher}") == (
-        "kdlab: error: method.trained_teachers.qnli: names no task of data.tasks ['reviews', 'sts']"
-    )
 
 
 def test_a_task_without_a_test_set_reports_validation_metrics_only(tmp_path):

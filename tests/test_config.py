@@ -1,12 +1,11 @@
 """Config composition, instantiation and validation: every experiment composes; every bad value is one clear line."""
 
-import json
 import os
 import subprocess
 import sys
 
 import pytest
-from conftest import REPO, run_dirs
+from conftest import REPO
 from hydra import compose, initialize_config_dir
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
@@ -152,59 +151,6 @@ def test_debug_fast_validates_for_every_toy_experiment(experiment, tmp_path):
     validate(composed(["debug=fast", *([f"experiment={experiment}"] if experiment else [])], tmp_path))
 
 
-def cli_error(cli, *args, env=None):
-    result = cli(*args, env=env, timeout=120)
-    assert result.returncode == 2, result.stderr[-2000:]
-    lines = [line for line in result.stderr.strip().splitlines() if line.strip()]
-    assert len(lines) == 1, result.stderr
-    for folder in run_dirs(cli.tmp_path):
-        assert not (folder / "metrics.json").exists()
-    return lines[0]
-
-
-def test_bad_temperature_and_alpha(cli):
-    assert cli_error(cli, "loss.temperature=0") == "kdlab: error: loss.temperature: must be > 0, got 0"
-    assert cli_error(cli, "loss.alpha=1.5") == "kdlab: error: loss.alpha: must be in [0, 1], got 1.5"
-    assert cli_error(cli, "loss.alpha=-0.1") == "kdlab: error: loss.alpha: must be in [0, 1], got -0.1"
-    assert run_dirs(cli.tmp_path) == []  # a refused run leaves no run folder behind
-
-
-def test_teacher_with_a_different_label_count(cli, tmp_path):
-    teacher = tmp_path / "teacher3"
-    teacher.mkdir()
-    (teacher / "config.json").write_text(json.dumps({"model_type": "bert", "id2label": {"0": "a", "1": "b", "2": "c"}}))
-    line = cli_error(cli, f"model.teacher.trained={teacher}")
-    assert (
-        line.startswith("kdlab: error: model.teacher.trained: the teacher has 3 labels")
-        and "data.labels gives 2" in line
-    )
-
-
-def test_teacher_and_student_with_different_tokenizers(cli, tiny_tokenizer, tmp_path):
-    tiny_tokenizer.save_pretrained(tmp_path / "other_tok")
-    line = cli_error(cli, f"model.student.tokenizer={tmp_path / 'other_tok'}")
-    assert line.startswith(
-        "kdlab: error: model.student.tokenizer: method hinton feeds one tokenised batch to both models"
-    )
-
-
-def test_unknown_data_column_and_missing_file(cli, fake_data_dir):
-    env = {"KDLAB_DATA_DIR": str(fake_data_dir)}
-    line = cli_error(cli, "data=sst2", "data.columns.text=sentense", env=env)
-    assert line.startswith("kdlab: error: data.columns.text: column 'sentense' is not in") and "train.tsv" in line
-    line = cli_error(cli, "data=sst2", env={"KDLAB_DATA_DIR": str(fake_data_dir / "nowhere")})
-    assert line.startswith("kdlab: error: ") and line.endswith(
-        "SST-2/train.tsv: file not found (set KDLAB_DATA_DIR or paths.data_dir to the data root)"
-    )
-
-
-def test_unknown_metric_and_method(cli):
-    assert cli_error(cli, "data.main_metric=spearman").startswith(
-        "kdlab: error: data.main_metric: must be one of data.metrics"
-    )
-    assert cli_error(cli, "method.teacher.epochs=0") == "kdlab: error: method.teacher.epochs: must be >= 1, got 0"
-
-
 def test_cfg_job_is_fast_and_never_imports_torch(cli):
     probe = (
         "import sys, runpy; sys.argv=['kdlab-train','--cfg','job','loss.temperature=3'];\n"
@@ -216,18 +162,6 @@ def test_cfg_job_is_fast_and_never_imports_torch(cli):
     assert "HEAVY []" in result.stdout, result.stdout[-500:]
     help_result = cli("--help", timeout=60)
     assert help_result.returncode == 0 and "method" in help_result.stdout
-
-
-def test_hidden_state_matching_needs_the_live_teacher(cli):
-    line = cli_error(cli, "loss.hidden.weight=1")
-    assert (
-        line
-        == "kdlab: error: loss.hidden.weight: hidden-state matching needs method.teacher_outputs=live (the cache holds logits only)"
-    )
-    assert (
-        cli_error(cli, "loss.hidden.weight=-1", "method.teacher_outputs=live")
-        == "kdlab: error: loss.hidden.weight: must be >= 0, got -1"
-    )
 
 
 def test_a_failing_job_does_not_stop_a_sweep(cli):
@@ -244,20 +178,3 @@ def test_a_failing_job_does_not_stop_a_sweep(cli):
     (sweep,) = (cli.tmp_path / "outputs" / "sweeps").iterdir()
     finished = [job.name for job in sweep.iterdir() if (job / "metrics.json").exists()]
     assert finished == ["1"]  # job 0 was refused, job 1 ran
-
-
-def test_bad_layer_choices_are_refused_before_training(cli):
-    assert cli_error(cli, "model.student.from_teacher_layers=[0,9]") == (
-        "kdlab: error: model.student.from_teacher_layers: needs layer indices in [0, 3] for this teacher, got [0, 9]"
-    )
-    assert cli_error(cli, "model.student.from_teacher_layers=[1,1]").startswith(
-        "kdlab: error: model.student.from_teacher_layers: must list distinct teacher layer indices"
-    )
-    assert cli_error(cli, "method.teacher_outputs=live", "loss.hidden.weight=1", "loss.hidden.layer_map=[[1,9]]") == (
-        "kdlab: error: loss.hidden.layer_map: pair [1, 9] is outside student 0..1 / teacher 0..4"
-    )
-    assert cli_error(cli, "data.eval_batch_size=0") == "kdlab: error: data.eval_batch_size: must be >= 1, got 0"
-    assert (
-        cli_error(cli, "experiment=multilingual_toy", "method.student.epochs=-1")
-        == "kdlab: error: method.student.epochs: must be >= 1, got -1"
-    )

@@ -46,7 +46,7 @@ class Fault:
 
 FAULTS = {
     # --- Hinton KD (the default experiment) and what every supervised run shares ---------------------------------------
-    "temperature-zero": Fault("loss.temperature=0", "loss.temperature: must be > 0, got 0", cli=True),
+    "temperature-zero": Fault("loss.temperature=0", "loss.temperature: must be > 0, got 0"),
     "temperature-negative": Fault("loss.temperature=-2", "loss.temperature: must be > 0, got -2"),
     "alpha-above-one": Fault("loss.alpha=1.5", "loss.alpha: must be in [0, 1], got 1.5"),
     "alpha-negative": Fault("loss.alpha=-0.1", "loss.alpha: must be in [0, 1], got -0.1"),
@@ -54,7 +54,6 @@ FAULTS = {
     "teacher-label-count": Fault(
         "model.teacher.trained={teacher3}",
         "model.teacher.trained: the teacher has 3 labels ({teacher3}/config.json) but data.labels gives 2",
-        cli=True,
     ),
     "teacher-missing": Fault(
         "model.teacher.trained={nowhere}",
@@ -69,6 +68,9 @@ FAULTS = {
         "loss.hidden.weight=1",
         "loss.hidden.weight: hidden-state matching needs method.teacher_outputs=live (the cache holds logits only)",
     ),
+    "extra-term-weight-negative": Fault(
+        "method.teacher_outputs=live loss.hidden.weight=-1", "loss.hidden.weight: must be >= 0, got -1"
+    ),
     "hidden-layer-map-outside": Fault(
         "method.teacher_outputs=live loss.hidden.weight=1 loss.hidden.layer_map=[[1,9]]",
         "loss.hidden.layer_map: pair [1, 9] is outside student 0..1 / teacher 0..4",
@@ -76,6 +78,10 @@ FAULTS = {
     "teacher-layers-outside": Fault(
         "model.student.from_teacher_layers=[0,9]",
         "model.student.from_teacher_layers: needs layer indices in [0, 3] for this teacher, got [0, 9]",
+    ),
+    "teacher-layers-repeated": Fault(
+        "model.student.from_teacher_layers=[1,1]",
+        "model.student.from_teacher_layers: must list distinct teacher layer indices, got [1, 1]",
     ),
     "teacher-outputs-mode": Fault(
         "method.teacher_outputs=disk", "method.teacher_outputs: must be cache or live, got 'disk'"
@@ -87,8 +93,12 @@ FAULTS = {
     "unknown-column-in-a-file": Fault(
         "data=sst2 data.columns.text=sentense",
         "data.columns.text: column 'sentense' is not in {data}/glue/SST-2/train.tsv (columns: ['sentence', 'label'])",
-        cli=True,
         env={"KDLAB_DATA_DIR": "{data}"},
+    ),
+    "missing-data-file": Fault(
+        "data=sst2",
+        "{data}/nowhere/glue/SST-2/train.tsv: file not found (set KDLAB_DATA_DIR or paths.data_dir to the data root)",
+        env={"KDLAB_DATA_DIR": "{data}/nowhere"},
     ),
     "unknown-column-of-embedded-data": Fault(
         "data.columns.text=sentence",
@@ -97,7 +107,6 @@ FAULTS = {
     "missing-required-key": Fault(
         "data.task=???",
         "data.task: is required (??? in the config): give it, e.g. on the command line as data.task=...",
-        cli=True,
     ),
     "required-key-null": Fault(
         "data.columns.label=null",
@@ -122,6 +131,7 @@ FAULTS = {
     ),
     "max-length": Fault("data.max_length=2", "data.max_length: must be >= 4, got 2"),
     "batch-size": Fault("data.batch_size=0", "data.batch_size: must be >= 1, got 0"),
+    "eval-batch-size": Fault("data.eval_batch_size=0", "data.eval_batch_size: must be >= 1, got 0"),
     "epochs": Fault("method.teacher.epochs=0", "method.teacher.epochs: must be >= 1, got 0"),
     "learning-rate": Fault("method.student.optimizer.lr=0", "method.student.optimizer.lr: must be > 0, got 0"),
     "warm-up-ratio": Fault(
@@ -138,6 +148,14 @@ FAULTS = {
     "layerwise-decay": Fault(
         "method.student.optimizer.layerwise_decay=0",
         "method.student.optimizer.layerwise_decay: must be in (0, 1] (1.0 = off), got 0",
+    ),
+    "optimizer-kernel": Fault(  # every stage of every method (was checked for multilingual only)
+        "method.teacher.optimizer.implementation=bogus",
+        "method.teacher.optimizer.implementation: must be one of [None, 'for_loop', 'foreach', 'fused'], got 'bogus'",
+    ),
+    "optimizer-key-missing": Fault(
+        "~method.student.optimizer.warmup_ratio",
+        "method.student.optimizer.warmup_ratio: is required (conf/optimizer/adamw.yaml gives every stage one)",
     ),
     "seed": Fault("seed=abc", "seed: must be an integer, got 'abc'"),
     "trust-remote-code-not-a-boolean": Fault(
@@ -162,7 +180,6 @@ FAULTS = {
     "finetune-role": Fault(
         "method=finetune method.train=coach",
         "method.train: must be teacher or student (a spec under model.*), got 'coach'",
-        cli=True,
     ),
     # --- multilingual --------------------------------------------------------------------------------------------------
     "multilingual-embedding-width": Fault(
@@ -176,7 +193,9 @@ FAULTS = {
     "multilingual-projection-value": Fault(
         MULTILINGUAL + "model.student.projection=yes",
         "model.student.projection: must be true (learn a Linear to the teacher's width) or false, got 'yes'",
-        cli=True,
+    ),
+    "multilingual-epochs": Fault(
+        MULTILINGUAL + "method.student.epochs=-1", "method.student.epochs: must be >= 1, got -1"
     ),
     "multilingual-no-sources": Fault(
         MULTILINGUAL + "data.sources=[]", "data.sources: needs at least one parallel source"
@@ -205,7 +224,7 @@ FAULTS = {
     ),
     # --- Trans-Encoder -------------------------------------------------------------------------------------------------
     "trans-encoder-pair-loss": Fault(
-        TRANS + "method.cross.loss=kl", "method.cross.loss: must be one of ['bce', 'mse'], got 'kl'", cli=True
+        TRANS + "method.cross.loss=kl", "method.cross.loss: must be one of ['bce', 'mse'], got 'kl'"
     ),
     "trans-encoder-cycles": Fault(TRANS + "method.cycles=0", "method.cycles: must be >= 1, got 0"),
     "trans-encoder-pair-source": Fault(
@@ -237,7 +256,7 @@ FAULTS = {
     ),
     # --- BAM -----------------------------------------------------------------------------------------------------------
     "bam-duplicate-task": Fault(
-        BAM + "data.tasks.1.name=reviews", "data.tasks: task 'reviews' is listed twice (entries 0 and 1)", cli=True
+        BAM + "data.tasks.1.name=reviews", "data.tasks: task 'reviews' is listed twice (entries 0 and 1)"
     ),
     "bam-negative-sampling-exponent": Fault(
         BAM + "data.sampling_exponent=-0.5",
@@ -256,6 +275,7 @@ FAULTS = {
         "method.trained_teachers.qnli: names no task of data.tasks ['reviews', 'sts']",
     ),
     "bam-fixed-lambda": Fault(BAM + "method.fixed_lambda=1.5", "method.fixed_lambda: must be in [0, 1], got 1.5"),
+    "bam-fixed-lambda-null": Fault(BAM + "method.fixed_lambda=null", "method.fixed_lambda: is required"),
     "bam-switch": Fault(BAM + "method.teachers=yes", "method.teachers: must be true or false, got 'yes'"),
     "bam-switch-missing": Fault(BAM + "~method.teacher_annealing", "method.teacher_annealing: is required"),
     "bam-no-tasks": Fault(
@@ -264,6 +284,7 @@ FAULTS = {
     "bam-task-kind": Fault(
         BAM + "data.tasks.0.task=ranking", "data.tasks[0].task: must be classification or regression, got 'ranking'"
     ),
+    "bam-task-main-metric-null": Fault(BAM + "data.tasks.1.main_metric=null", "data.tasks[1].main_metric: is required"),
     "bam-task-metric": Fault(
         BAM + "data.tasks.0.metrics=[acc,pearson]",
         "data.tasks[0].metrics: 'pearson' is not a classification metric; choose from ['acc', 'f1', 'mcc']",
@@ -311,7 +332,6 @@ FAULTS = {
     "eval-splits": Fault(
         "model_path={teacher} splits=[train]",
         "splits: must be a list of validation and/or test, got ['train']",
-        cli=True,
         entry="eval",
     ),
 }
@@ -395,11 +415,14 @@ def tamper_teacher_outputs(args: list[str], tmp_path: Path, monkeypatch) -> str:
     return info["path"]
 
 
-def in_process(args: list[str], tmp_path: Path, env: dict[str, str], monkeypatch, capsys) -> tuple[int, str]:
-    """Compose the config as kdlab-train would and check it through the CLI's own entry point; (exit code, stderr)."""
+def in_process(
+    args: list[str], tmp_path: Path, env: dict[str, str], monkeypatch, capsys, entry: str = "train"
+) -> tuple[int, str]:
+    """Compose the config as kdlab-train (kdlab-eval) would and check it through the CLI's own entry point;
+    (exit code, stderr)."""
     from kdlab import api
     from kdlab.app import guarded
-    from kdlab.config import validate
+    from kdlab.config import validate, validate_eval
 
     for name, value in {**output_env(tmp_path), **env}.items():
         monkeypatch.setenv(name, value)
@@ -407,8 +430,9 @@ def in_process(args: list[str], tmp_path: Path, env: dict[str, str], monkeypatch
     overrides = [a for i, a in enumerate(args) if "--config-dir" not in (a, args[i - 1] if i else None)]
 
     def compose_and_check(_) -> None:  # as kdlab-train: the overrides composed (and checked) first, then the config
-        cfg = api.compose(*overrides, config_dir=config_dir)
-        validate(OmegaConf.masked_copy(cfg, [key for key in cfg if key != "hydra"]))
+        cfg = api.compose(*overrides, config_name=entry, config_dir=config_dir)
+        job = OmegaConf.masked_copy(cfg, [key for key in cfg if key != "hydra"])
+        (validate_eval if entry == "eval" else validate)(job)
 
     with pytest.raises(SystemExit) as stopped:
         guarded(compose_and_check, None)
@@ -431,7 +455,7 @@ def test_a_config_fault_stops_with_one_line_naming_the_key_and_leaves_no_finishe
         result = cli(*args, entry=fault.entry, env=env, timeout=300)
         code, stderr = result.returncode, result.stderr
     else:
-        code, stderr = in_process(args, tmp_path, env, monkeypatch, capsys)
+        code, stderr = in_process(args, tmp_path, env, monkeypatch, capsys, fault.entry)
     assert code == 2, stderr[-3000:]
     assert "Traceback" not in stderr
     assert [line for line in stderr.splitlines() if line.startswith("kdlab: error:")] == [expected], stderr[-3000:]

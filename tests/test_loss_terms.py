@@ -12,7 +12,7 @@ import sys
 import pytest
 import torch
 from conftest import REPO, kdlab_folders
-from settings import adamw
+from settings import FAST, adamw
 
 LABELS = ["negative", "positive"]
 ZS = [[1.0, 2.0, 0.5], [0.3, -1.2, 2.2]]
@@ -395,14 +395,7 @@ def test_the_run_time_guards_give_the_config_time_lines(tmp_path, tiny_tokenizer
 
 # --- end to end: a tiny hinton run with each new term ----------------------------------------------------------------
 
-SMALL = (
-    "debug=fast",
-    "data.train.size=64",
-    "data.validation.size=32",
-    "data.test.size=32",
-    "trainer.limit_train_batches=3",
-    "method.baseline=false",
-)
+SMALL = (*FAST, "trainer.limit_train_batches=3", "method.baseline=false")
 
 
 @pytest.fixture(scope="module")

@@ -11,11 +11,11 @@ import re
 import pytest
 import torch
 from conftest import run_dirs
-from settings import adamw
+from settings import FAST, adamw
 
 from kdlab.errors import TrainingError
 
-SMALL = ["debug=fast", "data.train.size=200", "data.validation.size=50", "data.test.size=50"]
+SMALL = FAST  # tests/settings.py
 
 
 def test_a_model_that_outputs_nan_stops_at_its_first_step_naming_the_loss(tiny_tokenizer):

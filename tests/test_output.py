@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 from conftest import run_dirs
+from settings import FAST
 
 NOISE = (
     "Seed set",
@@ -16,7 +17,6 @@ NOISE = (
     "Loading weights",
     "Writing model shards",
 )
-FAST = ["debug=fast", "data.train.size=200", "data.validation.size=64", "data.test.size=64"]
 
 
 def test_a_run_prints_kdlab_lines_only_and_one_line_per_epoch(cli):

@@ -12,19 +12,14 @@ from pathlib import Path
 import pytest
 from conftest import kdlab_folders
 from omegaconf import OmegaConf
+from settings import FAST
 
 from kdlab import api, plots
 from kdlab.errors import ConfigError, DataError
 
 REPO = Path(__file__).resolve().parents[1]
 # a hinton run in a few seconds: a few batches per stage, every step logged, small data
-TINY = [
-    "debug=fast",
-    "data.train.size=256",
-    "data.validation.size=64",
-    "data.test.size=64",
-    "trainer.enable_progress_bar=false",
-]
+TINY = FAST  # tests/settings.py
 
 
 @pytest.fixture(scope="module")

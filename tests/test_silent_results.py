@@ -10,15 +10,13 @@ from pathlib import Path
 
 import pytest
 from conftest import kdlab_folders
+from settings import TINY_TEACHER
 
 WORDS = {"1": ["good", "great", "fine", "lovely"], "0": ["bad", "awful", "poor", "dull"]}
 TINY = [
     "method.deploy_benchmark=false",  # no export timing in tests (tests/test_deploy.py times them)
     "data=sst2",
-    "model.teacher.config.hidden_size=32",
-    "model.teacher.config.num_hidden_layers=1",
-    "model.teacher.config.num_attention_heads=2",
-    "model.teacher.config.intermediate_size=64",
+    *TINY_TEACHER,
     "model.teacher.vocab_size=200",
     "method.teacher.epochs=2",
     "method.student.epochs=1",

@@ -13,6 +13,7 @@ import sys
 import pytest
 import torch
 from conftest import REPO, kdlab_folders
+from settings import TINY_TEACHER
 
 from kdlab.errors import ConfigError
 from kdlab.models import kinds
@@ -29,10 +30,7 @@ TINY_RUN = [
     "data.validation.size=32",
     "data.test.size=32",
     "data.batch_size=16",
-    "model.teacher.config.hidden_size=32",
-    "model.teacher.config.num_hidden_layers=1",
-    "model.teacher.config.num_attention_heads=2",
-    "model.teacher.config.intermediate_size=64",
+    *TINY_TEACHER,
     "model.teacher.vocab_size=300",
     "model.student.config.embedding_dim=16",
     "method.student.epochs=2",

@@ -10,8 +10,9 @@ import sys
 import pytest
 import yaml
 from conftest import REPO
+from settings import FAST
 
-SMALL = ["debug=fast", "data.train.size=200", "data.validation.size=50", "data.test.size=50"]
+SMALL = FAST  # tests/settings.py
 
 
 def _needs(module, extra):

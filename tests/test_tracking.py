@@ -12,10 +12,11 @@ from conftest import REPO, run_dirs
 from hydra import compose, initialize_config_dir
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
+from settings import FAST
 
 from kdlab.resolvers import conf_dir, register_resolvers
 
-SMALL = ["debug=fast", "data.train.size=200", "data.validation.size=50", "data.test.size=50"]
+SMALL = FAST  # tests/settings.py
 
 
 def _needs(*modules):

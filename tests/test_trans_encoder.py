@@ -12,23 +12,13 @@ import time
 import pytest
 import torch
 from conftest import REPO, run_dirs
+from settings import TRANS_ENCODER
 
 from kdlab.data.pairs import PairData
 from kdlab.errors import ConfigError, DataError
 from kdlab.losses import pseudo_label_loss, simcse_loss
 
-TOY = [
-    "experiment=trans_encoder_toy",
-    "trainer.enable_progress_bar=false",
-    "method.cycles=1",
-    "data.train.size=160",
-    "data.validation.size=80",
-    "data.test.size=80",
-    "method.simcse.epochs=1",
-    "method.cross.epochs=1",
-    "method.bi.epochs=1",
-    "method.bi.batch_size=32",
-]
+TOY = TRANS_ENCODER  # tests/settings.py
 
 
 # --- losses ------------------------------------------------------------------------------------------
@@ -324,18 +314,3 @@ def test_a_killed_run_restarts_from_its_last_finished_step(cli, tmp_path):
     changed = cli(*args, "method.bi.optimizer.lr=1e-3", f"hydra.run.dir={run}", "resume=auto")
     assert changed.returncode == 2
     assert "kdlab: error: resume:" in changed.stderr and "another config" in changed.stderr
-
-
-def test_config_faults_are_one_line_errors(cli):
-    out = cli(*TOY, "data.columns.label=null")
-    assert (
-        out.returncode == 2
-        and "kdlab: error: data.columns.label: the validation pairs need a gold score column" in out.stderr
-    )
-    out = cli(*TOY, "method.cross.loss=kl")
-    assert (
-        out.returncode == 2 and "kdlab: error: method.cross.loss: must be one of ['bce', 'mse'], got 'kl'" in out.stderr
-    )
-    out = cli(*TOY, "model.cross_encoders.0.from_bi_start=3")
-    assert out.returncode == 2 and "model.cross_encoders[0].from_bi_start: must index model.bi_encoders" in out.stderr
-    assert run_dirs(cli.tmp_path) == []
