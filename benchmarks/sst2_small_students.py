@@ -13,7 +13,9 @@ The first (a) fine-tunes the teacher (or reuses it from the teacher store); the 
 input once for all runs. Prints one table: the teacher, then per student no KD, KD (gold only), KD + transfer: dev and
 test accuracy, the share of the teacher's test accuracy kept, parameters, CPU throughput at batch 32 and its ratio to
 the teacher's timed in the same run (deploy figures in metrics.json), and each run's wall time; writes it with every figure
-to DIR/sst2_small_students.json. Extra OVERRIDEs go to every run (e.g. smaller limits for a smoke run).
+to DIR/sst2_small_students_<kinds>.json. Extra OVERRIDEs go to every run (e.g. smaller limits for a smoke run).
+`--teacher FOLDER` gives every run an already fine-tuned teacher (e.g. the teacher store's folder of an earlier run),
+so that `--kinds bilstm` and `--kinds textcnn --teacher ...` can run side by side once the teacher exists.
 """
 
 from __future__ import annotations
@@ -78,18 +80,23 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("outputs/benchmarks/sst2_small_students"))
     parser.add_argument("--kinds", nargs="+", choices=list(KINDS), default=list(KINDS))
+    parser.add_argument(
+        "--teacher",
+        help="an already fine-tuned teacher folder for every run (model.teacher.trained), e.g. a stored one",
+    )
     parser.add_argument("overrides", nargs="*")
     args = parser.parse_args()
     out = args.out.resolve()
     out.mkdir(parents=True, exist_ok=True)
     rows: dict[str, dict[str, float]] = {}
-    teacher_model = None
+    teacher_model = args.teacher
     # (b) has no transfer set: an override of one would name a missing key
     without_transfer = [o for o in args.overrides if not o.lstrip("+~").startswith("data.transfer")]
     for kind in args.kinds:
-        metrics, wall = train(out / f"{kind}_transfer", [*KINDS[kind], "method.baseline=true", *args.overrides])
+        given = [f"model.teacher.trained={teacher_model}"] if args.teacher else []
+        metrics, wall = train(out / f"{kind}_transfer", [*KINDS[kind], "method.baseline=true", *given, *args.overrides])
+        rows.setdefault("teacher", figures(metrics, "teacher", wall))
         if teacher_model is None:
-            rows["teacher"] = figures(metrics, "teacher", wall)
             # the folder the deploy benchmark timed: this run's export, or the teacher store's folder when reused
             teacher_model = json.loads((out / f"{kind}_transfer" / "teacher" / "deploy.json").read_text())["folder"]
         rows[f"{kind}: no KD (gold only)"] = figures(metrics, "baseline", wall)
@@ -118,7 +125,7 @@ def main() -> None:
             for split in ("dev_acc", "test_acc")
         }
         print(f"{kind}: KD + transfer − no KD: {gain['dev_acc']:+.2f} dev, {gain['test_acc']:+.2f} test (target ≥ +3)")
-    (out / "sst2_small_students.json").write_text(
+    (out / f"sst2_small_students_{'_'.join(args.kinds)}.json").write_text(
         json.dumps({"overrides": args.overrides, "rows": rows}, indent=2, ensure_ascii=False) + "\n"
     )
 
