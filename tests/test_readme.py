@@ -117,6 +117,15 @@ SCRIPT_ARGS = {
         "0",
     ],
     "benchmarks/overhead.py": ["--rounds", "2", "--steps", "8"],
+    "benchmarks/payoff.py": [
+        "--seeds",
+        "1",
+        "debug=fast",
+        "data.train.size=200",
+        "data.validation.size=50",
+        "data.test.size=50",
+        "data.transfer.sources.0.size=200",
+    ],
 }
 GRID = "kdlab-train -m loss.temperature=1,2,4 loss.alpha=0.5,0.9"
 # README command → {placeholder: (the README command whose run or sweep folder fills it, path inside that folder)}
