@@ -47,7 +47,9 @@ def teacher(tiny_tokenizer):
 def student(kind: str, tokenizer, teacher=None, task: str = "classification", **spec):
     torch.manual_seed(0)
     labels = ["neg", "pos", "mixed"] if task == "classification" else []
-    return build_model({"kind": kind, "config": KINDS[kind], **spec}, task, labels, tokenizer, teacher=teacher).eval()
+    return build_model(
+        {"kind": kind, "config": KINDS[kind], **spec}, task, labels, tokenizer, teacher=teacher, key="model.student"
+    ).eval()
 
 
 @pytest.mark.parametrize("kind", KINDS)
