@@ -231,11 +231,12 @@ def build_model(
     labels: Sequence[str],
     tokenizer: Any,
     teacher: nn.Module | None = None,
-    key: str = "model",
+    key: str | None = None,
 ) -> nn.Module:
     """A fresh model for the task from a spec, built by its kind (`spec.kind`, kdlab.models.kinds); `key` is the
-    spec's (model.teacher, model.student), which errors about its values name."""
-    return kinds.of_spec(spec, f"{key}.kind").call("build", spec, task, labels, tokenizer, teacher, key)
+    spec's (model.teacher, model.student), which errors about its values name (None: the kind's own default)."""
+    entry = kinds.of_spec(spec, f"{key or 'model'}.kind")
+    return entry.call("build", spec, task, labels, tokenizer, teacher, *([key] if key else []))
 
 
 def build_hf_classifier(
