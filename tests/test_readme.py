@@ -83,6 +83,13 @@ LIMITS = {
         "++data.transfer.sources.0.size=200",  # the generated source (rest_of_train ignores it)
     ],
     "hinton_sst2": ["debug=fast", "data.train.limit=320", "data.validation.limit=64", "data.test.limit=64"],
+    "hinton_sst2_small_students": [
+        "debug=fast",
+        "data.train.limit=320",
+        "data.validation.limit=64",
+        "data.test.limit=64",
+        "data.transfer.sources.0.limit=640",  # 640 SST-2 train rows at random, any labelled one dropped
+    ],
     "multilingual_minilm": [
         *TRAINER_LIMITS,
         "method.deploy_benchmark=false",
@@ -125,6 +132,16 @@ SCRIPT_ARGS = {
         "data.validation.size=50",
         "data.test.size=50",
         "data.transfer.sources.0.size=200",
+    ],
+    # both students, all four runs, a few steps each; the deploy timings stay on (the table reads them)
+    "benchmarks/sst2_small_students.py": [
+        "data.train.limit=160",
+        "data.validation.limit=32",
+        "data.test.limit=32",
+        "data.transfer.sources.0.limit=320",
+        "method.teacher.epochs=1",
+        "method.student.epochs=1",
+        "trainer.limit_train_batches=4",
     ],
 }
 GRID = "kdlab-train -m loss.temperature=1,2,4 loss.alpha=0.5,0.9"
