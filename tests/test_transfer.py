@@ -306,3 +306,7 @@ def test_the_student_trains_on_gold_and_transfer_rows_the_baseline_on_gold_only_
         assert outputs["origin"].startswith("reused") and outputs["outputs"]["hit"] is True
         assert json.loads((again.path / "student" / "transfer.json").read_text())["augment"]["cached"] is True
         assert again.metrics["student/test/acc"] == first.metrics["student/test/acc"]
+
+        # the transfer set is the student's: without it (or with another) the stored teacher is the same
+        alone = train(*[o for o in RUN if "data.transfer" not in o])
+        assert json.loads((alone.path / "teacher" / "teacher.json").read_text())["origin"].startswith("reused")

@@ -70,7 +70,9 @@ def teacher_key(cfg: DictConfig, datamodule: TextDataModule) -> str:
     re-scored when it changes (`obtain_teacher`).
     """
     prints = data_fingerprints(datamodule)
-    data = {k: v for k, v in container(cfg.data).items() if k not in ("eval_batch_size", "num_workers", *SPLITS)}
+    # the transfer set is the student's: the teacher never trains on it (it labels it afterwards)
+    ignored = ("eval_batch_size", "num_workers", "transfer", *SPLITS)
+    data = {k: v for k, v in container(cfg.data).items() if k not in ignored}
     parts = {
         "teacher": container(cfg.model.teacher),
         "data": data,
