@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 
 class KdlabError(Exception):
     """Base class for errors that kdlab reports as a single line and a non-zero exit."""
@@ -40,3 +42,9 @@ class OutputError(KdlabError):
     def __init__(self, path: object, message: str):
         self.path = str(path)
         super().__init__(f"{path}: {message}")
+
+
+def first_line(err: BaseException) -> str:
+    """An exception's first non-empty line without terminal colour codes."""
+    lines = [line for line in re.sub(r"\x1b\[[0-9;]*m", "", str(err)).splitlines() if line.strip()]
+    return lines[0].strip() if lines else type(err).__name__

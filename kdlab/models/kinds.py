@@ -192,11 +192,11 @@ register_kind(
     ModelKind(
         DEFAULT_KIND,
         "a Hugging Face AutoModelForSequenceClassification (pretrained name/folder, random config, or teacher layers)",
-        build="kdlab.models.backbone:build_hf_classifier",
-        payload="kdlab.models.backbone:hf_payload",
-        from_payload="kdlab.models.backbone:hf_from_payload",
-        load="kdlab.models.backbone:load_hf_folder",
-        export="kdlab.models.backbone:export_hf",
+        build="kdlab.models.hf:build_hf_classifier",
+        payload="kdlab.models.hf:hf_payload",
+        from_payload="kdlab.models.hf:hf_from_payload",
+        load="kdlab.models.hf:load_hf_folder",
+        export="kdlab.models.hf:export_hf",
         transformer=True,
     )
 )

@@ -19,9 +19,10 @@ import re
 import shutil
 import socket
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from kdlab.errors import ConfigError, OutputError
 
@@ -188,3 +189,9 @@ def replacing(path: str | Path, folder: bool = False) -> Iterator[Path]:
     finally:
         if tmp.exists():
             _remove(tmp)
+
+
+def save_atomically(folder: str | Path, write: Callable[[str], Any]) -> None:
+    """Write a folder through a temporary sibling and rename it, so a half-written folder is never read."""
+    with replacing(folder, folder=True) as tmp:
+        write(str(tmp))
