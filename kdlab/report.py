@@ -186,11 +186,18 @@ def report(
     if inside:
         raise DataError(
             path,
-            f"holds {len(inside)} run and sweep folders, not one run or sweep: report one of them, e.g. "
+            f"holds {counted(inside)}, not one run or sweep: report one of them, e.g. "
             + ", ".join(f"kdlab-report {folder}" for folder in inside[:3])
             + (" ..." if len(inside) > 3 else ""),
         )
     raise DataError(path, plots.NOT_A_FOLDER)
+
+
+def counted(folders: list[Path]) -> str:
+    """'1 run folder', '3 run folders and 1 sweep folder', ...: what `folders_inside` found, in words."""
+    runs = sum((folder / "config.yaml").is_file() for folder in folders)
+    parts = [(runs, "run"), (len(folders) - runs, "sweep")]
+    return " and ".join(f"{n} {kind} folder{'s' if n != 1 else ''}" for n, kind in parts if n)
 
 
 def folders_inside(path: Path, depth: int = 2) -> list[Path]:
