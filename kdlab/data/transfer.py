@@ -26,7 +26,7 @@ from typing import Any
 
 from kdlab.data.augment import Augmenter, Tagger, augmented, settings
 from kdlab.data.identity import Input, content_id
-from kdlab.data.loading import Record, load_records
+from kdlab.data.loading import Record, check_columns, load_records
 from kdlab.data.records import split_columns
 from kdlab.errors import ConfigError
 
@@ -120,8 +120,10 @@ def _source_rows(cfg: Mapping[str, Any], source: Mapping[str, Any], gold: Sequen
         train = {k: v for k, v in dict(cfg["train"]).items() if k != "limit"}
         kept = {row["_where"] for row in gold}
         return [r for r in load_records(train, _text_columns(cfg, train)) if r["_where"] not in kept]
+    columns = _text_columns(cfg, source)
+    check_columns(dict(source), columns, f"{key}.columns")  # a column the source lacks: one line naming it
     try:
-        return load_records(dict(source), _text_columns(cfg, source))
+        return load_records(dict(source), columns)
     except ConfigError as err:  # name the transfer source, not a split
         raise ConfigError(f"{key}.{err.key}", err.message) from None
 
