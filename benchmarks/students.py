@@ -27,7 +27,7 @@ from pathlib import Path
 import torch
 
 from kdlab.data.embedded import reviews
-from kdlab.models.backbone import load_trained
+from kdlab.models.files import load_trained
 
 
 def folder_size(folder: Path) -> int:

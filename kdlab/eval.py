@@ -34,7 +34,7 @@ def _single_task(cfg: DictConfig) -> tuple[Any, Any]:
     from kdlab.errors import ConfigError
     from kdlab.methods.finetune import Finetune
     from kdlab.methods.text_data_checks import check_text_data
-    from kdlab.models.backbone import load_trained
+    from kdlab.models.files import load_trained
 
     check_text_data(cfg)
     model, tokenizer = load_trained(cfg.model_path, key="model_path")

@@ -70,7 +70,7 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log):
 def tiny_tokenizer(tmp_path_factory):
     """A WordPiece tokenizer trained on the embedded reviews texts (about a second)."""
     from kdlab.data.embedded import reviews
-    from kdlab.models.backbone import train_wordpiece
+    from kdlab.models.tokenization import train_wordpiece
 
     texts = [row["text"] for row in reviews("train", size=500)]
     return train_wordpiece(texts, 500, tmp_path_factory.mktemp("tok"))

@@ -300,7 +300,8 @@ def test_a_task_without_a_test_set_reports_validation_metrics_only(tmp_path):
 
 def test_a_given_ckpt_teacher_with_the_wrong_label_count_stops_before_any_training(cli, tmp_path, tiny_tokenizer):
     """A kdlab .ckpt carries its config inside, so its head is checked when the pipeline starts (before any teacher trains)."""
-    from kdlab.models.backbone import build_model, checkpoint_payload
+    from kdlab.models.backbone import build_model
+    from kdlab.models.files import checkpoint_payload
 
     model = build_model(
         {"config": {"hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 64}},

@@ -343,7 +343,8 @@ def files(tmp_path_factory, tiny_tokenizer) -> dict[str, str]:
     trained 2-label classifier (reviews' labels)."""
     from transformers import BertConfig, BertModel
 
-    from kdlab.models.backbone import build_model, export_model
+    from kdlab.models.backbone import build_model
+    from kdlab.models.files import export_model
     from kdlab.models.spec import tokenizer_identity
 
     root = tmp_path_factory.mktemp("fault_files")
@@ -402,7 +403,7 @@ def tamper_teacher_outputs(args: list[str], tmp_path: Path, monkeypatch) -> str:
 
     from kdlab import api
     from kdlab.data.text import TextDataModule
-    from kdlab.models.backbone import load_trained
+    from kdlab.models.files import load_trained
     from kdlab.pipelines.supervised import cached_teacher_logits
 
     for name, value in output_env(tmp_path).items():

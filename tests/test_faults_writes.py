@@ -90,7 +90,8 @@ def writers(root: Path) -> dict[str, Callable[[Path, int], None]]:
     """kind → write(folder, version), each payload built once (the versions a killed write may leave: 0, 1, 2)."""
     from kdlab.cache.teacher_outputs import TeacherOutputCache
     from kdlab.data.embedded import reviews
-    from kdlab.models.backbone import export_model, train_wordpiece
+    from kdlab.models.files import export_model
+    from kdlab.models.tokenization import train_wordpiece
     from kdlab.utils.run_folder import write_json
 
     tokenizer = train_wordpiece([row["text"] for row in reviews("train", size=200)], 500, root / "tokenizer")
@@ -126,7 +127,7 @@ def read(kind: str, folder: Path) -> int | None:
         version = int(found[0, 0].item()) // 1000
         assert torch.equal(found, cache_outputs(version)), f"{folder}: the cache entry holds a partial payload"
         return version
-    from kdlab.models.backbone import load_trained
+    from kdlab.models.files import load_trained
 
     if not target(kind, folder).exists():
         return None

@@ -401,7 +401,7 @@ SMALL = (*FAST, "trainer.limit_train_batches=3", "method.baseline=false")
 @pytest.fixture(scope="module")
 def given_teacher(tmp_path_factory, tiny_tokenizer):
     """A tiny random-init teacher exported as an HF folder (model.teacher.trained: no teacher fine-tuning)."""
-    from kdlab.models.backbone import export_model
+    from kdlab.models.files import export_model
 
     folder = tmp_path_factory.mktemp("teacher") / "model"
     export_model(tiny_bert(tiny_tokenizer, 2, 4, width=64), tiny_tokenizer, folder)

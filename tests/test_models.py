@@ -7,7 +7,9 @@ import torch
 from settings import adamw
 
 from kdlab.errors import DataError
-from kdlab.models.backbone import build_model, export_model, keep_layers, load_trained
+from kdlab.models.backbone import build_model
+from kdlab.models.files import export_model, load_trained
+from kdlab.models.layers import keep_layers
 from kdlab.optim import build_optimizer, linear_warmup_decay
 
 TINY = {
@@ -256,7 +258,7 @@ def test_trained_vocabulary_is_the_same_in_every_process(tmp_path):
     import sys
 
     script = (
-        "import json, sys; from kdlab.models.backbone import train_wordpiece; "
+        "import json, sys; from kdlab.models.tokenization import train_wordpiece; "
         "texts = ['cat dog bird fish', 'dog cat fish bird', 'Zebra yak, ox!'] * 3; "
         "tok = train_wordpiece(texts, 45, sys.argv[1]); print(json.dumps(tok.get_vocab(), sort_keys=True))"
     )
@@ -271,7 +273,7 @@ def test_trained_vocabulary_is_the_same_in_every_process(tmp_path):
 
 
 def test_words_outside_the_vocabulary_fall_back_to_characters(tmp_path):
-    from kdlab.models.backbone import SPECIAL_TOKENS, train_wordpiece, wordpiece_vocabulary
+    from kdlab.models.tokenization import SPECIAL_TOKENS, train_wordpiece, wordpiece_vocabulary
 
     texts = ["the cat sat", "the cat ran", "the dog"]
     vocab = wordpiece_vocabulary(texts, 100)

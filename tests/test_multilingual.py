@@ -275,7 +275,7 @@ def _tiny_encoder_folder(tmp_path, texts=None):
     from transformers import AutoModel, BertConfig
 
     from kdlab.data.embedded import reviews
-    from kdlab.models.backbone import train_wordpiece
+    from kdlab.models.tokenization import train_wordpiece
 
     texts = texts or [r["text"] for r in reviews("train", size=200)]
     tokenizer = train_wordpiece(texts, 300, tmp_path / "tok")

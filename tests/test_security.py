@@ -78,7 +78,8 @@ def test_a_checkpoint_that_would_run_code_is_refused_by_every_entry_point(cli, t
 def test_damaged_checkpoints_are_one_line_data_errors(tmp_path, tiny_tokenizer):
     """Not a dict, no kdlab payload, weights that do not fit the stored config, a truncated file: DataError naming the file."""
     from kdlab.errors import DataError
-    from kdlab.models.backbone import build_model, checkpoint_payload, load_trained
+    from kdlab.models.backbone import build_model
+    from kdlab.models.files import checkpoint_payload, load_trained
 
     model = build_model(
         {"config": {"hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 64}},

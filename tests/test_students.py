@@ -17,7 +17,8 @@ from settings import TINY_TEACHER
 
 from kdlab.errors import ConfigError
 from kdlab.models import kinds
-from kdlab.models.backbone import build_model, checkpoint_payload, load_trained
+from kdlab.models.backbone import build_model
+from kdlab.models.files import checkpoint_payload, load_trained
 
 KINDS = {  # tiny sizes of each student
     "bilstm": {"embedding_dim": 16, "hidden_size": 8, "fc_size": 8},

@@ -40,7 +40,7 @@ def load_export(folder: Path) -> tuple[nn.Module, Any, Callable[[Batch], Any]]:
 
         model, tokenizer = load_sentence_encoder({"name_or_path": str(folder)}, "folder")
     else:
-        from kdlab.models.backbone import load_trained
+        from kdlab.models.files import load_trained
 
         model, tokenizer = load_trained(folder, key="folder")
     return model, tokenizer, lambda batch: model(**batch)

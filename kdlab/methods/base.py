@@ -14,7 +14,7 @@ from kdlab.data.collate import model_inputs
 from kdlab.errors import TrainingError
 from kdlab.evaluation.task_metrics import build_metrics
 from kdlab.losses import hard_loss
-from kdlab.models.backbone import checkpoint_payload, export_model
+from kdlab.models.files import checkpoint_payload, export_model
 from kdlab.optim import build_optimizer
 
 

@@ -15,7 +15,7 @@ training texts, cached), ``teacher`` (the teacher's) or a path.
 
 Where each concern lives: tokenizers in kdlab/models/tokenization.py, encoder layers in layers.py, the Hugging Face
 classifier kind in hf.py, checkpoints / trained models / exports in files.py; this module builds a model of any kind
-(`build_model`), freezes teachers, and re-exports those names for the modules that import them from here.
+(`build_model`) and freezes teachers.
 """
 
 from __future__ import annotations
@@ -26,33 +26,6 @@ from typing import Any
 from torch import nn
 
 from kdlab.models import kinds
-from kdlab.models.files import checkpoint_payload, export_model, load_checkpoint_file, load_trained
-from kdlab.models.hf import build_hf_classifier, config_from_spec, load_pretrained, remote_code
-from kdlab.models.layers import encoder_layers, keep_layers, pretrained_layers
-from kdlab.models.tokenization import INPUT_NAMES, SPECIAL_TOKENS, load_tokenizer, train_wordpiece, wordpiece_vocabulary
-from kdlab.utils.atomic import save_atomically
-
-__all__ = [
-    "INPUT_NAMES",
-    "SPECIAL_TOKENS",
-    "build_hf_classifier",
-    "build_model",
-    "checkpoint_payload",
-    "config_from_spec",
-    "encoder_layers",
-    "export_model",
-    "freeze",
-    "keep_layers",
-    "load_checkpoint_file",
-    "load_pretrained",
-    "load_tokenizer",
-    "load_trained",
-    "pretrained_layers",
-    "remote_code",
-    "save_atomically",
-    "train_wordpiece",
-    "wordpiece_vocabulary",
-]
 
 
 def build_model(

@@ -27,8 +27,11 @@ from kdlab.data.checks import check_labels, check_task
 from kdlab.data.collate import model_inputs
 from kdlab.data.task_list import task_names
 from kdlab.errors import DataError
-from kdlab.models.backbone import config_from_spec, load_pretrained, load_tokenizer, pretrained_layers, save_atomically
+from kdlab.models.hf import config_from_spec, load_pretrained
+from kdlab.models.layers import pretrained_layers
 from kdlab.models.spec import check_encoder_source
+from kdlab.models.tokenization import load_tokenizer
+from kdlab.utils.atomic import save_atomically
 
 HEADS_CONFIG, HEADS_WEIGHTS = "heads.json", "heads.safetensors"
 FORMAT = "kdlab-multitask-heads"

@@ -24,8 +24,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from kdlab.errors import ConfigError
-from kdlab.models.backbone import config_from_spec, keep_layers, load_pretrained, load_tokenizer, save_atomically
+from kdlab.models.hf import config_from_spec, load_pretrained
+from kdlab.models.layers import keep_layers
 from kdlab.models.spec import check_pooling
+from kdlab.models.tokenization import load_tokenizer
+from kdlab.utils.atomic import save_atomically
 
 IDENTITY = "torch.nn.modules.linear.Identity"
 

@@ -26,7 +26,7 @@ from kdlab.data.multitask import MultiTaskDataModule
 from kdlab.data.task_list import task_configs
 from kdlab.data.text import TextDataModule
 from kdlab.methods.bam import BAM, TeacherPredictions, glue_mean
-from kdlab.models.backbone import load_trained
+from kdlab.models.files import load_trained
 from kdlab.models.multitask import build_multitask_model
 from kdlab.pipelines.common import container, prefixed, resolve_tokenizer, seed
 from kdlab.pipelines.teachers import check_head, obtain_teacher, teacher_logits, teacher_record

@@ -50,7 +50,7 @@ def resolve_tokenizer(cfg: DictConfig, spec: Mapping[str, Any], key: str, texts:
     """The tokenizer a model spec (at config key `key`) asks for with its `tokenizer`: `teacher` (model.teacher's),
     `train` (a WordPiece of `vocab_size` trained on `texts()`, cached under paths.cache_dir; also when the spec names
     no model to take one from), a path, or null (the folder of its `trained` / `name_or_path` model)."""
-    from kdlab.models.backbone import load_tokenizer, train_wordpiece
+    from kdlab.models.tokenization import load_tokenizer, train_wordpiece
 
     choice = spec.get("tokenizer")
     if choice == "teacher":

@@ -19,8 +19,9 @@ from kdlab.data.parallel import ParallelDataModule
 from kdlab.errors import ConfigError
 from kdlab.evaluation.multilingual import CrosslingualSTSEvaluator, TatoebaEvaluator
 from kdlab.methods.multilingual import MultilingualDistillation
-from kdlab.models.backbone import freeze, load_tokenizer
+from kdlab.models.backbone import freeze
 from kdlab.models.sentence_encoder import SentenceEncoder, copy_encoder, load_sentence_encoder, random_encoder
+from kdlab.models.tokenization import load_tokenizer
 from kdlab.pipelines.common import container, prefixed, resolve_tokenizer, seed
 from kdlab.pipelines.teachers import cached_teacher_outputs, teacher_record
 from kdlab.runner import evaluate, fit_stage

@@ -24,11 +24,13 @@ from kdlab.data.identity import distinct, records_fingerprint
 from kdlab.data.records import SPLITS, check_label_width
 from kdlab.data.text import TextDataModule
 from kdlab.methods.finetune import Finetune
-from kdlab.models.backbone import build_model, load_trained, save_atomically
+from kdlab.models.backbone import build_model
+from kdlab.models.files import load_trained
 from kdlab.models.inference import predict
 from kdlab.pipelines.common import container, module_arguments, resolve_tokenizer, seed
 from kdlab.runner import evaluate, fit_stage
 from kdlab.tracking import log_to_trackers
+from kdlab.utils.atomic import save_atomically
 from kdlab.utils.distributed import is_global_zero
 from kdlab.utils.run_folder import write_json
 

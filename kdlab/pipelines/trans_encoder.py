@@ -37,13 +37,14 @@ from kdlab.data.pairs import PairData
 from kdlab.errors import ConfigError, DataError
 from kdlab.methods.trans_encoder import BiEncoderStage, CrossEncoderStage, SimCSEStage
 from kdlab.methods.trans_encoder_checks import check_from_bi_start
-from kdlab.models.backbone import load_pretrained, save_atomically
 from kdlab.models.bi_encoder import pair_cosines
 from kdlab.models.cross_encoder import build_cross_encoder, check_pair_tokenizer, cross_encoder_from, cross_scores
+from kdlab.models.hf import load_pretrained
 from kdlab.models.sentence_encoder import SentenceEncoder, copy_encoder, load_sentence_encoder, random_encoder
 from kdlab.pipelines.common import container, prefixed, resolve_tokenizer, seed
 from kdlab.resume import config_hash
 from kdlab.runner import evaluate, fit_stage
+from kdlab.utils.atomic import save_atomically
 from kdlab.utils.distributed import computed_in_shares, is_global_zero, wait_for_all
 from kdlab.utils.run_folder import write_json, write_text
 
