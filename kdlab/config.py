@@ -17,6 +17,7 @@ from kdlab import deploy, registry
 from kdlab.data.processes import process_share
 from kdlab.errors import ConfigError
 from kdlab.optim_checks import check_optimizer
+from kdlab.presets import check_preset
 from kdlab.utils.atomic import check_writable
 from kdlab.utils.values import at_least, require, resolved
 
@@ -157,4 +158,5 @@ def validate(cfg: DictConfig) -> None:
     entry = registry.method(require(cfg, "method.name"))
     registry.check_data_fits(entry, cfg)
     check_stages(cfg)
+    check_preset(cfg)  # method.preset: a known reference preset whose points this config has
     registry.resolve(entry.check)(cfg)

@@ -10,6 +10,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from kdlab.deploy import benchmark_run
 from kdlab.pipelines.common import print_table
+from kdlab.presets import record_deviations
 from kdlab.registry import method, resolve
 from kdlab.resume import is_finished, resume_folder, start_folder
 from kdlab.utils.distributed import is_global_zero, ranks_end_with_the_run
@@ -48,6 +49,7 @@ def run(cfg: DictConfig) -> float | None:
             if folder is None:
                 write_run_info(run_dir, OmegaConf.to_yaml(cfg, resolve=True))
                 start_folder(cfg, run_dir)
+                record_deviations(cfg, run_dir)  # a reference preset's points this run changed (kdlab/presets.py)
             else:
                 log.info("resume: continuing %s", run_dir)
         with ranks_end_with_the_run():
