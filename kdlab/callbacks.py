@@ -111,3 +111,27 @@ class QuietProgressBar(TQDMProgressBar):
 
     def get_metrics(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> dict[str, Any]:
         return without_version(super().get_metrics(trainer, pl_module))
+
+
+class ValidateEvery(pl.Callback):
+    """Validate after every `steps` training batches of an epoch and after its last batch (sentence-transformers'
+    `fit(evaluation_steps=steps)`: the count restarts each epoch), every validation a candidate for the best checkpoint.
+
+    Lightning validates when `(batch_idx + 1) % trainer.val_check_batch == 0`; this sets `val_check_batch` after each
+    batch so that the test holds exactly at those batches. The checkpoint callbacks save after each validation
+    (their `save_on_train_epoch_end` off), mid-epoch ones included.
+    """
+
+    def __init__(self, steps: int):
+        self.steps = int(steps)
+
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        for callback in trainer.checkpoint_callbacks:
+            callback._save_on_train_epoch_end = False  # the constructor's save_on_train_epoch_end=False
+
+    def on_train_batch_end(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        done = batch_idx + 1
+        due = done % self.steps == 0 or done >= trainer.num_training_batches
+        trainer.val_check_batch = done if due else done + 1

@@ -229,7 +229,8 @@ FAULTS = {
     "trans-encoder-cycles": Fault(TRANS + "method.cycles=0", "method.cycles: must be >= 1, got 0"),
     "trans-encoder-pair-source": Fault(
         TRANS + "data.pair_source=both",
-        "data.pair_source: must be train or eval_pairs (the evaluation pairs themselves, unlabeled), got 'both'",
+        "data.pair_source: must be train, eval_pairs (the evaluation pairs themselves, unlabeled) or all_splits (train "
+        "+ evaluation pairs, unlabeled), got 'both'",
     ),
     "trans-encoder-gold-column": Fault(
         TRANS + "data.columns.label=null",

@@ -19,6 +19,7 @@ from kdlab.errors import ConfigError, DataError
 from kdlab.losses import pseudo_label_loss, simcse_loss
 
 TOY = TRANS_ENCODER  # tests/settings.py
+KEY = "method.cross.loss"
 
 
 # --- losses ------------------------------------------------------------------------------------------
@@ -27,18 +28,24 @@ def test_bce_on_logits_and_mse_on_cosines_match_independent_formulas():
     labels = torch.tensor([0.9, 0.2, 0.5])
     p = [1 / (1 + math.exp(-z)) for z in logits.tolist()]
     bce = -sum(y * math.log(q) + (1 - y) * math.log(1 - q) for y, q in zip(labels.tolist(), p)) / 3
-    assert pseudo_label_loss("bce", logits, labels, scores_are_logits=True).item() == pytest.approx(bce, abs=1e-6)
-    assert pseudo_label_loss("mse", logits, labels, scores_are_logits=True).item() == pytest.approx(
+    assert pseudo_label_loss("bce", logits, labels, scores_are_logits=True, key=KEY).item() == pytest.approx(
+        bce, abs=1e-6
+    )
+    assert pseudo_label_loss("mse", logits, labels, scores_are_logits=True, key=KEY).item() == pytest.approx(
         sum((q - y) ** 2 for q, y in zip(p, labels.tolist())) / 3, abs=1e-6
     )
     cosines = torch.tensor([0.8, -0.1, 0.45])
     mse = ((0.8 - 0.9) ** 2 + (-0.1 - 0.2) ** 2 + (0.45 - 0.5) ** 2) / 3
-    assert pseudo_label_loss("mse", cosines, labels, scores_are_logits=False).item() == pytest.approx(mse, abs=1e-6)
+    assert pseudo_label_loss("mse", cosines, labels, scores_are_logits=False, key=KEY).item() == pytest.approx(
+        mse, abs=1e-6
+    )
     clamped = [0.8, 1e-6, 0.45]  # bce on a cosine clamps it into (0, 1)
     bce_cos = -sum(y * math.log(c) + (1 - y) * math.log(1 - c) for y, c in zip(labels.tolist(), clamped)) / 3
-    assert pseudo_label_loss("bce", cosines, labels, scores_are_logits=False).item() == pytest.approx(bce_cos, rel=1e-5)
-    with pytest.raises(ValueError, match="unknown pseudo-label loss 'kl'"):
-        pseudo_label_loss("kl", cosines, labels, scores_are_logits=False)
+    assert pseudo_label_loss("bce", cosines, labels, scores_are_logits=False, key=KEY).item() == pytest.approx(
+        bce_cos, rel=1e-5
+    )
+    with pytest.raises(ConfigError, match=r"method.bi.loss: must be one of \['bce', 'mse'\], got 'kl'"):
+        pseudo_label_loss("kl", cosines, labels, scores_are_logits=False, key="method.bi.loss")
 
 
 def test_simcse_loss_is_cross_entropy_over_the_in_batch_cosine_matrix():
@@ -86,12 +93,12 @@ def test_pairs_from_a_separator_file_are_deduplicated_and_the_cross_encoder_sees
         ("the sun is hot", "it is cold"),
     ]  # reversed and exact repeats dropped
     assert data.info == {"pair_source": "train", "splits": ["train"], "rows": 4, "duplicates_removed": 2, "pairs": 2}
-    features = data.training_features("cross", tiny_tokenizer, torch.tensor([0.25, 0.75]))
+    features = data.training_features("cross", tiny_tokenizer, torch.tensor([0.25, 0.75]), 16)
     ids = lambda a, b: tiny_tokenizer(a, b, truncation=True, max_length=16)["input_ids"]  # noqa: E731
     assert features[0]["input_ids"] == ids("a cat sits", "a cat is sitting")  # (a, b) ...
     assert features[2]["input_ids"] == ids("a cat is sitting", "a cat sits")  # ... then (b, a)
     assert [f["label"] for f in features] == [0.25, 0.75, 0.25, 0.75]
-    batch = next(iter(data.stage("bi", tiny_tokenizer, 8, torch.tensor([0.25, 0.75])).train_dataloader()))
+    batch = next(iter(data.stage("bi", tiny_tokenizer, 8, torch.tensor([0.25, 0.75]), 16).train_dataloader()))
     assert {"a_input_ids", "a_attention_mask", "b_input_ids", "b_attention_mask", "labels"} <= set(batch)
     pairs, gold = data.labelled("validation")
     assert pairs[0] == ("a dog", "a puppy") and gold == [4.5, 0.5, 4.0]
@@ -101,7 +108,7 @@ def test_eval_pairs_as_the_pair_source_must_be_asked_for(tmp_path):
     data = PairData(pair_cfg(tmp_path, pair_source="eval_pairs"))
     assert data.pairs() == [("a dog", "a puppy"), ("the sea", "a car"), ("red", "crimson")]  # dev + test, deduplicated
     assert data.info["splits"] == ["validation", "test"]
-    with pytest.raises(ConfigError, match="data.pair_source: must be train or eval_pairs"):
+    with pytest.raises(ConfigError, match="data.pair_source: must be train, eval_pairs .* or all_splits"):
         PairData(pair_cfg(tmp_path, pair_source="dev"))
 
 

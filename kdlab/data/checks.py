@@ -21,7 +21,14 @@ from kdlab.utils.values import at_least, plain, require
 OWN_DATA_HINT = " (for your own files: data=local data.train=FILE data.text=COLUMN data.label=COLUMN, see the README)"
 SPLITS = ("train", "validation", "test")
 TASKS = ("classification", "regression")
-PAIR_SOURCES = ("train", "eval_pairs")  # Trans-Encoder's unlabeled pairs: the train split, or the evaluation pairs
+# Trans-Encoder's unlabeled pairs (`data.pair_source`) and the splits each source reads: the train split, the evaluation
+# pairs themselves (the paper's transductive setting), or every split (what the reference code trains on)
+PAIR_SOURCE_SPLITS = {
+    "train": ("train",),
+    "eval_pairs": ("validation", "test"),
+    "all_splits": ("train", "validation", "test"),
+}
+PAIR_SOURCES = tuple(PAIR_SOURCE_SPLITS)
 SOURCE_KINDS = ("path", "hf", "embedded")
 
 
@@ -78,7 +85,9 @@ def check_pair_source(source: Any, key: str = "data.pair_source") -> str:
     """`data.pair_source`: where Trans-Encoder's unlabeled pairs come from."""
     if source not in PAIR_SOURCES:
         raise ConfigError(
-            key, f"must be train or eval_pairs (the evaluation pairs themselves, unlabeled), got {source!r}"
+            key,
+            "must be train, eval_pairs (the evaluation pairs themselves, unlabeled) or all_splits (train + "
+            f"evaluation pairs, unlabeled), got {source!r}",
         )
     return source
 

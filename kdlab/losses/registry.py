@@ -33,6 +33,10 @@ from kdlab.errors import ConfigError
 ROLES = ("soft", "extra")
 # Trans-Encoder's pseudo-label losses (kdlab.losses.pseudo_labels), for method.cross.loss / method.bi.loss
 PAIR_LOSSES = ("bce", "mse")
+# ... and how their labels are made: method.cross.label_rule (the bi-encoders' cosines clipped to [0, 1], or raw) and
+# method.bi.label_orders (the cross-encoders' σ on both orders of a pair, averaged, or on the pair as given)
+LABEL_RULES = ("clipped", "raw")
+LABEL_ORDERS = ("both", "one")
 
 
 @dataclass(frozen=True)
@@ -187,6 +191,12 @@ def default_layer_map(student_layers: int, teacher_layers: int) -> list[tuple[in
 
 def check_pair_loss(name: Any, key: str) -> str:
     """A Trans-Encoder stage's pseudo-label loss (`method.<stage>.loss`): one of PAIR_LOSSES."""
-    if name not in PAIR_LOSSES:
-        raise ConfigError(key, f"must be one of {list(PAIR_LOSSES)}, got {name!r}")
-    return name
+    return check_label_choice(name, PAIR_LOSSES, key)
+
+
+def check_label_choice(value: Any, choices: Sequence[str], key: str) -> str:
+    """A Trans-Encoder pseudo-label choice at `key`: the loss (PAIR_LOSSES), `method.cross.label_rule` (LABEL_RULES),
+    `method.bi.label_orders` (LABEL_ORDERS); one of `choices`."""
+    if value not in choices:
+        raise ConfigError(key, f"must be one of {list(choices)}, got {value!r}")
+    return str(value)

@@ -1,5 +1,5 @@
 """trans_encoder's config check (kdlab.registry's `check`): the pair data, the bi- and cross-encoder lists, the
-cycles and each stage's batch, loss and SimCSE temperature. Torch-free; the stages' epochs and optimizers are checked
+cycles and each stage's batch, loss, labels, token limit and validation steps, and SimCSE's temperature. Torch-free; the stages' epochs and optimizers are checked
 for every method (kdlab.config.check_stages)."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from omegaconf import DictConfig
 
 from kdlab.data.checks import check_pair_data
 from kdlab.errors import ConfigError
-from kdlab.losses.registry import check_pair_loss
+from kdlab.losses.registry import LABEL_ORDERS, LABEL_RULES, check_label_choice, check_pair_loss
 from kdlab.utils.values import at_least, number
 
 
@@ -37,8 +37,8 @@ def check_encoder_lists(cfg: DictConfig) -> None:
 
 
 def check_cycle(cfg: DictConfig) -> None:
-    """`method.cycles` >= 1; each stage's batch size (SimCSE's >= 2: in-batch negatives), the pair losses, SimCSE's
-    temperature."""
+    """`method.cycles` >= 1; each stage's batch size (SimCSE's >= 2: in-batch negatives), the pair losses, how the
+    labels are made, the token limits, the validation steps; SimCSE's temperature."""
     at_least(cfg, "method.cycles", 1)
     simcse = bool(cfg.method.simcse.get("enabled"))
     for stage in ("cross", "bi", *(("simcse",) if simcse else ())):
@@ -46,6 +46,11 @@ def check_cycle(cfg: DictConfig) -> None:
             raise ConfigError(f"method.{stage}.batch_size", f"is too small: {cfg.method[stage].batch_size}")
     for stage in ("cross", "bi"):
         check_pair_loss(cfg.method[stage].get("loss"), f"method.{stage}.loss")
+        at_least(cfg, f"method.{stage}.max_length", 4)
+        if cfg.method[stage].get("val_check_steps") is not None:
+            at_least(cfg, f"method.{stage}.val_check_steps", 1)
+    check_label_choice(cfg.method.cross.get("label_rule"), LABEL_RULES, "method.cross.label_rule")
+    check_label_choice(cfg.method.bi.get("label_orders"), LABEL_ORDERS, "method.bi.label_orders")
     if simcse and number(cfg, "method.simcse.temperature") <= 0:
         raise ConfigError("method.simcse.temperature", f"must be > 0, got {cfg.method.simcse.temperature}")
 

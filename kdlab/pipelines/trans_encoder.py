@@ -2,11 +2,17 @@
 
     start: B₀ = the configured bi-encoder(s) (optionally after a SimCSE warm-up), evaluated
     cycle c = 1..C:
-      1. bi_labels     ŷ = mean over bi-encoders of clip(cos(B(a), B(b)), 0, 1)
+      1. bi_labels     ŷ = mean over bi-encoders of clip(cos(B(a), B(b)), 0, 1)  (method.cross.label_rule: clipped;
+                       raw: the cosines as they are, as the reference code)
       2. cross_train   each cross-encoder (fresh from its base each cycle by default) on both orders, loss bce
-      3. cross_labels  ỹ = mean over cross-encoders of ½(σ(C(a, b)) + σ(C(b, a)))
+      3. cross_labels  ỹ = mean over cross-encoders of ½(σ(C(a, b)) + σ(C(b, a)))  (method.bi.label_orders: both;
+                       one: σ(C(a, b)), as the reference code)
       4. bi_train      each bi-encoder (re-initialised from B₀ each cycle by default) on ỹ, loss mse
     end: per encoder type, the (cycle, model) with the best dev Spearman is copied to best/ and reported.
+Each stage cuts its texts to method.<stage>.max_length tokens (the bi-encoder's also when it labels and when it is
+exported) and keeps its best checkpoint by dev Spearman, checked once per epoch or, with method.<stage>.val_check_steps,
+also every that many batches. conf/method/trans_encoder_reference.yaml sets all of these as amzn/trans-encoder does
+(docs/reference_presets.md).
 
 With N bi- and N cross-encoders (`model.bi_encoders`, `model.cross_encoders`) this is the mutual
 variant. Run folder: trans_encoder.json (pair source, losses, cycle settings), start/bi*/ (B₀),
@@ -35,12 +41,14 @@ from omegaconf import DictConfig
 
 from kdlab.data.pairs import PairData
 from kdlab.errors import ConfigError, DataError
+from kdlab.losses.pseudo_labels import cosine_labels
 from kdlab.methods.trans_encoder import BiEncoderStage, CrossEncoderStage, SimCSEStage
 from kdlab.methods.trans_encoder_checks import check_from_bi_start
+from kdlab.models.backbone import build_model
 from kdlab.models.bi_encoder import pair_cosines
-from kdlab.models.cross_encoder import build_cross_encoder, check_pair_tokenizer, cross_encoder_from, cross_scores
+from kdlab.models.cross_encoder import check_pair_tokenizer, cross_scores
 from kdlab.models.hf import load_pretrained
-from kdlab.models.sentence_encoder import SentenceEncoder, copy_encoder, load_sentence_encoder, random_encoder
+from kdlab.models.sentence_encoder import SentenceEncoder, copy_encoder, load_sentence_encoder, spec_tokenizer
 from kdlab.pipelines.common import container, prefixed, resolve_tokenizer, seed
 from kdlab.resume import config_hash
 from kdlab.runner import evaluate, fit_stage
@@ -123,7 +131,8 @@ class TransEncoderRun:
         self.method = cfg.method
         self.data = PairData(cfg.data)
         self.pairs = self.data.pairs()
-        self.max_length = int(cfg.data.max_length)
+        self.max_length = int(cfg.method.bi.max_length)  # the bi-encoder's (and SimCSE's): training, labels, export
+        self.cross_max_length = int(cfg.method.cross.max_length)
         self.label_batch = int(cfg.data.eval_batch_size)
         self.bi_specs = [container(s) for s in cfg.model.bi_encoders]
         self.cross_specs = [container(s) for s in cfg.model.cross_encoders]
@@ -150,21 +159,23 @@ class TransEncoderRun:
 
     # --- models -----------------------------------------------------------------------------------
     def raw_bi_encoder(self, index: int) -> tuple[SentenceEncoder, Any]:
-        spec = self.bi_specs[index]
+        spec, key = self.bi_specs[index], f"model.bi_encoders[{index}]"
         seed(self.cfg, index)
-        if spec.get("name_or_path"):
-            return load_sentence_encoder(spec, f"model.bi_encoders[{index}]")
-        tokenizer = resolve_tokenizer(self.cfg, spec, f"model.bi_encoders[{index}]", self.data.sentences)
-        return random_encoder(spec, tokenizer, f"model.bi_encoders[{index}]"), tokenizer
+        if spec.get("name_or_path"):  # a pretrained encoder, then its folder's tokenizer
+            return build_model(spec, None, [], None, key=key, method="trans_encoder"), spec_tokenizer(spec)
+        tokenizer = resolve_tokenizer(self.cfg, spec, key, self.data.sentences)
+        return build_model(spec, None, [], tokenizer, key=key, method="trans_encoder"), tokenizer
 
     def fresh_cross_encoder(self, index: int) -> torch.nn.Module:
-        """A cross-encoder as at the start: from its spec, or from the starting bi-encoder's weights (`from_bi_start`)."""
+        """A cross-encoder as at the start: from its spec, or from the starting bi-encoder's weights (`from_bi_start`,
+        under that bi-encoder's trust_remote_code: `_cross_trust`)."""
         seed(self.cfg, index)
         spec, key = self.cross_specs[index], f"model.cross_encoders[{index}]"
+        origin = None
         if spec.get("from_bi_start") is not None:
-            origin = self.starts[int(spec["from_bi_start"])][0].backbone
-            return cross_encoder_from(origin, self.cross_tokenizers[index], key, self._cross_trust(index))
-        return build_cross_encoder(spec, self.cross_tokenizers[index], key)
+            origin = self.starts[int(spec["from_bi_start"])][0]
+            spec = {**spec, "trust_remote_code": self._cross_trust(index)}
+        return build_model(spec, "regression", [], self.cross_tokenizers[index], origin, key, method="trans_encoder")
 
     def _cross_trust(self, index: int) -> bool:
         """A cross-encoder runs its model's own code if the spec it comes from allows it (its bi-encoder's for `from_bi_start`)."""
@@ -188,29 +199,39 @@ class TransEncoderRun:
     def _optimizer(self, stage: DictConfig) -> dict[str, Any]:
         return container(stage.optimizer)
 
+    def _stage_settings(self, name: str) -> dict[str, Any]:
+        """A stage module's settings from method.<name>: its optimizer, loss (and the loss's key), validation steps."""
+        stage = self.method[name]
+        steps = stage.get("val_check_steps")
+        return {
+            "optimizer": self._optimizer(stage),
+            "loss": str(stage.loss),
+            "loss_key": f"method.{name}.loss",
+            "val_check_steps": None if steps is None else int(steps),
+        }
+
+    def bi_module(self, model: SentenceEncoder, tokenizer: Any) -> BiEncoderStage:
+        return BiEncoderStage(model, tokenizer, **self._stage_settings("bi"), max_length=self.max_length)
+
     def train_bi(self, stage: str, model: SentenceEncoder, tokenizer: Any, labels: torch.Tensor) -> dict[str, float]:
-        module = BiEncoderStage(
-            model, tokenizer, self._optimizer(self.method.bi), str(self.method.bi.loss), self.max_length
-        )
-        datamodule = self.data.stage("bi", tokenizer, int(self.method.bi.batch_size), labels)
-        return fit_stage(self.cfg, stage, module, datamodule, self.method.bi, self.run_dir)
+        datamodule = self.data.stage("bi", tokenizer, int(self.method.bi.batch_size), labels, self.max_length)
+        return fit_stage(self.cfg, stage, self.bi_module(model, tokenizer), datamodule, self.method.bi, self.run_dir)
 
     def train_cross(self, stage: str, model: torch.nn.Module, tokenizer: Any, labels: torch.Tensor) -> dict[str, float]:
-        module = CrossEncoderStage(model, tokenizer, self._optimizer(self.method.cross), str(self.method.cross.loss))
-        datamodule = self.data.stage("cross", tokenizer, int(self.method.cross.batch_size), labels)
+        module = CrossEncoderStage(model, tokenizer, **self._stage_settings("cross"))
+        batch = int(self.method.cross.batch_size)
+        datamodule = self.data.stage("cross", tokenizer, batch, labels, self.cross_max_length)
         return fit_stage(self.cfg, stage, module, datamodule, self.method.cross, self.run_dir)
 
     def simcse(self, stage: str, model: SentenceEncoder, tokenizer: Any) -> dict[str, float]:
         spec = self.method.simcse
         module = SimCSEStage(model, tokenizer, self._optimizer(spec), float(spec.temperature), self.max_length)
-        datamodule = self.data.stage("simcse", tokenizer, int(spec.batch_size))
+        datamodule = self.data.stage("simcse", tokenizer, int(spec.batch_size), None, self.max_length)
         return fit_stage(self.cfg, stage, module, datamodule, spec, self.run_dir)
 
     def evaluate_bi(self, stage: str, model: SentenceEncoder, tokenizer: Any) -> dict[str, float]:
-        module = BiEncoderStage(
-            model, tokenizer, self._optimizer(self.method.bi), str(self.method.bi.loss), self.max_length
-        )
-        return evaluate(self.cfg, module, self.data.stage("bi", tokenizer, 1), self.run_dir / stage)
+        datamodule = self.data.stage("bi", tokenizer, 1, None, self.max_length)
+        return evaluate(self.cfg, self.bi_module(model, tokenizer), datamodule, self.run_dir / stage)
 
     def train_models(
         self,
@@ -237,14 +258,19 @@ class TransEncoderRun:
 
     # --- labelling --------------------------------------------------------------------------------
     def label(
-        self, step: str, path: Path, names: list[str], score: Callable[[int, list[tuple[str, str]]], torch.Tensor]
+        self,
+        step: str,
+        path: Path,
+        names: list[str],
+        score: Callable[[int, list[tuple[str, str]]], torch.Tensor],
+        combine: Callable[[list[torch.Tensor]], torch.Tensor],
     ) -> torch.Tensor:
-        """Mean of the models' scores `score(model index, pairs)` per pair, the pairs shared out across processes;
-        written to `path` (or read back when `step` is finished)."""
+        """`combine` of the models' scores `score(model index, pairs)` per pair, the pairs shared out across processes;
+        written to `path` with each model's scores (or read back when `step` is finished)."""
         if self.progress.done(step):
             return read_labels(path, self.pairs)
         per_model = [computed_in_shares(lambda pairs, i=i: score(i, pairs), self.pairs) for i in range(len(names))]
-        labels = torch.stack(per_model).mean(dim=0)
+        labels = combine(per_model)
         if is_global_zero():
             write_labels(path, self.pairs, labels, per_model, names)
         log.info(
@@ -258,19 +284,20 @@ def run_trans_encoder(cfg: DictConfig, run_dir: Path) -> dict[str, float]:
     """Start bi-encoder(s) → C cycles of bi→cross and cross→bi distillation → the best encoders of each type."""
     run = TransEncoderRun(cfg, run_dir)
     method, progress = cfg.method, run.progress
+    info = {
+        "pairs": run.data.info,
+        "losses": {"bi_to_cross": str(method.cross.loss), "cross_to_bi": str(method.bi.loss)},
+        "labels": {"bi_to_cross": str(method.cross.label_rule), "cross_to_bi_orders": str(method.bi.label_orders)},
+        "max_length": {"bi": run.max_length, "cross": run.cross_max_length},
+        "val_check_steps": {"cross": method.cross.val_check_steps, "bi": method.bi.val_check_steps},
+        "reinit": {"cross": bool(method.cross.reinit), "bi": bool(method.bi.reinit)},
+        "cycles": int(method.cycles),
+        "bi_encoders": run.bi_names,
+        "cross_encoders": run.cross_names,
+        "simcse_warmup": bool(method.simcse.enabled),
+    }
     if is_global_zero():
-        write_json(
-            run_dir / "trans_encoder.json",
-            {
-                "pairs": run.data.info,
-                "losses": {"bi_to_cross": str(method.cross.loss), "cross_to_bi": str(method.bi.loss)},
-                "reinit": {"cross": bool(method.cross.reinit), "bi": bool(method.bi.reinit)},
-                "cycles": int(method.cycles),
-                "bi_encoders": run.bi_names,
-                "cross_encoders": run.cross_names,
-                "simcse_warmup": bool(method.simcse.enabled),
-            },
-        )
+        write_json(run_dir / "trans_encoder.json", info)
     log.info(
         "trans_encoder: %d pairs (%s), losses bi->cross %s, cross->bi %s",
         len(run.pairs),
@@ -292,6 +319,8 @@ def run_trans_encoder(cfg: DictConfig, run_dir: Path) -> dict[str, float]:
         progress.finish("start", results)
     starts = [run.load_bi(index, run_dir / "start" / name) for index, name in enumerate(run.bi_names)]
     run.set_starts(starts)
+    if is_global_zero():  # the pooling each starting bi-encoder has (a spec's null: its folder's own)
+        write_json(run_dir / "trans_encoder.json", {**info, "bi_pooling": [model.pooling for model, _ in starts]})
     bis = [(copy_encoder(model, None), tokenizer) for model, tokenizer in starts]
     crosses: list[Any] = [None] * len(run.cross_names)
 
@@ -301,9 +330,12 @@ def run_trans_encoder(cfg: DictConfig, run_dir: Path) -> dict[str, float]:
         tag = f"cycle{cycle}"
 
         def bi_score(i: int, pairs: list[tuple[str, str]], bis=bis) -> torch.Tensor:
-            return pair_cosines(bis[i][0], bis[i][1], pairs, run.max_length, run.label_batch).clamp(0.0, 1.0)
+            return pair_cosines(bis[i][0], bis[i][1], pairs, run.max_length, run.label_batch)
 
-        bi_labels = run.label(f"{tag}/bi_labels", folder / "pseudo_labels_bi.tsv", run.bi_names, bi_score)
+        def bi_combine(per_model: list[torch.Tensor]) -> torch.Tensor:
+            return cosine_labels(per_model, str(method.cross.label_rule), "method.cross.label_rule")
+
+        bi_labels = run.label(f"{tag}/bi_labels", folder / "pseudo_labels_bi.tsv", run.bi_names, bi_score, bi_combine)
 
         def train_cross(
             i: int, stage: str, labels: torch.Tensor = bi_labels
@@ -314,10 +346,15 @@ def run_trans_encoder(cfg: DictConfig, run_dir: Path) -> dict[str, float]:
         crosses = run.train_models(f"{tag}/cross_train", run.cross_names, run.load_cross, train_cross)
 
         def cross_score(i: int, pairs: list[tuple[str, str]]) -> torch.Tensor:
-            return cross_scores(crosses[i], run.cross_tokenizers[i], pairs, run.data.pair_max_length, run.label_batch)
+            both = str(method.bi.label_orders) == "both"
+            tokenizer = run.cross_tokenizers[i]
+            return cross_scores(crosses[i], tokenizer, pairs, run.cross_max_length, run.label_batch, both_orders=both)
+
+        def cross_combine(per_model: list[torch.Tensor]) -> torch.Tensor:
+            return torch.stack(per_model).mean(dim=0)
 
         cross_labels = run.label(
-            f"{tag}/cross_labels", folder / "pseudo_labels_cross.tsv", run.cross_names, cross_score
+            f"{tag}/cross_labels", folder / "pseudo_labels_cross.tsv", run.cross_names, cross_score, cross_combine
         )
 
         def train_bi(
