@@ -20,7 +20,7 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from kdlab.models.word_students import WordStudent, WordStudentConfig, masked_max
+from kdlab.models.word_students import WordStudent, WordStudentConfig, kind_functions, masked_max
 
 
 @dataclass
@@ -52,3 +52,7 @@ class BiLSTMClassifier(WordStudent):
         packed = pack_padded_sequence(states, lengths, batch_first=True, enforce_sorted=False)
         outputs, _ = pad_packed_sequence(self.lstm(packed)[0], batch_first=True, total_length=states.shape[1])
         return torch.relu(self.fc(masked_max(outputs, mask)))
+
+
+# the `bilstm` kind's entries (kdlab.models.kinds; payload and export: kdlab.models.word_students')
+build, from_payload, load = kind_functions(BiLSTMClassifier)

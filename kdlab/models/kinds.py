@@ -201,15 +201,27 @@ register_kind(
     )
 )
 
-# the word-embedding students share their functions (kdlab.models.word_students dispatches on the kind)
-WORD_STUDENT = {
-    step: f"kdlab.models.word_students:{step}" for step in ("build", "payload", "from_payload", "load", "export")
-}
+STEPS = ("build", "payload", "from_payload", "load", "export")
+
+
+def entries(module: str, steps: tuple[str, ...] = STEPS) -> dict[str, str]:
+    """A kind's entries named as its steps in `module` ("kdlab.models.x" -> {"build": "kdlab.models.x:build", ...})."""
+    return {step: f"{module}:{step}" for step in steps}
+
+
+def word_student(module: str) -> dict[str, str]:
+    """A word-embedding student's entries: build, from_payload and load its module's, payload and export shared."""
+    return {
+        **entries("kdlab.models.word_students", ("payload", "export")),
+        **entries(module, ("build", "from_payload", "load")),
+    }
+
+
 register_kind(
     ModelKind(
         "bilstm",
         "Tang et al. 2019: embeddings, one bidirectional LSTM layer, max-pooled states, a ReLU layer, the classifier",
-        **WORD_STUDENT,
+        **word_student("kdlab.models.bilstm"),
         transformer=False,
         check="kdlab.models.kinds:check_word_student",
     )
@@ -219,7 +231,7 @@ register_kind(
         "textcnn",
         "Kim 2014: embeddings, convolutions of several widths with ReLU, max-over-time pooling, "
         "dropout, the classifier",
-        **WORD_STUDENT,
+        **word_student("kdlab.models.textcnn"),
         transformer=False,
         check="kdlab.models.kinds:check_word_student",
     )

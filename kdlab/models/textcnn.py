@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from kdlab.models.word_students import WordStudent, WordStudentConfig, masked_max
+from kdlab.models.word_students import WordStudent, WordStudentConfig, kind_functions, masked_max
 
 
 @dataclass
@@ -62,3 +62,7 @@ class TextCNNClassifier(WordStudent):
             positions = torch.arange(features.shape[1], device=mask.device).unsqueeze(0)
             pooled.append(masked_max(features, positions < lengths + width - 1))  # windows touching the row's tokens
         return torch.cat(pooled, dim=-1)
+
+
+# the `textcnn` kind's entries (kdlab.models.kinds; payload and export: kdlab.models.word_students')
+build, from_payload, load = kind_functions(TextCNNClassifier)

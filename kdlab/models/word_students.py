@@ -18,14 +18,19 @@ An export folder holds model.safetensors, a config.json with the kind (`kdlab_ki
 
 `model(**tokenizer(texts, padding=True, return_tensors="pt")).logits` then gives the logits (the model comes back
 in eval mode). These modules import torch, safetensors and transformers only, none of kdlab's training code.
+
+The kinds' entries (kdlab.models.kinds): `payload` and `export` below serve both students; `build`, `from_payload`
+and `load` need the student's class, so each student module makes its own with `kind_functions(<its class>)`. This
+module imports neither student (they import it).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -154,13 +159,6 @@ def masked_max(states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 # -- the kind's functions (kdlab.models.kinds) ----------------------------------------------------------------------
 
 
-def _classes() -> dict[str, type[WordStudent]]:
-    from kdlab.models.bilstm import BiLSTMClassifier
-    from kdlab.models.textcnn import TextCNNClassifier
-
-    return {cls.kdlab_kind: cls for cls in (BiLSTMClassifier, TextCNNClassifier)}
-
-
 def _head(task: str, labels: Sequence[str]) -> dict[str, Any]:
     if task == "regression":
         return {
@@ -186,7 +184,8 @@ def principal_components(weights: torch.Tensor, width: int) -> torch.Tensor:
     return rows @ (components * signs)
 
 
-def build(
+def build_student(
+    cls: type[WordStudent],
     spec: Mapping[str, Any],
     task: str,
     labels: Sequence[str],
@@ -194,10 +193,9 @@ def build(
     teacher: nn.Module | None = None,
     key: str = "model.student",
 ) -> WordStudent:
-    """A fresh BiLSTM/TextCNN for the task over `tokenizer`, embeddings random or from the teacher's (see the module
+    """A fresh `cls` student for the task over `tokenizer`, embeddings random or from the teacher's (see the module
     doc); errors name the spec's keys under `key`."""
-    kind = str(spec["kind"])
-    cls = _classes()[kind]
+    kind = cls.kdlab_kind
     arch = dict(spec.get("config") or {})
     embeddings, projection = spec.get("embeddings", "random"), spec.get("projection")
     source = None
@@ -247,20 +245,20 @@ def payload(model: WordStudent) -> dict[str, Any]:
     return model.config.to_dict()
 
 
-def from_payload(config: Mapping[str, Any]) -> WordStudent:
-    """An untrained model of a .ckpt's config."""
-    return _classes()[str(config.get("kdlab_kind"))].from_config_dict(config)
+def kind_functions(cls: type[WordStudent]) -> tuple[Callable[..., WordStudent], ...]:
+    """The kind entries that need the student's class: build(spec, task, labels, tokenizer, teacher, key),
+    from_payload(config) (an untrained model of a .ckpt's config) and load(folder, key) (an exported folder; one that
+    does not load is one ConfigError naming `key`)."""
 
+    def load(folder: Path, key: str) -> WordStudent:
+        try:
+            return cls.from_pretrained(folder)
+        except (OSError, ValueError, TypeError, KeyError, RuntimeError) as err:
+            raise ConfigError(
+                key, f"cannot load {folder} ({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''})"
+            ) from None
 
-def load(folder: Path, key: str) -> WordStudent:
-    """An exported BiLSTM/TextCNN folder; a folder that does not load is one ConfigError naming `key`."""
-    try:
-        data = json.loads((Path(folder) / CONFIG_NAME).read_text(encoding="utf-8"))
-        return _classes()[str(data.get("kdlab_kind"))].from_pretrained(folder)
-    except (OSError, ValueError, TypeError, KeyError, RuntimeError) as err:
-        raise ConfigError(
-            key, f"cannot load {folder} ({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''})"
-        ) from None
+    return partial(build_student, cls), cls.from_config_dict, load
 
 
 def export(model: WordStudent, folder: str) -> None:
