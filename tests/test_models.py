@@ -100,6 +100,105 @@ def test_export_loads_back_with_automodel(tiny_tokenizer, tmp_path):
     assert AutoTokenizer.from_pretrained(folder)("the food")["input_ids"] == tiny_tokenizer("the food")["input_ids"]
 
 
+ENCODER = {"config": TINY, "pooling": "mean", "normalize": True}
+TASKS = [
+    {"name": "sst", "task": "classification", "labels": ["neg", "pos"]},
+    {"name": "sts", "task": "regression"},
+]
+
+
+def test_each_method_builds_its_roles_kind_and_refuses_a_kind_named_for_another_role(tiny_tokenizer):
+    from kdlab.errors import ConfigError
+    from kdlab.models.cross_encoder import build_cross_encoder
+    from kdlab.models.kinds import KINDS
+    from kdlab.models.multitask import MultiTaskModel
+    from kdlab.models.sentence_encoder import SentenceEncoder
+
+    encoder = build_model(ENCODER, None, [], tiny_tokenizer, key="model.teacher", method="multilingual")
+    assert isinstance(encoder, SentenceEncoder) and encoder.normalize
+    copy = build_model({"copy_teacher": True}, None, [], None, encoder, "model.student", method="multilingual")
+    assert isinstance(copy, SentenceEncoder) and copy.backbone is not encoder.backbone
+    torch.manual_seed(0)
+    cross = build_model(
+        {"config": TINY}, "regression", [], tiny_tokenizer, key="model.cross_encoders[0]", method="trans_encoder"
+    )
+    torch.manual_seed(0)
+    assert cross.config.num_labels == 1 and torch.equal(  # the kind builds what the module function builds
+        cross.classifier.weight, build_cross_encoder({"config": TINY}, tiny_tokenizer, "k").classifier.weight
+    )
+    from_bi = build_model(
+        {"from_bi_start": 0},
+        "regression",
+        [],
+        tiny_tokenizer,
+        encoder,
+        "model.cross_encoders[0]",
+        method="trans_encoder",
+    )
+    torch.testing.assert_close(
+        from_bi.base_model.embeddings.word_embeddings.weight, encoder.backbone.embeddings.word_embeddings.weight
+    )
+    multi = build_model({"config": TINY}, None, TASKS, tiny_tokenizer, key="model.student", method="bam")
+    assert isinstance(multi, MultiTaskModel) and multi.names == ["sst", "sts"]
+    assert (
+        build_model(
+            {"config": TINY}, "regression", [], tiny_tokenizer, key="model.teacher", method="bam"
+        ).config.num_labels
+        == 1
+    )
+    with pytest.raises(ConfigError) as err:
+        build_model(
+            {"config": TINY, "kind": "hf_classifier"},
+            None,
+            [],
+            tiny_tokenizer,
+            key="model.student",
+            method="multilingual",
+        )
+    serving = [name for name, entry in KINDS.items() if "multilingual.student" in entry.serves]
+    assert str(err.value) == (
+        f"model.student.kind: must be one of {serving} for the student of method=multilingual, got 'hf_classifier'"
+    )
+    with pytest.raises(
+        ConfigError, match=r"^model.student.kind: must be one of \['hf_classifier', 'bilstm', 'textcnn'\] "
+    ):
+        build_model(
+            {"config": TINY, "kind": "multitask"}, None, TASKS, tiny_tokenizer, key="model.student", method="hinton"
+        )
+
+
+def test_sentence_encoder_and_multitask_checkpoints_and_exports_go_through_the_kind_table(tiny_tokenizer, tmp_path):
+    from kdlab.models import kinds
+    from kdlab.models.files import checkpoint_payload
+    from kdlab.models.multitask import load_multitask
+
+    encoder = build_model(ENCODER, None, [], tiny_tokenizer, key="model.teacher", method="multilingual").eval()
+    encoder.add_projection(8)
+    multi = build_model({"config": TINY}, None, TASKS, tiny_tokenizer, key="model.student", method="bam").eval()
+    batch = dict(tiny_tokenizer(["the food was bad", "good"], padding=True, return_tensors="pt"))
+    for model, run in ((encoder, lambda m: m(**batch)), (multi, lambda m: m(batch, "sst"))):
+        payload = checkpoint_payload(model, tiny_tokenizer)
+        entry = kinds.kind(payload[kinds.PAYLOAD_KEY])
+        assert entry is kinds.of_model(model) and entry.name in ("sentence_encoder", "multitask")
+        again = entry.call("from_payload", payload["model_config"]).eval()
+        again.load_state_dict(model.state_dict())
+        torch.testing.assert_close(run(again), run(model))
+        checkpoint = {"kdlab": payload, "state_dict": {f"model.{k}": v for k, v in model.state_dict().items()}}
+        torch.save(checkpoint, tmp_path / f"{entry.name}.ckpt")
+        with pytest.raises(DataError, match=f"holds a {entry.name} model, not a sequence classifier, given as k$"):
+            load_trained(tmp_path / f"{entry.name}.ckpt", key="k")  # a teacher / kdlab-eval model must be a classifier
+    encoder.max_seq_length = 24
+    folder = export_model(encoder, tiny_tokenizer, tmp_path / "encoder")
+    assert (folder / "2_Dense" / "model.safetensors").exists() and (folder / "3_Normalize").is_dir()
+    back = kinds.kind("sentence_encoder").call("load", folder, "k").eval()
+    assert back.max_seq_length == 24
+    torch.testing.assert_close(back(**batch), encoder(**batch))
+    folder = export_model(multi, tiny_tokenizer, tmp_path / "multi")
+    back, tokenizer = load_multitask(folder)
+    torch.testing.assert_close(back.eval()(batch, "sts"), multi(batch, "sts"))
+    assert tokenizer("good")["input_ids"] == tiny_tokenizer("good")["input_ids"]
+
+
 class _Boom:
     """Unpickling this runs a shell command that creates a file."""
 

@@ -5,6 +5,9 @@ Built from a model spec like the other models (``name_or_path``: a pretrained en
 head; ``config``: random init; or, in Trans-Encoder, ``from_bi_start``: the starting bi-encoder's
 weights) and exported as a plain Hugging Face folder, which
 `AutoModelForSequenceClassification` (and sentence-transformers' `CrossEncoder`) load.
+
+This is the `cross_encoder` kind of kdlab.models.kinds: `build` below is its entry; a built cross-encoder is a
+Hugging Face classifier, so its checkpoint payload, loading and export are the `hf_classifier` kind's.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import torch
 from torch import nn
 
 from kdlab.errors import ConfigError
-from kdlab.models.backbone import build_model
+from kdlab.models.hf import build_hf_classifier
 from kdlab.models.inference import predict
 
 
@@ -37,7 +40,25 @@ def check_pair_tokenizer(tokenizer: Any, key: str) -> None:
 def build_cross_encoder(spec: Mapping[str, Any], tokenizer: Any, key: str) -> nn.Module:
     """A fresh cross-encoder (one-logit sequence classifier) from a spec, after checking its tokenizer takes pairs."""
     check_pair_tokenizer(tokenizer, f"{key}.tokenizer")
-    return build_model(spec, "regression", [], tokenizer, key=key)
+    return build_hf_classifier(spec, "regression", [], tokenizer, key=key)
+
+
+def build(
+    spec: Mapping[str, Any],
+    task: str | None,
+    labels: Sequence[str],
+    tokenizer: Any,
+    teacher: nn.Module | None = None,
+    key: str = "model.cross_encoders[0]",
+) -> nn.Module:
+    """The kind's build: a cross-encoder from its spec, or, with `from_bi_start`, from `teacher` (the starting
+    bi-encoder, under the spec's trust_remote_code); `task`, `labels`: unused (one-logit regression head)."""
+    if spec.get("from_bi_start") is not None:
+        if teacher is None:
+            raise ConfigError(f"{key}.from_bi_start", "needs the starting bi-encoder")
+        backbone = getattr(teacher, "backbone", teacher)
+        return cross_encoder_from(backbone, tokenizer, key, bool(spec.get("trust_remote_code", False)))
+    return build_cross_encoder(spec, tokenizer, key)
 
 
 def cross_encoder_from(backbone: nn.Module, tokenizer: Any, key: str, trust_remote_code: bool = False) -> nn.Module:

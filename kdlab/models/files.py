@@ -72,8 +72,16 @@ def _folder_config(path: Path) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
+def _classifier(entry: kinds.ModelKind, path: Path, key: str) -> kinds.ModelKind:
+    """`entry`, when it is a sequence classifier kind; a DataError naming the file and `key` otherwise."""
+    if not entry.classifier:
+        raise DataError(path, f"holds a {entry.name} model, not a sequence classifier, given as {key}")
+    return entry
+
+
 def load_trained(path: str | Path, key: str = "model.teacher.trained") -> tuple[nn.Module, Any]:
-    """A fine-tuned model and its tokenizer from an export folder or a kdlab ``.ckpt`` (loaded weights-only), by its kind."""
+    """A fine-tuned sequence classifier and its tokenizer from an export folder or a kdlab ``.ckpt`` (loaded
+    weights-only), by its kind (a .ckpt of another kind, e.g. a sentence encoder's, is refused naming it)."""
     path = Path(path)
     if not path.exists():
         raise ConfigError(key, f"{path} does not exist (expected a model folder or a kdlab .ckpt)")
@@ -90,7 +98,7 @@ def load_trained(path: str | Path, key: str = "model.teacher.trained") -> tuple[
         raise DataError(
             path, f"checkpoint has no 'kdlab' and 'state_dict' entries (was it written by kdlab?), given as {key}"
         )
-    entry = kinds.kind(payload.get(kinds.PAYLOAD_KEY), f"{key} ({path}: {kinds.PAYLOAD_KEY})")
+    entry = _classifier(kinds.kind(payload.get(kinds.PAYLOAD_KEY), f"{key} ({path}: {kinds.PAYLOAD_KEY})"), path, key)
     try:
         model = entry.call("from_payload", dict(payload["model_config"]))
         prefix = "model."

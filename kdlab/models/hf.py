@@ -98,12 +98,19 @@ def hf_payload(model: nn.Module) -> dict[str, Any]:
     return model.config.to_dict()
 
 
-def hf_from_payload(config: Mapping[str, Any]) -> nn.Module:
-    """An empty Hugging Face classifier of the config a .ckpt stores."""
-    from transformers import AutoConfig, AutoModelForSequenceClassification
+def hf_config(config: Mapping[str, Any]) -> Any:
+    """A transformers config from its `to_dict()` values (what a .ckpt payload stores)."""
+    from transformers import AutoConfig
 
     config = dict(config)
-    return AutoModelForSequenceClassification.from_config(AutoConfig.for_model(config.pop("model_type"), **config))
+    return AutoConfig.for_model(config.pop("model_type"), **config)
+
+
+def hf_from_payload(config: Mapping[str, Any]) -> nn.Module:
+    """An empty Hugging Face classifier of the config a .ckpt stores."""
+    from transformers import AutoModelForSequenceClassification
+
+    return AutoModelForSequenceClassification.from_config(hf_config(config))
 
 
 def load_hf_folder(path: Path, key: str) -> nn.Module:

@@ -10,6 +10,9 @@ The encoder comes from a model spec as in `kdlab.models.backbone`: ``name_or_pat
 An export is a folder: the encoder and tokenizer as a Hugging Face folder (``AutoModel.from_pretrained``
 loads the shared encoder alone), plus ``heads.json`` (pooling, dropout, each task's name, kind and labels)
 and ``heads.safetensors`` (``<task>.weight`` / ``<task>.bias``).
+
+This is the `multitask` kind of kdlab.models.kinds: `build`, `payload`, `from_payload`, `load` and `export` below
+are its entries.
 """
 
 from __future__ import annotations
@@ -27,11 +30,11 @@ from kdlab.data.checks import check_labels, check_task
 from kdlab.data.collate import model_inputs
 from kdlab.data.task_list import task_names
 from kdlab.errors import DataError
-from kdlab.models.hf import config_from_spec, load_pretrained
+from kdlab.models.files import export_model
+from kdlab.models.hf import config_from_spec, hf_config, load_pretrained
 from kdlab.models.layers import pretrained_layers
 from kdlab.models.spec import check_encoder_source
 from kdlab.models.tokenization import load_tokenizer
-from kdlab.utils.atomic import save_atomically
 
 HEADS_CONFIG, HEADS_WEIGHTS = "heads.json", "heads.safetensors"
 FORMAT = "kdlab-multitask-heads"
@@ -51,6 +54,8 @@ def head_specs(tasks: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
 
 class MultiTaskModel(nn.Module):
     """A shared encoder and a ModuleDict of heads, one per task; `forward(batch, task)` gives that task's logits."""
+
+    kdlab_kind = "multitask"
 
     def __init__(self, encoder: nn.Module, tasks: Sequence[Mapping[str, Any]], dropout: float | None = None):
         super().__init__()
@@ -116,21 +121,7 @@ def build_multitask_model(
 
 def export_multitask(model: MultiTaskModel, tokenizer: Any, folder: str | Path) -> Path:
     """Write encoder + tokenizer (Hugging Face folder), heads.json and heads.safetensors, atomically."""
-    folder = Path(folder)
-
-    def write(tmp: str) -> None:
-        model.encoder.save_pretrained(tmp, safe_serialization=True)
-        tokenizer.save_pretrained(tmp)
-        Path(tmp, HEADS_CONFIG).write_text(json.dumps(model.heads_config(), indent=2) + "\n", encoding="utf-8")
-        weights = {
-            f"{name}.{key}": value.detach().cpu().contiguous()
-            for name, head in model.heads.items()
-            for key, value in head.state_dict().items()
-        }
-        save_file(weights, str(Path(tmp, HEADS_WEIGHTS)))
-
-    save_atomically(folder, write)
-    return folder
+    return export_model(model, tokenizer, folder)
 
 
 def load_multitask(folder: str | Path) -> tuple[MultiTaskModel, Any]:
@@ -160,3 +151,48 @@ def load_multitask(folder: str | Path) -> tuple[MultiTaskModel, Any]:
     for name, head in model.heads.items():
         head.load_state_dict({key: weights[f"{name}.{key}"] for key in ("weight", "bias")})
     return model, load_tokenizer(str(folder))
+
+
+# -- the kind's entries (kdlab.models.kinds) --------------------------------------------------------------------------
+
+
+def build(
+    spec: Mapping[str, Any],
+    task: str | None,
+    labels: Sequence[Mapping[str, Any]],
+    tokenizer: Any,
+    teacher: nn.Module | None = None,
+    key: str = "model.student",
+) -> MultiTaskModel:
+    """A multi-task model with one head per entry of `labels` (the data.tasks entries; `task`, `teacher`: unused)."""
+    return build_multitask_model(spec, labels, tokenizer, key)
+
+
+def payload(model: MultiTaskModel) -> dict[str, Any]:
+    """What a .ckpt stores to rebuild the model: the encoder's config and heads.json's values."""
+    return {"encoder": model.encoder.config.to_dict(), "heads": model.heads_config()}
+
+
+def from_payload(config: Mapping[str, Any]) -> MultiTaskModel:
+    """An empty multi-task model of a .ckpt's payload (the weights go in next)."""
+    from transformers import AutoModel
+
+    heads = config["heads"]
+    return MultiTaskModel(AutoModel.from_config(hf_config(config["encoder"])), heads["tasks"], heads["dropout"])
+
+
+def load(folder: Path, key: str) -> MultiTaskModel:
+    """An `export_multitask` folder (its errors name the folder's files)."""
+    return load_multitask(folder)[0]
+
+
+def export(model: MultiTaskModel, folder: str) -> None:
+    """The encoder (Hugging Face folder), heads.json and heads.safetensors into `folder` (the tokenizer: beside)."""
+    model.encoder.save_pretrained(folder, safe_serialization=True)
+    Path(folder, HEADS_CONFIG).write_text(json.dumps(model.heads_config(), indent=2) + "\n", encoding="utf-8")
+    weights = {
+        f"{name}.{key}": value.detach().cpu().contiguous()
+        for name, head in model.heads.items()
+        for key, value in head.state_dict().items()
+    }
+    save_file(weights, str(Path(folder, HEADS_WEIGHTS)))

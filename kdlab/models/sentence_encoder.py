@@ -9,6 +9,9 @@ config; a student can be any HF encoder or a copy of the teacher keeping a subse
 gets a projection when its width must match a teacher of another width. `save_sentence_transformers`
 writes a folder that `sentence_transformers.SentenceTransformer(path)` loads with the same embeddings
 (Transformer → Pooling [→ Dense, identity activation] [→ Normalize]).
+
+This is the `sentence_encoder` kind of kdlab.models.kinds: `build`, `payload`, `from_payload`, `load` and `export`
+below are its entries.
 """
 
 from __future__ import annotations
@@ -24,11 +27,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from kdlab.errors import ConfigError
-from kdlab.models.hf import config_from_spec, load_pretrained
+from kdlab.models.files import export_model
+from kdlab.models.hf import config_from_spec, hf_config, load_pretrained
 from kdlab.models.layers import keep_layers
 from kdlab.models.spec import check_pooling
 from kdlab.models.tokenization import load_tokenizer
-from kdlab.utils.atomic import save_atomically
 
 IDENTITY = "torch.nn.modules.linear.Identity"
 
@@ -44,7 +47,11 @@ def pool(token_embeddings: torch.Tensor, attention_mask: torch.Tensor, mode: str
 
 
 class SentenceEncoder(nn.Module):
-    """An HF encoder whose pooled (optionally projected, optionally normalised) output is the sentence embedding."""
+    """An HF encoder whose pooled (optionally projected, optionally normalised) output is the sentence embedding.
+
+    `max_seq_length` (None until known): the input length its sentence-transformers folder declares."""
+
+    kdlab_kind = "sentence_encoder"
 
     def __init__(
         self,
@@ -53,6 +60,7 @@ class SentenceEncoder(nn.Module):
         normalize: bool = False,
         projection: nn.Linear | None = None,
         key: str = "model.pooling",
+        max_seq_length: int | None = None,
     ):
         super().__init__()
         pooling = check_pooling(pooling, key) or "mean"  # `key`: the spec's pooling key, for the error
@@ -69,6 +77,7 @@ class SentenceEncoder(nn.Module):
         self.pooling = pooling
         self.normalize = bool(normalize)
         self.projection = projection
+        self.max_seq_length = None if max_seq_length is None else int(max_seq_length)
 
     @property
     def config(self) -> Any:
@@ -101,77 +110,74 @@ class SentenceEncoder(nn.Module):
         return F.normalize(embeddings, p=2, dim=-1) if self.normalize else embeddings
 
     def save_sentence_transformers(self, folder: str | Path, tokenizer: Any, max_seq_length: int) -> Path:
-        """Write a sentence-transformers folder (Transformer → Pooling [→ Dense] [→ Normalize]), atomically."""
+        """Write a sentence-transformers folder (Transformer → Pooling [→ Dense] [→ Normalize]) declaring
+        `max_seq_length` (kept as the encoder's), and the tokenizer, atomically (kdlab.models.files.export_model)."""
+        self.max_seq_length = int(max_seq_length)
+        return export_model(self, tokenizer, folder)
+
+    def write_folder(self, folder: str | Path) -> None:
+        """The sentence-transformers files of this encoder, all but the tokenizer's, into `folder` (which exists)."""
         from safetensors.torch import save_file
 
-        folder = Path(folder)
+        root = Path(folder)
+        self.backbone.save_pretrained(str(root), safe_serialization=True)
+        modules = [
+            {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+            {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
+        ]
 
-        def write(tmp: str) -> None:
-            root = Path(tmp)
-            self.backbone.save_pretrained(tmp, safe_serialization=True)
-            tokenizer.save_pretrained(tmp)
-            modules = [
-                {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
-                {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
-            ]
-            if self.projection is not None:
-                dense = root / f"{len(modules)}_Dense"
-                modules.append(
-                    {
-                        "idx": len(modules),
-                        "name": str(len(modules)),
-                        "path": dense.name,
-                        "type": "sentence_transformers.models.Dense",
-                    }
-                )
-                dense.mkdir()
-                (dense / "config.json").write_text(
-                    json.dumps(
-                        {
-                            "in_features": self.projection.in_features,
-                            "out_features": self.projection.out_features,
-                            "bias": self.projection.bias is not None,
-                            "activation_function": IDENTITY,
-                        },
-                        indent=2,
-                    )
-                )
-                weights = {
-                    f"linear.{name}": tensor.detach().cpu().contiguous()
-                    for name, tensor in self.projection.state_dict().items()
+        def add(kind: str) -> Path:
+            """A module folder `<idx>_<kind>` listed in modules.json."""
+            path = root / f"{len(modules)}_{kind}"
+            modules.append(
+                {
+                    "idx": len(modules),
+                    "name": str(len(modules)),
+                    "path": path.name,
+                    "type": f"sentence_transformers.models.{kind}",
                 }
-                save_file(weights, str(dense / "model.safetensors"))
-            if self.normalize:
-                normalize = root / f"{len(modules)}_Normalize"
-                modules.append(
-                    {
-                        "idx": len(modules),
-                        "name": str(len(modules)),
-                        "path": normalize.name,
-                        "type": "sentence_transformers.models.Normalize",
-                    }
-                )
-                normalize.mkdir()
-            (root / "modules.json").write_text(json.dumps(modules, indent=2))
-            (root / "sentence_bert_config.json").write_text(
-                json.dumps({"max_seq_length": int(max_seq_length), "do_lower_case": False}, indent=2)
             )
-            (root / "1_Pooling").mkdir()
-            (root / "1_Pooling" / "config.json").write_text(
+            path.mkdir()
+            return path
+
+        if self.projection is not None:
+            dense = add("Dense")
+            (dense / "config.json").write_text(
                 json.dumps(
                     {
-                        "word_embedding_dimension": self.hidden_size,
-                        "pooling_mode_cls_token": self.pooling == "cls",
-                        "pooling_mode_mean_tokens": self.pooling == "mean",
-                        "pooling_mode_max_tokens": self.pooling == "max",
-                        "pooling_mode_mean_sqrt_len_tokens": False,
+                        "in_features": self.projection.in_features,
+                        "out_features": self.projection.out_features,
+                        "bias": self.projection.bias is not None,
+                        "activation_function": IDENTITY,
                     },
                     indent=2,
                 )
             )
-
-        save_atomically(folder, write)
-        return folder
+            weights = {
+                f"linear.{name}": tensor.detach().cpu().contiguous()
+                for name, tensor in self.projection.state_dict().items()
+            }
+            save_file(weights, str(dense / "model.safetensors"))
+        if self.normalize:
+            add("Normalize")
+        (root / "modules.json").write_text(json.dumps(modules, indent=2))
+        if self.max_seq_length is not None:
+            (root / "sentence_bert_config.json").write_text(
+                json.dumps({"max_seq_length": self.max_seq_length, "do_lower_case": False}, indent=2)
+            )
+        (root / "1_Pooling").mkdir()
+        (root / "1_Pooling" / "config.json").write_text(
+            json.dumps(
+                {
+                    "word_embedding_dimension": self.hidden_size,
+                    "pooling_mode_cls_token": self.pooling == "cls",
+                    "pooling_mode_mean_tokens": self.pooling == "mean",
+                    "pooling_mode_max_tokens": self.pooling == "max",
+                    "pooling_mode_mean_sqrt_len_tokens": False,
+                },
+                indent=2,
+            )
+        )
 
 
 def sentence_transformers_settings(folder: str | Path) -> dict[str, Any]:
@@ -235,22 +241,35 @@ def load_dense(folder: Path) -> nn.Linear:
     return layer
 
 
-def load_sentence_encoder(spec: Mapping[str, Any], key: str) -> tuple[SentenceEncoder, Any]:
-    """An encoder and its tokenizer from a spec {name_or_path, pooling, normalize, trust_remote_code}; null
-    pooling/normalize take the sentence-transformers folder's own settings (else mean pooling, no normalisation)."""
+def pretrained_encoder(spec: Mapping[str, Any], key: str, path_key: str | None = None) -> SentenceEncoder:
+    """An encoder from a spec {name_or_path, pooling, normalize, trust_remote_code}; null pooling/normalize take the
+    sentence-transformers folder's own settings (else mean pooling, no normalisation). Errors about the folder name
+    `path_key` (default `<key>.name_or_path`)."""
     from transformers import AutoModel
 
     path = spec.get("name_or_path")
+    path_key = path_key or f"{key}.name_or_path"
     if not path:
-        raise ConfigError(f"{key}.name_or_path", "a sentence encoder needs a model name or folder")
+        raise ConfigError(path_key, "a sentence encoder needs a model name or folder")
     declared = sentence_transformers_settings(path) if Path(str(path)).is_dir() else {}
     pooling = check_pooling(spec.get("pooling"), f"{key}.pooling") or declared.get("pooling") or "mean"
     normalize = spec.get("normalize")
     normalize = declared.get("normalize", False) if normalize is None else bool(normalize)
-    backbone = load_pretrained(AutoModel, spec, f"{key}.name_or_path")
+    backbone = load_pretrained(AutoModel, spec, path_key)
     projection = load_dense(declared["dense"]) if declared.get("dense") else None
-    encoder = SentenceEncoder(backbone, pooling, normalize, projection, key=f"{key}.pooling")
-    return encoder, load_tokenizer(str(spec.get("tokenizer") or path))
+    return SentenceEncoder(
+        backbone, pooling, normalize, projection, key=f"{key}.pooling", max_seq_length=declared.get("max_seq_length")
+    )
+
+
+def spec_tokenizer(spec: Mapping[str, Any]) -> Any:
+    """The tokenizer of a pretrained encoder's spec: its `tokenizer` path, else its `name_or_path` folder's."""
+    return load_tokenizer(str(spec.get("tokenizer") or spec.get("name_or_path")))
+
+
+def load_sentence_encoder(spec: Mapping[str, Any], key: str) -> tuple[SentenceEncoder, Any]:
+    """An encoder (`pretrained_encoder`) and its tokenizer (`spec_tokenizer`) from a spec."""
+    return pretrained_encoder(spec, key), spec_tokenizer(spec)
 
 
 def random_encoder(spec: Mapping[str, Any], tokenizer: Any, key: str = "model") -> SentenceEncoder:
@@ -271,3 +290,67 @@ def copy_encoder(teacher: SentenceEncoder, layers: Sequence[int] | None) -> Sent
         if part is not None:
             part.requires_grad_(True)  # a frozen teacher's copy learns (SentenceEncoder then freezes the unused pooler)
     return SentenceEncoder(backbone.train(), teacher.pooling, teacher.normalize, projection)
+
+
+# -- the kind's entries (kdlab.models.kinds) --------------------------------------------------------------------------
+
+
+def build(
+    spec: Mapping[str, Any],
+    task: str | None,
+    labels: Sequence[str],
+    tokenizer: Any,
+    teacher: SentenceEncoder | None = None,
+    key: str = "model",
+) -> SentenceEncoder:
+    """A sentence encoder from a spec (`task`, `labels`: unused): a copy of `teacher` (`copy_teacher`, keeping
+    `from_teacher_layers`), a pretrained `name_or_path`, or a random-init `config` over `tokenizer`."""
+    if spec.get("copy_teacher"):
+        if teacher is None:
+            raise ConfigError(f"{key}.copy_teacher", "needs a teacher encoder to copy")
+        return copy_encoder(teacher, spec.get("from_teacher_layers"))
+    if spec.get("name_or_path") or not spec.get("config"):
+        return pretrained_encoder(spec, key)
+    if tokenizer is None:
+        raise ConfigError(f"{key}.tokenizer", "a random-init encoder needs a tokenizer (train, or a path)")
+    return random_encoder(spec, tokenizer, key)
+
+
+def payload(model: SentenceEncoder) -> dict[str, Any]:
+    """What a .ckpt stores to rebuild the encoder: the backbone's config, pooling, normalisation, the projection's
+    shape and the declared max length."""
+    projection = model.projection
+    return {
+        "backbone": model.backbone.config.to_dict(),
+        "pooling": model.pooling,
+        "normalize": model.normalize,
+        "projection": None
+        if projection is None
+        else {"in": projection.in_features, "out": projection.out_features, "bias": projection.bias is not None},
+        "max_seq_length": model.max_seq_length,
+    }
+
+
+def from_payload(config: Mapping[str, Any]) -> SentenceEncoder:
+    """An empty encoder of a .ckpt's payload (the weights go in next)."""
+    from transformers import AutoModel
+
+    shape = config.get("projection")
+    projection = None if shape is None else nn.Linear(int(shape["in"]), int(shape["out"]), bias=bool(shape["bias"]))
+    return SentenceEncoder(
+        AutoModel.from_config(hf_config(config["backbone"])),
+        config["pooling"],
+        bool(config["normalize"]),
+        projection,
+        max_seq_length=config.get("max_seq_length"),
+    )
+
+
+def load(folder: Path, key: str) -> SentenceEncoder:
+    """An exported sentence-transformers folder (its own code is never run); errors name `key`."""
+    return pretrained_encoder({"name_or_path": str(folder)}, key, path_key=key)
+
+
+def export(model: SentenceEncoder, folder: str) -> None:
+    """The sentence-transformers files (all but the tokenizer's) into `folder`."""
+    model.write_folder(folder)

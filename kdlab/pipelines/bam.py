@@ -26,8 +26,8 @@ from kdlab.data.multitask import MultiTaskDataModule
 from kdlab.data.task_list import task_configs
 from kdlab.data.text import TextDataModule
 from kdlab.methods.bam import BAM, TeacherPredictions, glue_mean
+from kdlab.models.backbone import build_model
 from kdlab.models.files import load_trained
-from kdlab.models.multitask import build_multitask_model
 from kdlab.pipelines.common import container, prefixed, resolve_tokenizer, seed
 from kdlab.pipelines.teachers import check_head, obtain_teacher, teacher_logits, teacher_record
 from kdlab.runner import fit_stage
@@ -124,7 +124,7 @@ def train_student(
     data_cfg = {**container(cfg.data), "tasks": tasks}
     datamodule = MultiTaskDataModule(data_cfg, tokenizer=tokenizer)
     seed(cfg)
-    model = build_multitask_model(container(cfg.model.student), tasks, tokenizer)
+    model = build_model(container(cfg.model.student), None, tasks, tokenizer, key="model.student", method="bam")
     module = BAM(
         model,
         tokenizer,

@@ -19,8 +19,8 @@ from kdlab.data.parallel import ParallelDataModule
 from kdlab.errors import ConfigError
 from kdlab.evaluation.multilingual import CrosslingualSTSEvaluator, TatoebaEvaluator
 from kdlab.methods.multilingual import MultilingualDistillation
-from kdlab.models.backbone import freeze
-from kdlab.models.sentence_encoder import SentenceEncoder, copy_encoder, load_sentence_encoder, random_encoder
+from kdlab.models.backbone import build_model, freeze
+from kdlab.models.sentence_encoder import SentenceEncoder, spec_tokenizer
 from kdlab.models.tokenization import load_tokenizer
 from kdlab.pipelines.common import container, prefixed, resolve_tokenizer, seed
 from kdlab.pipelines.teachers import cached_teacher_outputs, teacher_record
@@ -33,8 +33,9 @@ log = logging.getLogger(__name__)
 def build_teacher(cfg: DictConfig, datamodule: ParallelDataModule) -> tuple[SentenceEncoder, Any]:
     """The frozen teacher encoder and its tokenizer (pretrained folder/name, or random-init for toy runs)."""
     spec = container(cfg.model.teacher)
-    if spec.get("name_or_path"):
-        teacher, tokenizer = load_sentence_encoder(spec, "model.teacher")
+    if spec.get("name_or_path"):  # a pretrained encoder, then its folder's tokenizer
+        teacher = build_model(spec, None, [], None, key="model.teacher", method="multilingual")
+        tokenizer = spec_tokenizer(spec)
     else:
         tokenizer = resolve_tokenizer(
             cfg,
@@ -43,7 +44,7 @@ def build_teacher(cfg: DictConfig, datamodule: ParallelDataModule) -> tuple[Sent
             lambda: [text for p in datamodule.pairs("train") for text in (p["source"], p["target"])],
         )
         seed(cfg)
-        teacher = random_encoder(spec, tokenizer, "model.teacher")
+        teacher = build_model(spec, None, [], tokenizer, key="model.teacher", method="multilingual")
     return freeze(teacher), tokenizer
 
 
@@ -51,22 +52,20 @@ def build_student(cfg: DictConfig, teacher: SentenceEncoder, teacher_tokenizer: 
     """The student: a copy of the teacher (optionally keeping `from_teacher_layers`) or any HF encoder, with a
     learnt projection to the teacher's width when `projection` is true."""
     spec = container(cfg.model.student)
+    choice = spec.get("tokenizer")
     if spec.get("copy_teacher"):
-        student = copy_encoder(teacher, spec.get("from_teacher_layers"))
-        choice = spec.get("tokenizer")
+        student = build_model(spec, None, [], None, teacher, "model.student", method="multilingual")
         tokenizer = teacher_tokenizer if choice in (None, "teacher") else load_tokenizer(str(choice))
-    else:  # any HF encoder; pooling and normalisation default to the teacher's
-        shares_tokenizer = spec.get("tokenizer") == "teacher"
+    else:  # any HF encoder, then its folder's tokenizer; pooling and normalisation default to the teacher's
         spec.update(
             {
-                "tokenizer": None if shares_tokenizer else spec.get("tokenizer"),
+                "tokenizer": None if choice == "teacher" else choice,
                 "pooling": spec.get("pooling") or teacher.pooling,
                 "normalize": teacher.normalize if spec.get("normalize") is None else spec["normalize"],
             }
         )
-        student, tokenizer = load_sentence_encoder(spec, "model.student")
-        if shares_tokenizer:
-            tokenizer = teacher_tokenizer
+        student = build_model(spec, None, [], None, teacher, "model.student", method="multilingual")
+        tokenizer = teacher_tokenizer if choice == "teacher" else spec_tokenizer(spec)
     if spec.get("projection"):
         if student.projection is not None:
             raise ConfigError(
