@@ -8,7 +8,13 @@ MiniLM's 22.7 M parameters in 18 ms instead of 102 ms), or null for torch's own 
 `layerwise_decay` β (1.0 = off; BAM uses 0.9): a parameter at depth d gets lr · β^(D − d). Transformer layer i
 (found in names like `encoder.layer.3.`, `layers.3.`, `h.3.`, `block.3.`) is depth i + 1; what comes before the
 layer stack in the model (embeddings) is depth 0; what comes after it (pooler, task heads, projections) is the
-top, D = layers + 1, with the full lr.
+top, D = layers + 1, with the full lr. `pooler_step: true` (google-research BAM's bert/optimization.py) gives the
+pooler (names with `pooler` after the stack) depth layers + 1 of its own and the rest after the stack D = layers + 2:
+the heads keep the full lr, the pooler gets lr·β, every layer and the embeddings one β more than without it.
+
+`schedule` is the lr multiplier over the T steps with W = round(warmup_ratio·T) warm-up steps: `linear` (t+1)/W, then
+(T − t)/(T − W); `bert` (BERT's and BAM's TensorFlow optimization.py) t/W, then 1 − t/T, whose decay line starts at
+step 0, so the lr falls back to 1 − W/T (0.9 for a 10 % warm-up) when the warm-up ends.
 """
 
 from __future__ import annotations
@@ -21,7 +27,7 @@ import torch
 from torch import nn
 
 from kdlab.errors import ConfigError
-from kdlab.optim_checks import IMPLEMENTATION_NAMES, check_optimizer
+from kdlab.optim_checks import IMPLEMENTATION_NAMES, SCHEDULES, check_optimizer
 
 NO_DECAY = ("bias", "LayerNorm.weight", "layer_norm.weight", "norm.weight")
 IMPLEMENTATIONS = {None: {}, "for_loop": {"foreach": False}, "foreach": {"foreach": True}, "fused": {"fused": True}}
@@ -40,8 +46,9 @@ def parameter_groups(named_parameters: Iterable[tuple[str, nn.Parameter]], weigh
     return [g for g in groups if g["params"]]
 
 
-def layer_depths(names: list[str], num_layers: int | None = None) -> tuple[list[int], int]:
-    """(depth of each parameter name, top depth D): embeddings 0, layer i at i + 1, everything after the stack D."""
+def layer_depths(names: list[str], num_layers: int | None = None, pooler_step: bool = False) -> tuple[list[int], int]:
+    """(depth of each parameter name, top depth D): embeddings 0, layer i at i + 1, everything after the stack D;
+    with `pooler_step` a pooler after the stack is D − 1 (D = layers + 2), else D = layers + 1."""
     matches = [LAYER.match(name) for name in names]
     stacks = sorted({m["stack"] for m in matches if m})
     if len(stacks) != 1:
@@ -52,8 +59,15 @@ def layer_depths(names: list[str], num_layers: int | None = None) -> tuple[list[
     if max(indices) >= count:
         raise ConfigError("optimizer.layerwise_decay", f"layer {max(indices)} is beyond the model's {count} layers")
     first = next(position for position, m in enumerate(matches) if m)
-    top = count + 1
-    depths = [int(m["index"]) + 1 if m else (0 if position < first else top) for position, m in enumerate(matches)]
+    top = count + 2 if pooler_step else count + 1
+
+    def after_stack(name: str) -> int:
+        return top - 1 if pooler_step and "pooler" in name.split(".") else top
+
+    depths = [
+        int(m["index"]) + 1 if m else (0 if position < first else after_stack(names[position]))
+        for position, m in enumerate(matches)
+    ]
     return depths, top
 
 
@@ -63,10 +77,11 @@ def layerwise_groups(
     lr: float,
     beta: float,
     num_layers: int | None = None,
+    pooler_step: bool = False,
 ) -> list[dict[str, Any]]:
     """Groups per (depth, decayed or not), each with lr · β^(D − depth), bottom first; frozen parameters left out."""
     named = list(named_parameters)
-    depths, top = layer_depths([name for name, _ in named], num_layers)
+    depths, top = layer_depths([name for name, _ in named], num_layers, pooler_step)
     groups: dict[tuple[int, bool], dict[str, Any]] = {}
     for (name, parameter), depth in zip(named, depths):
         if not parameter.requires_grad:
@@ -93,6 +108,17 @@ def linear_warmup_decay(step: int, warmup_steps: int, total_steps: int) -> float
     return max(0.0, (total_steps - step) / remaining)
 
 
+def bert_warmup_decay(step: int, warmup_steps: int, total_steps: int) -> float:
+    """LR multiplier of BERT's/BAM's optimization.py: step/W over the warm-up, else 1 − step/T (decay drawn from 0)."""
+    if warmup_steps > 0 and step < warmup_steps:
+        return step / warmup_steps
+    return max(0.0, 1.0 - step / max(1, total_steps))
+
+
+MULTIPLIERS = {"linear": linear_warmup_decay, "bert": bert_warmup_decay}
+assert tuple(MULTIPLIERS) == SCHEDULES  # the torch-free rule lists the same shapes
+
+
 def build_optimizer(
     named_parameters: Iterable[tuple[str, nn.Parameter]],
     cfg: Mapping[str, Any],
@@ -101,7 +127,7 @@ def build_optimizer(
     key: str = "optimizer",
 ) -> dict[str, Any]:
     """A Lightning `configure_optimizers` answer from an optimizer config (conf/optimizer/adamw.yaml: lr, weight_decay,
-    warmup_ratio, betas, eps, layerwise_decay, implementation; every key given, none defaulted here), checked by the
+    warmup_ratio, schedule, betas, eps, layerwise_decay, pooler_step, implementation; every key given, none defaulted here), checked by the
     config check's own rules (kdlab.optim_checks) under `key`; `num_layers` is the layer count when the caller knows
     it (else read from names)."""
     check_optimizer(cfg, key)
@@ -109,7 +135,7 @@ def build_optimizer(
     beta = float(cfg["layerwise_decay"])
     lr, weight_decay = float(cfg["lr"]), float(cfg["weight_decay"])
     if beta < 1.0:
-        groups = layerwise_groups(named_parameters, weight_decay, lr, beta, num_layers)
+        groups = layerwise_groups(named_parameters, weight_decay, lr, beta, num_layers, bool(cfg["pooler_step"]))
     else:
         groups = parameter_groups(named_parameters, weight_decay)
     optimizer = torch.optim.AdamW(
@@ -121,7 +147,6 @@ def build_optimizer(
     )
     warmup = int(round(float(cfg["warmup_ratio"]) * total_steps))
     # one multiplier for every group: LambdaLR scales each group's own initial lr
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: linear_warmup_decay(step, warmup, total_steps)
-    )
+    multiplier = MULTIPLIERS[cfg["schedule"]]
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: multiplier(step, warmup, total_steps))
     return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

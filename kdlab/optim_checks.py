@@ -11,8 +11,21 @@ from kdlab.errors import ConfigError
 # AdamW kernels (kdlab.optim.IMPLEMENTATIONS maps each to torch's keywords); None = torch's own choice
 IMPLEMENTATION_NAMES = (None, "for_loop", "foreach", "fused")
 
+# the lr shapes (kdlab.optim.MULTIPLIERS maps each to its multiplier)
+SCHEDULES = ("linear", "bert")
+
 # every key of an optimizer node (conf/optimizer/adamw.yaml); none has a default in Python
-KEYS = ("lr", "weight_decay", "warmup_ratio", "betas", "eps", "layerwise_decay", "implementation")
+KEYS = (
+    "lr",
+    "weight_decay",
+    "warmup_ratio",
+    "schedule",
+    "betas",
+    "eps",
+    "layerwise_decay",
+    "pooler_step",
+    "implementation",
+)
 
 # AdamW settings: name -> (test, the range it states)
 RANGES = {
@@ -36,7 +49,8 @@ def _number(value: Any, key: str) -> float:
 
 def check_optimizer(node: Mapping[str, Any], key: str) -> None:
     """An optimizer node `<key>`: every key of conf/optimizer/adamw.yaml given (`implementation` may be null); lr > 0;
-    weight decay, warm-up, eps, layerwise decay β and betas in range; `implementation` a known AdamW kernel."""
+    weight decay, warm-up, eps, layerwise decay β and betas in range; `schedule` a known lr shape; `pooler_step` a
+    boolean; `implementation` a known AdamW kernel."""
     for name in KEYS:
         if name not in node:
             raise ConfigError(f"{key}.{name}", "is required (conf/optimizer/adamw.yaml gives every stage one)")
@@ -53,6 +67,10 @@ def check_optimizer(node: Mapping[str, Any], key: str) -> None:
         isinstance(b, (int, float)) and not isinstance(b, bool) and 0 <= b < 1 for b in values
     ):
         raise ConfigError(f"{key}.betas", f"must be two numbers in [0, 1), got {values}")
+    if node.get("schedule") not in SCHEDULES:
+        raise ConfigError(f"{key}.schedule", f"must be one of {list(SCHEDULES)}, got {node.get('schedule')!r}")
+    if not isinstance(node.get("pooler_step"), bool):
+        raise ConfigError(f"{key}.pooler_step", f"must be true or false, got {node.get('pooler_step')!r}")
     implementation = node.get("implementation")
     if implementation not in IMPLEMENTATION_NAMES:
         raise ConfigError(

@@ -6,8 +6,8 @@ other key its body sets (its `defaults` list aside) is a *point* of the referenc
 docs/reference_presets.md tables them. A run may override a point (an ablation): it is allowed, and recorded in the
 run folder as a deviation (`reference_deviations.json`, plus one log line). Torch-free.
 
-    check_preset(cfg)             ConfigError naming method.preset for an unknown name, or for a point key the composed
-                                  config lacks (a preset of another method)
+    check_preset(cfg)             ConfigError naming method.preset for an unknown name, a preset of another method (the
+                                  method config its defaults build on), or a point key the composed config lacks
     deviations(cfg)               {point: {"reference": value, "run": value}} for every point the run changed
     record_deviations(cfg, dir)   writes <dir>/reference_deviations.json and logs one line; {} without a preset
 """
@@ -76,18 +76,44 @@ def preset_points(name: Any, key: str = KEY) -> dict[str, Any]:
     return {k: v for k, v in _body(presets[name]).items() if k != KEY}
 
 
+def preset_method(name: str) -> str | None:
+    """The method a preset is for: the `name` of the method config its defaults list builds on (`- bam` in a
+    conf/method file, `override /method: hinton` in an experiment file); None when it names none."""
+    path = known_presets()[name]
+    defaults = (OmegaConf.to_container(OmegaConf.load(path), resolve=False) or {}).get("defaults") or []
+    base = None
+    for entry in defaults:
+        if isinstance(entry, str) and entry != "_self_" and path.parent.name == "method":
+            base = entry
+        elif isinstance(entry, dict):
+            for group, choice in entry.items():
+                if group.replace("override", "").strip().strip("/") == "method":
+                    base = choice
+    while base is not None:
+        node = OmegaConf.load(Path(conf_dir()) / "method" / f"{base}.yaml")
+        if node.get("name") is not None:
+            return str(node.name)
+        parents = [e for e in node.get("defaults") or [] if isinstance(e, str) and e != "_self_"]
+        base = parents[0] if parents else None
+    return None
+
+
 def _value(cfg: DictConfig, key: str) -> Any:
     value = OmegaConf.select(cfg, key, default=_MISSING, throw_on_missing=False)
     return OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value
 
 
 def check_preset(cfg: DictConfig) -> None:
-    """`method.preset` (when the config has one and it is set): a known preset whose every point is a key of the
-    composed config."""
+    """`method.preset` (when the config has one and it is set): a known preset of the method the config runs, whose
+    every point is a key of the composed config."""
     name = OmegaConf.select(cfg, KEY, default=None)
     if name is None:
         return
-    for point in preset_points(name):
+    points = preset_points(name)
+    method, running = preset_method(name), OmegaConf.select(cfg, "method.name", default=None)
+    if method is not None and method != running:
+        raise ConfigError(KEY, f"preset {name!r} reproduces method {method}, but this config runs method {running}")
+    for point in points:
         if _value(cfg, point) is _MISSING:
             raise ConfigError(KEY, f"preset {name!r} sets {point}, which this config does not have (another method's?)")
 

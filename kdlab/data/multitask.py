@@ -8,12 +8,19 @@ Config (``data``)::
     sampling_exponent: 0.75 # a: task t is drawn with probability |D_t|^a / sum_s |D_s|^a (1 proportional, 0 uniform)
     seed: 0                 # the task draws and the order within each task, per epoch
     max_length / batch_size / eval_batch_size / num_workers   # defaults for tasks that do not set their own
+    mixing: batch           # batch | example (set by bam's method.mixing, below)
+    dataset_multiples: false
+    tasks[i].both_orders    # true: the task's training pairs also enter swapped (bam's method.both_orders)
 
-An epoch has as many batches as one pass over every task (sum_t ceil(|D_t| / B_t)); each batch's task is
-drawn independently, and each task serves its examples from a fresh shuffle, cycling when it is drawn more
-often than it has examples (small tasks oversampled, big ones undersampled). `epoch_mix(epoch)` gives the
-number of batches per task of an epoch. Every example carries `content_id`, the 16-byte digest of its text
-(and pair), so teacher predictions attach to it whatever the order or sampling.
+`mixing: batch` (kdlab): an epoch has as many batches as one pass over every task (sum_t ceil(|D_t| / B_t));
+each batch's task is drawn independently, and each task serves its examples from a fresh shuffle, cycling when
+it is drawn more often than it has examples (small tasks oversampled, big ones undersampled); every example's
+loss weight is 1. `mixing: example` (google-research bam/, data/preprocessing.py and data/task_weighting.py):
+every task's training examples, small ones `dataset_multiples` times, shuffled together each epoch and cut into
+batches of `batch_size`, so a batch mixes tasks; task t's examples carry the loss weight w_t that makes its share
+of the loss ∝ |D_t|^a (`loss_weights`). `epoch_mix(epoch)` gives the number of batches (mixing: batch) or
+examples (mixing: example) per task of an epoch. Every example carries `content_id`, the 16-byte digest of its
+text (and pair), so teacher predictions attach to it whatever the order or sampling.
 """
 
 from __future__ import annotations
@@ -29,10 +36,12 @@ from torch.utils.data import DataLoader
 from kdlab.data.base import Feature, KDDataModule
 from kdlab.data.collate import PadCollator
 from kdlab.data.identity import content_id
+from kdlab.data.loading import Record
 from kdlab.data.processes import process_rank, process_share
 from kdlab.data.sampling import ResumableLoader, ShardedBatchSampler
-from kdlab.data.task_list import check_exponent, task_configs
+from kdlab.data.task_list import MIXINGS, check_exponent, task_configs
 from kdlab.data.text import TextDataModule
+from kdlab.errors import ConfigError
 
 
 def sampling_probabilities(sizes: Sequence[int], exponent: float) -> list[float]:
@@ -40,6 +49,91 @@ def sampling_probabilities(sizes: Sequence[int], exponent: float) -> list[float]
     exponent = check_exponent(exponent)
     weights = [float(size) ** exponent for size in sizes]
     return [weight / sum(weights) for weight in weights]
+
+
+def dataset_multiples(sizes: Sequence[int], exponent: float) -> list[int]:
+    """Copies of each training set in the pool (BAM's task_weighting.py): round((|D_max| / |D_t|)^(1 − a)), the
+    largest set once. BAM anchors on MNLI (392,702, the largest GLUE set) with GLUE's full sizes written into its
+    code; here the anchor is the largest set of the run, with the run's own sizes."""
+    exponent = check_exponent(exponent)
+    weights = [float(size) ** exponent for size in sizes]
+    anchor = max(range(len(sizes)), key=lambda t: sizes[t])
+    targets = [weight * sizes[anchor] / weights[anchor] for weight in weights]  # |D_t|^a · |D_max|^(1 − a)
+    return [max(1, round((target + 0.01) / size)) for target, size in zip(targets, sizes)]
+
+
+def loss_weights(sizes: Sequence[int], exponent: float, multiples: Sequence[int] | None) -> list[float]:
+    """Each task's per-example loss weight with mixed batches (BAM's task_weighting.py): with multiples, w_t ∝
+    |D_t|^a / (m_t · |D_t|) scaled to mean 1 over the tasks; without, w_t ∝ |D_t|^(a − 1) scaled to mean 1 over
+    the examples. Either way task t's share of the loss, m_t · |D_t| · w_t, is ∝ |D_t|^a."""
+    exponent = check_exponent(exponent)
+    if multiples is not None:
+        raw = [float(size) ** exponent / (size * multiple) for size, multiple in zip(sizes, multiples)]
+        return [len(raw) * value / sum(raw) for value in raw]
+    raw = [1.0 / float(size) ** (1.0 - exponent) for size in sizes]
+    expected = sum(value * size for value, size in zip(raw, sizes)) / sum(sizes)
+    return [value / expected for value in raw]
+
+
+class ExampleBatchSampler(ShardedBatchSampler):
+    """Batches of global example indices with the tasks mixed: the pool (task t's examples `multiples[t]` times)
+    shuffled afresh each epoch (seeded per (seed, epoch)) and cut into batches of `batch_size`, the last one partial
+    (BAM pads it with examples whose loss is 0)."""
+
+    def __init__(
+        self,
+        sizes: Sequence[int],
+        batch_size: int,
+        multiples: Sequence[int],
+        seed: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+    ):
+        super().__init__(rank, world_size)
+        self.sizes = [int(size) for size in sizes]
+        self.multiples = [int(m) for m in multiples]
+        self.batch_size = int(batch_size)
+        process_share(self.batch_size, self.world_size, "data.batch_size")
+        self.offsets = [sum(self.sizes[:t]) for t in range(len(self.sizes))]
+        self.pool = [
+            offset + i
+            for offset, size, multiple in zip(self.offsets, self.sizes, self.multiples)
+            for _ in range(multiple)
+            for i in range(size)
+        ]
+        self.seed = int(seed)
+
+    def global_batches(self, epoch: int) -> list[list[int]]:
+        order = random.Random(f"kdlab-multitask-examples:{self.seed}:{epoch}").sample(self.pool, len(self.pool))
+        return [order[start : start + self.batch_size] for start in range(0, len(order), self.batch_size)]
+
+    def mix(self, epoch: int) -> list[int]:
+        """Number of examples per task in an epoch (the same every epoch)."""
+        return [size * multiple for size, multiple in zip(self.sizes, self.multiples)]
+
+
+class BothOrdersDataModule(TextDataModule):
+    """A sentence-pair task whose training split also holds every pair swapped (after all the pairs in file order),
+    as BAM trains MRPC and STS-B (classification_tasks.py, `double_unordered`); validation and test stay as given."""
+
+    def records(self, split: str) -> list[Record]:
+        rows = super().records(split)
+        if split != "train":
+            return rows
+        key = ("both_orders", id(rows))
+        if key not in self._records:
+            swapped = [{**row, "text": row["text_pair"], "text_pair": row["text"]} for row in rows]
+            self._records[key] = rows + swapped  # type: ignore[index] - a private entry beside the splits
+        return self._records[key]  # type: ignore[index]
+
+
+def task_module(cfg: Mapping[str, Any], tokenizer: Any = None, key: str = "data") -> TextDataModule:
+    """One task's DataModule: with `both_orders: true` its training pairs also enter swapped."""
+    if not cfg.get("both_orders"):
+        return TextDataModule(cfg, tokenizer=tokenizer, key=key)
+    if cfg["columns"].get("text_pair") is None:
+        raise ConfigError(f"{key}.both_orders", "needs sentence pairs (columns.text_pair), the task has single texts")
+    return BothOrdersDataModule(cfg, tokenizer=tokenizer, key=key)
 
 
 class TaskBatchSampler(ShardedBatchSampler):
@@ -123,18 +217,37 @@ class TaskCollator:
         return batch
 
 
+class MixedTaskCollator:
+    """Pads a batch that mixes tasks: labels as float32 (a class index is cast back by the loss), plus `task` [B] and
+    `content_id` [B, 16] (uint8)."""
+
+    def __init__(self, pad_token_id: int):
+        self.collator = PadCollator(pad_token_id, torch.float32)
+
+    def __call__(self, features: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        batch = self.collator(features)
+        batch["task"] = torch.tensor([f["task"] for f in features], dtype=torch.long)
+        batch["content_id"] = torch.tensor([list(f["content_id"]) for f in features], dtype=torch.uint8)
+        return batch
+
+
 class MultiTaskDataModule(KDDataModule):
-    """A mixture of single-task DataModules: one-task training batches drawn ∝ |D_t|^a, one eval loader per task."""
+    """A mixture of single-task DataModules: one-task training batches drawn ∝ |D_t|^a (mixing: batch) or batches
+    that mix tasks (mixing: example); one eval loader per task."""
 
     def __init__(self, cfg: Mapping[str, Any], tokenizer: Any = None):
         self.task_modules = {
-            c["name"]: TextDataModule(c, tokenizer=tokenizer, key=f"data.tasks.{c['name']}") for c in task_configs(cfg)
+            c["name"]: task_module(c, tokenizer=tokenizer, key=f"data.tasks.{c['name']}") for c in task_configs(cfg)
         }
         super().__init__(cfg, tokenizer)
         self.exponent = check_exponent(self.cfg.get("sampling_exponent", 0.75))
         self.seed = int(self.cfg.get("seed", 0))
+        self.mixing = str(self.cfg.get("mixing", "batch"))
+        if self.mixing not in MIXINGS:
+            raise ConfigError("method.mixing", f"must be one of {list(MIXINGS)}, got {self.mixing!r}")
+        self.multiples = bool(self.cfg.get("dataset_multiples", False))
         self.names = list(self.task_modules)
-        self._sampler: TaskBatchSampler | None = None
+        self._sampler: TaskBatchSampler | ExampleBatchSampler | None = None
 
     @property
     def tokenizer(self) -> Any:
@@ -176,25 +289,54 @@ class MultiTaskDataModule(KDDataModule):
             for split in self.task_modules[name].stage_splits(stage):
                 self.features(name, split)
 
+    def sizes(self) -> list[int]:
+        """Each task's number of training examples (swapped pairs included)."""
+        return [len(self.task_modules[name].records("train")) for name in self.names]
+
+    def multiples_of_tasks(self) -> list[int]:
+        """Copies of each task's training set in a mixed pool (1 each without `dataset_multiples`)."""
+        if self.mixing == "example" and self.multiples:
+            return dataset_multiples(self.sizes(), self.exponent)
+        return [1] * len(self.names)
+
     @property
-    def sampler(self) -> TaskBatchSampler:
+    def sampler(self) -> TaskBatchSampler | ExampleBatchSampler:
         """The training batch sampler (sizes from the training splits)."""
         rank, world_size = process_rank(self.trainer)
         if self._sampler is None or (self._sampler.rank, self._sampler.world_size) != (rank, world_size):
-            sizes = [len(self.task_modules[name].records("train")) for name in self.names]
-            batch_sizes = [self.task_modules[name].batch_size("train") for name in self.names]
-            self._sampler = TaskBatchSampler(sizes, batch_sizes, self.exponent, self.seed, rank, world_size, self.names)
+            sizes = self.sizes()
+            if self.mixing == "example":
+                batch = int(self.cfg["batch_size"])
+                multiples = self.multiples_of_tasks()
+                self._sampler = ExampleBatchSampler(sizes, batch, multiples, self.seed, rank, world_size)
+            else:
+                batch_sizes = [self.task_modules[name].batch_size("train") for name in self.names]
+                self._sampler = TaskBatchSampler(
+                    sizes, batch_sizes, self.exponent, self.seed, rank, world_size, self.names
+                )
         return self._sampler
 
     def probabilities(self) -> dict[str, float]:
-        """Each task's probability of being drawn for a batch."""
+        """Each task's share of the training draws: of the batches (mixing: batch), of the examples (example)."""
+        if self.mixing == "example":
+            counts = self.sampler.mix(0)
+            return {name: count / sum(counts) for name, count in zip(self.names, counts)}
         return dict(zip(self.names, self.sampler.probabilities))
 
+    def loss_weights(self) -> dict[str, float]:
+        """Each task's per-example loss weight: 1 with one-task batches, BAM's w_t with mixed ones (`loss_weights`)."""
+        if self.mixing == "batch":
+            return {name: 1.0 for name in self.names}
+        multiples = self.multiples_of_tasks() if self.multiples else None
+        return dict(zip(self.names, loss_weights(self.sizes(), self.exponent, multiples)))
+
     def epoch_mix(self, epoch: int) -> dict[str, int]:
-        """Number of training batches per task in an epoch (the effective mix, for logging)."""
+        """Training batches (mixing: batch) or examples (mixing: example) per task in an epoch, for logging."""
         return dict(zip(self.names, self.sampler.mix(epoch)))
 
-    def collator(self, split: str) -> TaskCollator:
+    def collator(self, split: str) -> TaskCollator | MixedTaskCollator:
+        if split == "train" and self.mixing == "example":
+            return MixedTaskCollator(self.require_tokenizer().pad_token_id)
         return TaskCollator(
             self.require_tokenizer().pad_token_id, [self.task_modules[n].task == "regression" for n in self.names]
         )

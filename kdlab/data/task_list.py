@@ -8,6 +8,8 @@ from typing import Any
 from kdlab.errors import ConfigError
 
 SHARED_KEYS = ("max_length", "batch_size", "eval_batch_size", "num_workers")
+# how a mixture's training batches are made (kdlab.data.multitask): one task per batch, or tasks mixed in a batch
+MIXINGS = ("batch", "example")
 
 
 def check_exponent(exponent: Any) -> float:

@@ -10,7 +10,9 @@ Regression (one output, targets scaled to [0, 1]):
 
     L = mean_i ( z_S,i − (λ · y_i + (1 − λ) · z_T,i) )²
 
-λ = 1 is plain supervised training on gold labels; λ = 0 is pure distillation.
+λ = 1 is plain supervised training on gold labels; λ = 0 is pure distillation. `annealed_losses` gives the
+per-example terms ℓ_i (no teacher: the gold target, λ = 1) for a weighted mean or sum over the batch: BAM's code
+(google-research bam/run_classifier.py) sums w_t(i) · ℓ_i over the batch, kdlab's default takes the mean.
 """
 
 from __future__ import annotations
@@ -37,3 +39,29 @@ def annealed_loss(
     if task == "regression":
         return F.mse_loss(student_logits.view(-1).float(), target)
     return F.cross_entropy(student_logits.float(), target)
+
+
+REDUCTIONS = ("mean", "sum")
+
+
+def annealed_losses(
+    student_logits: torch.Tensor, teacher_logits: torch.Tensor | None, labels: torch.Tensor, lam: float, task: str
+) -> torch.Tensor:
+    """Per-example losses [B]: CE against the annealed target, or its squared error for regression; with no teacher
+    (None) the gold target alone (λ = 1: CE with the gold class, squared error to the gold score)."""
+    if teacher_logits is None:
+        if task == "regression":
+            return (student_logits.view(-1).float() - labels.view(-1).float()) ** 2
+        return F.cross_entropy(student_logits.float(), labels.long(), reduction="none")
+    target = annealed_target(teacher_logits, labels, lam, task)
+    if task == "regression":
+        return (student_logits.view(-1).float() - target) ** 2
+    return -(target * F.log_softmax(student_logits.float(), dim=-1)).sum(-1)
+
+
+def reduce_losses(losses: torch.Tensor, weights: torch.Tensor, reduction: str) -> torch.Tensor:
+    """Σ_i w_i · ℓ_i (`sum`) or its mean over the batch (`mean`)."""
+    if reduction not in REDUCTIONS:
+        raise ValueError(f"reduction must be one of {list(REDUCTIONS)}, got {reduction!r}")
+    weighted = (weights.to(losses.dtype) * losses).sum()
+    return weighted if reduction == "sum" else weighted / max(1, losses.numel())

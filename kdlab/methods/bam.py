@@ -1,8 +1,11 @@
 """`bam`: Born-Again Multi-task networks (Clark et al. 2019): one multi-task student learns from single-task teachers.
 
-Each training batch holds one task (kdlab.data.multitask). Its loss is the annealed target of
+A training batch holds one task or mixes tasks (kdlab.data.multitask, `method.mixing`): the shared encoder reads
+the whole batch once and each task's head its own rows. Each example's loss is against the annealed target of
 kdlab.losses.annealed, with λ = global step / total steps rising 0 → 1 (`teacher_annealing`), or a fixed
-λ (`teacher_annealing: false`); with no teachers it is plain multi-task training on gold labels. The
+λ (`teacher_annealing: false`); with no teachers it is plain multi-task training on gold labels. The batch loss is
+Σ_i w_t(i) · ℓ_i (`loss_reduction: sum`, BAM's code) or that over the batch size (`mean`), w_t the task's loss
+weight (1 with one-task batches; BAM's task weights with mixed ones). The
 teachers' logits come from the teacher-output cache and attach to examples by content id, never by
 position; an example without a prediction stops training with an error.
 
@@ -22,7 +25,7 @@ from torch import nn
 
 from kdlab.errors import DataError
 from kdlab.evaluation.task_metrics import build_metrics
-from kdlab.losses import annealed_loss, hard_loss
+from kdlab.losses.annealed import annealed_losses, reduce_losses
 from kdlab.methods.bam_checks import check_fixed_lambda
 from kdlab.methods.base import KDModule, task_predictions
 from kdlab.models.multitask import MultiTaskModel, export_multitask
@@ -66,7 +69,7 @@ def glue_mean(values: Sequence[float]) -> float:
 class BAM(KDModule):
     """A multi-task student trained on annealed teacher/gold targets (or gold labels only), evaluated per task."""
 
-    # a batch comes from one task: the other heads get no gradient in that step (DDP must be told)
+    # a batch may come from one task: the other heads get no gradient in that step (DDP must be told)
     unused_parameters = True
 
     def __init__(
@@ -79,6 +82,8 @@ class BAM(KDModule):
         teacher_outputs: Mapping[str, TeacherPredictions] | None = None,
         teacher_annealing: bool = True,
         fixed_lambda: float = 0.5,
+        loss_reduction: str = "mean",
+        task_weights: Mapping[str, float] | None = None,
     ):
         super().__init__(model, tokenizer, optimizer)
         if teacher_outputs is not None and set(teacher_outputs) != set(model.names):
@@ -87,6 +92,9 @@ class BAM(KDModule):
         self.teacher_outputs = dict(teacher_outputs) if teacher_outputs is not None else None
         self.teacher_annealing = bool(teacher_annealing)
         self.fixed_lambda = float(fixed_lambda)
+        self.loss_reduction = str(loss_reduction)
+        weights = dict(task_weights) if task_weights is not None else {}
+        self.task_weights = [float(weights.get(name, 1.0)) for name in model.names]
         self.main_metrics = dict(main_metrics)
         self.split_metrics = nn.ModuleDict(
             {
@@ -109,14 +117,23 @@ class BAM(KDModule):
         return annealing_lambda(int(self.global_step), int(self.trainer.estimated_stepping_batches))
 
     def compute_loss(self, batch: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        task = int(batch["task"][0])
-        spec = self.model.tasks[task]
-        logits = self.model(batch, task)
+        tasks = batch["task"]
+        lam = self.current_lambda() if self.teacher_outputs is not None else 1.0
+        shared = self.model.dropout(self.model.encode(batch))  # what model(batch, task) feeds its head
+        losses, weights = [], []
+        for task in sorted(set(tasks.tolist())):
+            rows = (tasks == task).nonzero(as_tuple=True)[0]
+            spec = self.model.tasks[task]
+            logits = self.model.heads[spec["name"]](shared[rows])
+            teacher = None
+            if self.teacher_outputs is not None:
+                found = self.teacher_outputs[spec["name"]].lookup(batch["content_id"][rows], spec["name"])
+                teacher = found.to(logits.device)
+            losses.append(annealed_losses(logits, teacher, batch["labels"][rows], lam, spec["task"]))
+            weights.append(torch.full_like(losses[-1], self.task_weights[task]))
+        loss = reduce_losses(torch.cat(losses), torch.cat(weights), self.loss_reduction)
         if self.teacher_outputs is None:
-            return {"loss": hard_loss(logits, batch["labels"], spec["task"])}
-        teacher = self.teacher_outputs[spec["name"]].lookup(batch["content_id"], spec["name"]).to(logits.device)
-        lam = self.current_lambda()
-        loss = annealed_loss(logits, teacher, batch["labels"], lam, spec["task"])
+            return {"loss": loss}
         return {"loss": loss, "lambda": loss.new_tensor(lam)}
 
     def on_train_epoch_start(self) -> None:

@@ -7,14 +7,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
+from kdlab.data.task_list import MIXINGS
 from kdlab.errors import ConfigError
 from kdlab.methods.text_data_checks import check_task_list
 from kdlab.models.spec import check_encoder_source, folder_num_labels
 from kdlab.utils.values import number, plain, require, true_or_false
 
-SWITCHES = ("teacher_annealing", "teachers", "single_task", "reuse_teacher")
+SWITCHES = ("teacher_annealing", "teachers", "single_task", "reuse_teacher", "dataset_multiples")
+REDUCTIONS = ("mean", "sum")  # method.loss_reduction (kdlab.losses.annealed.reduce_losses)
 
 
 def check_fixed_lambda(value: Any, key: str = "method.fixed_lambda") -> float:
@@ -72,12 +74,38 @@ def check_optimized_metric(cfg: DictConfig, tasks: list[dict[str, Any]]) -> None
         )
 
 
+def check_reference_keys(cfg: DictConfig, tasks: list[dict[str, Any]]) -> None:
+    """The keys where BAM's code and kdlab's defaults differ: mixing, dataset multiples (only with mixed batches),
+    loss reduction, the tasks trained on both orders (pair tasks of data.tasks), max length, stage batch sizes."""
+    method = cfg.method
+    if method.mixing not in MIXINGS:
+        raise ConfigError("method.mixing", f"must be one of {list(MIXINGS)}, got {method.mixing!r}")
+    if method.dataset_multiples and method.mixing != "example":
+        raise ConfigError("method.dataset_multiples", "applies to mixed batches only: set method.mixing=example")
+    if method.loss_reduction not in REDUCTIONS:
+        raise ConfigError("method.loss_reduction", f"must be one of {list(REDUCTIONS)}, got {method.loss_reduction!r}")
+    names = {task["name"]: task for task in tasks}
+    both = plain(method.get("both_orders"))
+    if not isinstance(both, list):
+        raise ConfigError("method.both_orders", f"must be a list of task names, got {both!r}")
+    for name in both:
+        if name not in names:
+            raise ConfigError("method.both_orders", f"{name!r} names no task of data.tasks {list(names)}")
+        if (names[name].get("columns") or {}).get("text_pair") is None:
+            raise ConfigError("method.both_orders", f"task {name!r} has single texts, not sentence pairs")
+    for key in ("method.max_length", "method.teacher.batch_size", "method.student.batch_size"):
+        value = OmegaConf.select(cfg, key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise ConfigError(key, f"must be null or an integer >= 1, got {value!r}")
+
+
 def check(cfg: DictConfig) -> None:
     """bam: the task list, the switches, λ, the given teachers, the student, the optimised metric."""
     tasks = check_task_list(cfg)
     for name in SWITCHES:
         true_or_false(cfg, f"method.{name}")
     check_fixed_lambda(number(cfg, "method.fixed_lambda"))
+    check_reference_keys(cfg, tasks)
     check_trained_teachers(cfg, tasks)
     check_student(cfg)
     check_optimized_metric(cfg, tasks)

@@ -9,8 +9,11 @@ trained with BAM on the mixture, evaluated per task on val and test, and exporte
 
 Switches: `method.teachers: false` (plain multi-task: no teacher is trained or cached), `method.teacher_annealing:
 false` (fixed λ = `method.fixed_lambda`), `method.single_task: true` (the same student architecture trained on
-each task alone; stages `student_<task>`). Results: `<role>/<split>/<task>/<metric>` and `<role>/<split>/glue_mean`
-for role teacher (the single-task teachers) and student.
+each task alone; stages `student_<task>`). The points where google-research bam/ differs from kdlab's defaults are
+keys too (conf/method/bam_reference.yaml): `method.mixing`, `method.dataset_multiples`, `method.loss_reduction`,
+`method.both_orders`, `method.max_length`, `method.<stage>.batch_size`; `mix.json` records the mix and loss weights.
+Results: `<role>/<split>/<task>/<metric>` and `<role>/<split>/glue_mean` for role teacher (the single-task teachers)
+and student.
 """
 
 from __future__ import annotations
@@ -22,9 +25,8 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from kdlab.data.identity import content_id
-from kdlab.data.multitask import MultiTaskDataModule
+from kdlab.data.multitask import MultiTaskDataModule, task_module
 from kdlab.data.task_list import task_configs
-from kdlab.data.text import TextDataModule
 from kdlab.methods.bam import BAM, TeacherPredictions, glue_mean
 from kdlab.models.backbone import build_model
 from kdlab.models.files import load_trained
@@ -42,12 +44,29 @@ def main_metric(task: dict[str, Any]) -> str:
     return str(task.get("main_metric") or task["metrics"][0])
 
 
+def bam_tasks(cfg: DictConfig) -> list[dict[str, Any]]:
+    """`data.tasks` as bam trains them: every task at `method.max_length` when set, `both_orders` on the tasks of
+    `method.both_orders`."""
+    tasks = task_configs(container(cfg.data))
+    swapped = set(cfg.method.both_orders or [])
+    for task in tasks:
+        if cfg.method.max_length is not None:
+            task["max_length"] = int(cfg.method.max_length)
+        task["both_orders"] = task["name"] in swapped
+    return tasks
+
+
+def with_batch_size(task: dict[str, Any], batch_size: Any) -> dict[str, Any]:
+    """The task with a stage's batch size (`method.<stage>.batch_size`; null keeps the data's)."""
+    return task if batch_size is None else {**task, "batch_size": int(batch_size)}
+
+
 def task_run_config(cfg: DictConfig, task: dict[str, Any]) -> DictConfig:
     """The run config as one task's teacher sees it: `data` = the task, monitor = its main metric, its given teacher."""
     sub = cfg.copy()
     given = (cfg.method.get("trained_teachers") or {}).get(task["name"])
     with open_dict(sub):
-        sub.data = OmegaConf.create(task)
+        sub.data = OmegaConf.create(with_batch_size(task, cfg.method.teacher.batch_size))
         sub.method.monitor = f"val/{main_metric(task)}"
         sub.model.teacher.trained = str(given) if given else None
     return sub
@@ -84,7 +103,7 @@ def check_given_teachers(cfg: DictConfig, tasks: list[dict[str, Any]]) -> None:
         if task["name"] in given:
             key = f"method.trained_teachers.{task['name']}"
             model, _ = load_trained(str(given[task["name"]]), key=key)
-            check_head(model, TextDataModule(task), key)
+            check_head(model, task_module(task), key)
 
 
 def obtain_teachers(
@@ -98,7 +117,7 @@ def obtain_teachers(
     for task in tasks:
         name = task["name"]
         sub = task_run_config(cfg, task)
-        datamodule = TextDataModule(sub.data)
+        datamodule = task_module(sub.data)
         teacher, tokenizer, teacher_metrics, origin = obtain_teacher(
             sub, datamodule, run_dir, stage=f"teacher_{name}", key=f"method.trained_teachers.{name}"
         )
@@ -121,7 +140,15 @@ def train_student(
     run_dir: Path,
 ) -> dict[str, float]:
     """Train a student over `tasks` with BAM (gold labels only when `predictions` is None); its val/test metrics."""
-    data_cfg = {**container(cfg.data), "tasks": tasks}
+    batch_size = cfg.method.student.batch_size
+    data_cfg = {
+        **container(cfg.data),
+        "tasks": [with_batch_size(task, batch_size) for task in tasks],
+        "mixing": str(cfg.method.mixing),
+        "dataset_multiples": bool(cfg.method.dataset_multiples),
+    }
+    if batch_size is not None:
+        data_cfg["batch_size"] = int(batch_size)
     datamodule = MultiTaskDataModule(data_cfg, tokenizer=tokenizer)
     seed(cfg)
     model = build_model(container(cfg.model.student), None, tasks, tokenizer, key="model.student", method="bam")
@@ -134,11 +161,16 @@ def train_student(
         teacher_outputs={t["name"]: predictions[t["name"]] for t in tasks} if predictions is not None else None,
         teacher_annealing=bool(cfg.method.teacher_annealing),
         fixed_lambda=float(cfg.method.fixed_lambda),
+        loss_reduction=str(cfg.method.loss_reduction),
+        task_weights=datamodule.loss_weights(),
     )
     write_json(
         run_dir / stage / "mix.json",
         {
+            "mixing": datamodule.mixing,
             "probabilities": datamodule.probabilities(),
+            "multiples": dict(zip(datamodule.names, datamodule.multiples_of_tasks())),
+            "loss_weights": datamodule.loss_weights(),
             "epochs": [datamodule.epoch_mix(e) for e in range(int(cfg.method.student.epochs))],
         },
     )
@@ -147,13 +179,13 @@ def train_student(
 
 def run_bam(cfg: DictConfig, run_dir: Path) -> dict[str, float]:
     """Teachers (one per task) → cached predictions → BAM student (or single-task students); per-task results."""
-    tasks = task_configs(container(cfg.data))
+    tasks = bam_tasks(cfg)
     results: dict[str, float] = {}
     predictions = None
     if cfg.method.teachers:
         predictions, teacher_metrics = obtain_teachers(cfg, tasks, run_dir)
         results.update(prefixed("teacher", teacher_metrics))
-    mixture = MultiTaskDataModule(container(cfg.data))
+    mixture = MultiTaskDataModule({**container(cfg.data), "tasks": tasks})
     tokenizer = resolve_tokenizer(cfg, cfg.model.student, "model.student", lambda: mixture.texts("train"))
     if cfg.method.single_task:
         student: dict[str, float] = {}
