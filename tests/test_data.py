@@ -101,7 +101,7 @@ def test_a_task_without_a_test_source_has_no_test_split(tmp_path, tiny_tokenizer
     module = TextDataModule(cfg, tokenizer=tiny_tokenizer)
     module.setup()
     assert module.has_split("validation") and not module.has_split("test")
-    with pytest.raises(ConfigError, match=r"data\.test: no source configured"):
+    with pytest.raises(ConfigError, match=r"^data\.test: needs a source \(path, hf or embedded\)$"):
         module.records("test")
 
 

@@ -8,13 +8,12 @@ from typing import Any
 import torch
 
 from kdlab.data.base import Feature, KDDataModule
-from kdlab.data.checks import check_labels, check_task
+from kdlab.data.checks import check_labels, check_source, check_task
 from kdlab.data.collate import PadCollator, tokenize
 from kdlab.data.identity import Input
 from kdlab.data.loading import Record
 from kdlab.data.records import parse_label, parse_text, split_columns, split_records, task_labels  # noqa: F401 - pairs.py, parallel.py import parse_* from here
 from kdlab.data.transfer import TransferSet
-from kdlab.errors import ConfigError
 
 
 class TextDataModule(KDDataModule):
@@ -40,8 +39,7 @@ class TextDataModule(KDDataModule):
     def records(self, split: str) -> list[Record]:
         """The split's rows with parsed `text`, `text_pair` and `label`, loaded once."""
         if split not in self._records:
-            if self.cfg.get(split) is None:
-                raise ConfigError(f"{self.key}.{split}", "no source configured for this split")
+            check_source(self.cfg.get(split), f"{self.key}.{split}")  # the config check's rule, with this key
             self._records[split] = split_records(self.cfg, split)
         return self._records[split]
 
