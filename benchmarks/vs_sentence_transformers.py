@@ -161,7 +161,8 @@ def run_kdlab(args: argparse.Namespace) -> dict:
     import torch
     from omegaconf import OmegaConf
 
-    from kdlab.cache.teacher_outputs import TeacherOutputCache
+    from kdlab.cache.storage import Storage
+    from kdlab.cache.teacher_outputs import TeacherOutputCache, describe
     from kdlab.data.parallel import ParallelDataModule
     from kdlab.methods.multilingual import MultilingualDistillation
     from kdlab.models.backbone import freeze
@@ -197,16 +198,18 @@ def run_kdlab(args: argparse.Namespace) -> dict:
         for split in ("train", "validation"):
             sources, _ = datamodule.distinct_sources(split)
             inputs = [(s, None) for s in sources]
-            key = cache.key(
+            description = describe(
                 identity="bench",
                 teacher=teacher,
                 tokenizer=tokenizer,
                 max_length=args.max_length,
                 kind="embedding",
-                inputs=inputs,
+                storage=Storage("float32", None),
             )
             outputs[split], _ = cache.get_or_compute(
-                key, inputs, lambda items: predict(teacher, tokenizer, items, args.max_length, args.batch_size * 2)
+                description,
+                inputs,
+                lambda items: predict(teacher, tokenizer, items, args.max_length, args.batch_size * 2),
             )
         precompute = time.perf_counter() - start
         # kdlab's own optimizer settings for the method (conf/optimizer/adamw.yaml under conf/method/multilingual.yaml's

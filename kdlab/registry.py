@@ -147,7 +147,7 @@ register_method(
         ),
         example="data=reviews",
         data_key="data.task",
-        reads=("method", "model", "data", "loss"),
+        reads=("method", "model", "data", "loss", "cache"),
     )
 )
 register_method(
@@ -167,7 +167,7 @@ register_method(
         ),
         example="experiment=multilingual_toy",
         data_key="data.sources",
-        reads=("method", "model", "data"),
+        reads=("method", "model", "data", "cache"),
     )
 )
 register_method(
@@ -214,6 +214,6 @@ register_method(
         ),
         example="experiment=bam_toy",
         data_key="data.tasks",
-        reads=("method", "model", "data"),
+        reads=("method", "model", "data", "cache"),
     )
 )

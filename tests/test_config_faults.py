@@ -170,9 +170,11 @@ FAULTS = {
         "data.batch_size: the global batch of 33 does not divide across 2 processes (per-process batch = global ÷ processes); "
         "use a multiple of 2",
     ),
-    "teacher-outputs-missing-rows": Fault(
+    "teacher-outputs-flipped-byte": Fault(
         SMALL + "model.teacher.trained={teacher} model.teacher.tokenizer=null",
-        "{cache_entry}: teacher-output cache entry does not match its inputs; delete it to rebuild",
+        "{cache_shard}: teacher-output cache shard fails its checksum (its bytes changed on disk); delete this file "
+        "to rebuild its rows (the next run computes them again), or `kdlab-cache prune --entry {cache_entry}` for "
+        "the whole entry",
         cli=True,
         stage="start",
     ),
@@ -323,6 +325,23 @@ FAULTS = {
         "loss.temperature: method bam does not read loss.* (only hinton does), so this sweep parameter "
         "(hydra.sweeper.params) would change nothing; remove it",
     ),
+    # --- the teacher-output cache's storage (kdlab/cache/storage.py) ----------------------------------------------------
+    "cache-dtype": Fault("cache.dtype=float8", "cache.dtype: must be one of float32, float16, bfloat16, got 'float8'"),
+    "cache-top-k": Fault("cache.top_k=0", "cache.top_k: must be a whole number >= 1 or null (every logit), got 0"),
+    "cache-top-k-of-embeddings": Fault(
+        "experiment=multilingual_toy cache.top_k=2",
+        "cache.top_k: only logits can be stored as their top k; this method caches embeddings (set cache.top_k=null)",
+    ),
+    "cache-storage-of-a-live-teacher": Fault(
+        "method.teacher_outputs=live cache.dtype=float16",
+        "cache: the teacher's outputs are not cached in this run (method.teacher_outputs=live or method.teachers=false): "
+        "leave cache.dtype=float32 and cache.top_k=null",
+    ),
+    "cache-key-of-a-method-without-cache": Fault(
+        "experiment=trans_encoder_toy cache.dtype=float16",
+        "cache.dtype: method trans_encoder does not read cache.* (only hinton, multilingual, bam do), so this override "
+        "would change nothing; remove it",
+    ),
     # --- kdlab-eval ----------------------------------------------------------------------------------------------------
     "eval-model-path-missing": Fault(
         "",
@@ -398,9 +417,10 @@ def output_env(tmp_path: Path) -> dict[str, str]:
     }
 
 
-def tamper_teacher_outputs(args: list[str], tmp_path: Path, monkeypatch) -> str:
-    """Fill the teacher-output cache entry the run will read (as the pipeline does), then drop its last row; its path."""
-    from safetensors.torch import load_file, save_file
+def tamper_teacher_outputs(args: list[str], tmp_path: Path, monkeypatch) -> tuple[str, str]:
+    """Fill the teacher-output cache entry the run will read (as the pipeline does), then flip one bit inside its
+    stored values; (the shard's path, the entry's name)."""
+    import struct
 
     from kdlab import api
     from kdlab.data.text import TextDataModule
@@ -412,9 +432,13 @@ def tamper_teacher_outputs(args: list[str], tmp_path: Path, monkeypatch) -> str:
     cfg = api.compose(*args)
     teacher, tokenizer = load_trained(cfg.model.teacher.trained)
     _, info = cached_teacher_logits(cfg, teacher, tokenizer, TextDataModule(cfg.data, tokenizer=tokenizer))
-    entry = load_file(info["path"])
-    save_file({name: tensor[:-1].contiguous() for name, tensor in entry.items()}, info["path"])
-    return info["path"]
+    (shard,) = Path(info["path"]).glob("*.safetensors")
+    data = bytearray(shard.read_bytes())
+    header = struct.unpack("<Q", data[:8])[0]
+    start, end = json.loads(data[8 : 8 + header])["outputs"]["data_offsets"]
+    data[8 + header + (start + end) // 2] ^= 0x10
+    shard.write_bytes(bytes(data))
+    return str(shard), info["entry"]
 
 
 def in_process(
@@ -449,8 +473,8 @@ def test_a_config_fault_stops_with_one_line_naming_the_key_and_leaves_no_finishe
     args = fault.args.format(**files).split()
     env = {key: value.format(**files) for key, value in fault.env.items()}
     placeholders = dict(files)
-    if name == "teacher-outputs-missing-rows":
-        placeholders["cache_entry"] = tamper_teacher_outputs(args, tmp_path, monkeypatch)
+    if name == "teacher-outputs-flipped-byte":
+        placeholders["cache_shard"], placeholders["cache_entry"] = tamper_teacher_outputs(args, tmp_path, monkeypatch)
     expected = "kdlab: error: " + fault.error.format(**placeholders)
 
     if fault.cli:

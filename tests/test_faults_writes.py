@@ -1,7 +1,7 @@
 """Nothing lost (issue 9): a write killed at any moment, a full disk, an output folder that cannot be written.
 
-The three writers every run depends on — `write_json` (metrics.json), `TeacherOutputCache.store` (a cache
-entry) and `export_model` (an exported model, through `save_atomically`) — are killed with SIGKILL in a
+The three writers every run depends on — `write_json` (metrics.json), `TeacherOutputCache.store` (a shard appended
+to a cache entry) and `export_model` (an exported model, through `save_atomically`) — are killed with SIGKILL in a
 separate process: once before each of their file-system steps in turn (an audit hook sends the signal, so
 every step is hit, deterministically), and at random moments while they write large payloads. kdlab's own
 readers then find the old version, the new one, or nothing — never a partial file — and the next write
@@ -55,7 +55,7 @@ WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT
 # --- the writers, their payloads and kdlab's readers ---------------------------------------------------------------
 def target(kind: str, folder: Path) -> Path:
     """The file or folder a writer of `kind` produces in `folder`."""
-    return folder / {"metrics": "metrics.json", "cache": f"{KEY}.safetensors", "export": "model"}[kind]
+    return folder / {"metrics": "metrics.json", "cache": KEY, "export": "model"}[kind]
 
 
 def inputs() -> list[tuple[str, None]]:
@@ -88,6 +88,7 @@ def export_model_of(version: int, tokenizer: Any) -> Any:
 
 def writers(root: Path) -> dict[str, Callable[[Path, int], None]]:
     """kind → write(folder, version), each payload built once (the versions a killed write may leave: 0, 1, 2)."""
+    from kdlab.cache.storage import Storage
     from kdlab.cache.teacher_outputs import TeacherOutputCache
     from kdlab.data.embedded import reviews
     from kdlab.models.files import export_model
@@ -101,7 +102,7 @@ def writers(root: Path) -> dict[str, Callable[[Path, int], None]]:
     rows = inputs()
     return {
         "metrics": lambda folder, v: write_json(target("metrics", folder), metrics[v]),
-        "cache": lambda folder, v: TeacherOutputCache(folder).store(KEY, rows, outputs[v]),
+        "cache": lambda folder, v: TeacherOutputCache(folder).store(KEY, rows, outputs[v], Storage("float32", None)),
         "export": lambda folder, v: export_model(models[v], tokenizer, target("export", folder)),
     }
 
@@ -138,9 +139,21 @@ def read(kind: str, folder: Path) -> int | None:
 
 
 def leftovers(kind: str, folder: Path) -> list[str]:
-    """Temporary siblings of the target: hidden names that start with its own (.<name>.<pid>.<host>.<random>.tmp)."""
+    """Temporary siblings of the target: hidden names that start with its own (.<name>.<pid>.<host>.<random>.tmp);
+    for the cache, whose writes append shards to the entry folder, the temporary files in that folder."""
+    if kind == "cache":
+        entry = target(kind, folder)
+        return sorted(p.name for p in entry.iterdir() if p.name.endswith(".tmp")) if entry.exists() else []
     name = target(kind, folder).name
     return sorted(p.name for p in folder.iterdir() if p.name.startswith(f".{name}.")) if folder.exists() else []
+
+
+def written(kind: str, folder: Path) -> list[str]:
+    """What a write left in place: the target (for the cache, the shards in its entry folder)."""
+    path = target(kind, folder)
+    if kind == "cache":
+        return sorted(p.name for p in path.glob("*.safetensors")) if path.exists() else []
+    return [path.name] if path.exists() else []
 
 
 # --- the killing process (this file run as a script) -----------------------------------------------------------------
@@ -258,9 +271,7 @@ def drive(root: Path) -> dict[str, Any]:
             report[kind]["limit"] = None
         except Exception as err:  # noqa: BLE001 - reported for the test to compare
             report[kind]["limit"] = str(err) if isinstance(err, OutputError) else repr(err)
-        report[kind]["limit_left"] = leftovers(kind, folder) + (
-            [target(kind, folder).name] if target(kind, folder).exists() else []
-        )
+        report[kind]["limit_left"] = leftovers(kind, folder) + written(kind, folder)
     return report
 
 
@@ -332,7 +343,13 @@ def test_a_write_the_file_system_refuses_is_one_error_naming_the_path(killed_wri
     """RLIMIT_FSIZE makes the kernel refuse the bytes (EFBIG), in Python's writes and safetensors' Rust alike."""
     root, report = killed_writes
     path = target(kind, root / kind / "limit")
-    assert report[kind]["limit"] == f"{path}: cannot be written: File too large (free space or choose another folder)"
+    refused = ": cannot be written: File too large (free space or choose another folder)"
+    if kind == "cache":  # the shard being appended is named
+        assert re.fullmatch(
+            rf"{re.escape(str(path))}/000001-[0-9a-f]{{16}}\.safetensors{re.escape(refused)}", report[kind]["limit"]
+        )
+    else:
+        assert report[kind]["limit"] == f"{path}{refused}"
     assert report[kind]["limit_left"] == []  # no partial file, no temporary file
 
 

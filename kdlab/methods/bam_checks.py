@@ -9,6 +9,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from kdlab.cache.storage import check_storage
 from kdlab.data.task_list import MIXINGS
 from kdlab.errors import ConfigError
 from kdlab.methods.text_data_checks import check_task_list
@@ -107,5 +108,6 @@ def check(cfg: DictConfig) -> None:
     check_fixed_lambda(number(cfg, "method.fixed_lambda"))
     check_reference_keys(cfg, tasks)
     check_trained_teachers(cfg, tasks)
+    check_storage(cfg.get("cache") or {}, "logits", used=bool(cfg.method.get("teachers")))
     check_student(cfg)
     check_optimized_metric(cfg, tasks)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
+from kdlab.cache.storage import check_storage
 from kdlab.data import transfer
 from kdlab.errors import ConfigError
 from kdlab.losses import registry as losses
@@ -102,6 +103,7 @@ def check(cfg: DictConfig) -> None:
     """hinton: the loss, the teacher's outputs, the text data, the teacher and student, the optimised metric."""
     check_loss(cfg)
     check_teacher_outputs(cfg)
+    check_storage(cfg.get("cache") or {}, "logits", used=cfg.method.get("teacher_outputs") == "cache")
     check_text_data(cfg)
     if cfg.model.get("teacher") is None or cfg.model.get("student") is None:
         raise ConfigError("model", "method hinton needs model.teacher and model.student")

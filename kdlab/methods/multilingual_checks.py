@@ -7,6 +7,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
+from kdlab.cache.storage import check_storage
 from kdlab.data.checks import check_parallel_data
 from kdlab.errors import ConfigError
 from kdlab.methods.hinton_checks import check_teacher_layers
@@ -46,5 +47,6 @@ def check_student(cfg: DictConfig) -> None:
 def check(cfg: DictConfig) -> None:
     """multilingual: the parallel data, the evaluation folders, the student."""
     check_parallel_data(cfg)
+    check_storage(cfg.get("cache") or {}, "embeddings")
     check_evaluation_folders(cfg)
     check_student(cfg)

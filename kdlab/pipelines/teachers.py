@@ -16,10 +16,12 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from kdlab import __version__
-from kdlab.cache.teacher_outputs import TeacherOutputCache
+from kdlab.cache.storage import Storage, check_storage
+from kdlab.cache.teacher_outputs import TeacherOutputCache, describe
+from kdlab.data.collate import tokenize
 from kdlab.data.identity import distinct, records_fingerprint
 from kdlab.data.records import SPLITS, check_label_width
 from kdlab.data.text import TextDataModule
@@ -31,7 +33,7 @@ from kdlab.pipelines.common import container, module_arguments, resolve_tokenize
 from kdlab.runner import evaluate, fit_stage
 from kdlab.tracking import log_to_trackers
 from kdlab.utils.atomic import save_atomically
-from kdlab.utils.distributed import is_global_zero
+from kdlab.utils.distributed import computed_in_shares, is_global_zero
 from kdlab.utils.run_folder import write_json
 
 log = logging.getLogger(__name__)
@@ -150,26 +152,70 @@ def obtain_teacher(
     return module.model, tokenizer, metrics, f"trained in this run, stored as {stored}"
 
 
+def cache_storage(cfg: DictConfig, kind: str) -> Storage:
+    """`cache.dtype` / `cache.top_k` for outputs of `kind` (checked; kdlab/cache/storage.py)."""
+    return check_storage(cfg.get("cache") or {}, "logits" if kind == "logits" else "embeddings")
+
+
+def teacher_rows(
+    teacher: Any, tokenizer: Any, items: list[tuple[str, str | None]], max_length: int, batch_size: int, select: Any
+) -> Any:
+    """`predict` over `items`, shared out across the processes of a multi-process run: the items sorted by token
+    length as `predict` sorts them, whole batches dealt out in turn, so every process forms exactly the batches one
+    process would and the rows are the same bit for bit (kdlab.utils.distributed.computed_in_shares)."""
+    import torch
+
+    features = tokenize(
+        tokenizer, [t for t, _ in items], [p for _, p in items] if items[0][1] is not None else None, max_length
+    )
+    order = sorted(range(len(items)), key=lambda i: len(features[i]["input_ids"]))
+    rows = computed_in_shares(
+        lambda share: predict(teacher, tokenizer, share, max_length, batch_size, select=select),
+        [items[i] for i in order],
+        block=batch_size,
+    )
+    out = torch.empty_like(rows)
+    out[torch.tensor(order)] = rows
+    return out
+
+
 def cached_teacher_outputs(
     cfg: DictConfig, teacher: Any, tokenizer: Any, inputs: list[tuple[str, str | None]], kind: str, select: Any
 ) -> tuple[Any, dict[str, Any]]:
-    """`select(teacher(x))` for every input, from the teacher-output cache (computed once per key), in input order."""
+    """`select(teacher(x))` for every input, in input order, from the teacher-output cache: the rows an earlier run
+    stored for this teacher are read, only the missing ones are computed (kdlab/cache/teacher_outputs.py)."""
     import torch
 
     unique, where = distinct(inputs)
     cache = TeacherOutputCache(Path(cfg.paths.cache_dir) / "teacher_outputs")
     max_length = int(cfg.data.max_length)
+    storage = cache_storage(cfg, kind)
     identity = f"{type(teacher).__name__}/{teacher.config.model_type}"
-    key = cache.key(
-        identity=identity, teacher=teacher, tokenizer=tokenizer, max_length=max_length, kind=kind, inputs=unique
+    description = describe(
+        identity=identity,
+        teacher=teacher,
+        tokenizer=tokenizer,
+        max_length=max_length,
+        kind=kind,
+        storage=storage,
+        name=getattr(teacher.config, "_name_or_path", None) or None,
     )
-    outputs, hit = cache.get_or_compute(
-        key,
+    run = OmegaConf.select(cfg, "paths.output_dir", default=None, throw_on_resolution_failure=False)
+    outputs, info = cache.get_or_compute(
+        description,
         unique,
-        lambda items: predict(teacher, tokenizer, items, max_length, int(cfg.data.eval_batch_size), select=select),
+        lambda items: teacher_rows(teacher, tokenizer, items, max_length, int(cfg.data.eval_batch_size), select),
+        run=None if run is None else str(run),
     )
-    info = {"mode": "cache", "hit": hit, "key": key, "path": str(cache.path(key)), "rows": len(unique)}
-    return outputs[torch.tensor(where)], info
+    record = {
+        "mode": "cache",
+        "hit": info["computed"] == 0,
+        "key": info["entry"],
+        **info,
+        "dtype": storage.dtype,
+        "top_k": storage.top_k,
+    }
+    return outputs[torch.tensor(where)], record
 
 
 def teacher_logits(

@@ -3,8 +3,9 @@
 Lightning's `ddp` strategy starts ranks 1..N-1 by running the same command line again (under SLURM, srun
 starts every rank): every rank runs the whole pipeline, and the trainers meet in each `fit`/`validate`.
 Work whose result must exist once — run-folder files, exports, stored teachers — is done by global rank 0
-(`is_global_zero`); the teacher-output cache is built by whichever process takes its lock first
-(kdlab/cache/teacher_outputs.py), the others read it.
+(`is_global_zero`). The rows a teacher-output cache entry lacks are computed in shares by every rank once the process
+group is up (`computed_in_shares`), and written by rank 0 (kdlab/cache/teacher_outputs.py); before it is up (the
+other ranks start with the first Trainer call) the one running process computes them.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ def is_global_zero() -> bool:
     return getattr(rank_zero_only, "rank", 0) == 0
 
 
-def _process_group() -> Any:
+def process_group() -> Any:
     """torch.distributed when a process group with several processes is up, else None."""
     import torch.distributed as dist
 
@@ -43,31 +44,38 @@ def _process_group() -> Any:
 
 def wait_for_all() -> None:
     """A barrier of every process (nothing in a single process): what rank 0 wrote before it, all can read after."""
-    dist = _process_group()
+    dist = process_group()
     if dist is not None:
         dist.barrier()
 
 
-def computed_in_shares(compute: Callable[[Sequence[Item]], Any], items: Sequence[Item]) -> Any:
-    """`compute(items)` (a tensor with one row per item) with the work split across processes: process r computes
-    items[r::N], the shares are gathered, and every process gets the rows of all items in item order."""
+def computed_in_shares(compute: Callable[[Sequence[Item]], Any], items: Sequence[Item], block: int = 1) -> Any:
+    """`compute(items)` (a tensor with one row per item) with the work split across processes: the items are cut
+    into blocks of `block` consecutive items, process r computes blocks r, r+N, r+2N, ... (block 1: items[r::N]), the
+    shares are gathered, and every process gets the rows of all items in item order. With items sorted by length and
+    `block` the batch size, each process forms exactly the batches one process would (the same rows, bit for bit)."""
     import torch
 
-    dist = _process_group()
+    dist = process_group()
     world = dist.get_world_size() if dist is not None else 1
     if world == 1 or len(items) < world:
         return compute(items)
+    blocks = [list(range(start, min(start + block, len(items)))) for start in range(0, len(items), block)]
+    owned = [[i for part in blocks[r::world] for i in part] for r in range(world)]
     rank = dist.get_rank()
-    share = compute(items[rank::world])
+    share = compute([items[i] for i in owned[rank]]) if owned[rank] else None
+    if share is None:  # more processes than blocks: this one computes nothing, but learns the row shape
+        share = compute(items[:1])[:0]
     device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else torch.device("cpu")
-    longest = -(-len(items) // world)
+    longest = max(len(part) for part in owned)
     padded = share.new_zeros((longest, *share.shape[1:]), device=device)
     padded[: len(share)] = share.to(device)
     shares = [torch.empty_like(padded) for _ in range(world)]
     dist.all_gather(shares, padded)
     rows = share.new_empty((len(items), *share.shape[1:]))
-    for source, gathered in enumerate(shares):
-        rows[source::world] = gathered[: len(range(source, len(items), world))].to(rows.device)
+    for part, gathered in zip(owned, shares):
+        if part:
+            rows[torch.tensor(part)] = gathered[: len(part)].to(rows.device)
     return rows
 
 
@@ -77,7 +85,7 @@ def gathered_rows(tensor: Any) -> tuple[Any, int]:
     same rows as in one process. In a single process: the tensor itself and 0."""
     import torch
 
-    dist = _process_group()
+    dist = process_group()
     if dist is None:
         return tensor, 0
     from torch.distributed.nn.functional import all_gather
