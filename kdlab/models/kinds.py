@@ -19,6 +19,7 @@ shared layers do with such a model:
     classifier   whether it is a sequence classifier (below); a trained teacher or kdlab-eval's model must be one
     serves       the "<method>.<role>" places it may be built for (role: teacher, student, bi_encoders, ...)
     default_for  those of them where a spec without `kind` builds it
+    settings     the keys its spec's `config` may hold, for its `check` (a word student's sizes)
     check        check(key, spec, method): config-time rules on the spec's own keys (torch-free; optional)
 
 A classifier kind's forward takes input_ids / attention_mask / token_type_ids and returns an object with `.logits`,
@@ -63,6 +64,7 @@ class ModelKind:
     )
     serves: tuple[str, ...] = ()  # "<method>.<role>" where it may be built
     default_for: tuple[str, ...] = ()  # those where a spec without `kind` builds it
+    settings: tuple[str, ...] = ()  # the keys its spec's `config` takes, where its `check` reads them (word students)
     check: str | None = None  # check(key, spec, method): torch-free config-time rules on the spec's own keys
 
     def call(self, step: str, *args: Any) -> Any:
@@ -171,14 +173,10 @@ PROJECTIONS = (
     "pca",
     "learnt",
 )  # teacher embeddings to a smaller width: fixed (top principal components) or a trained Linear
-ARCHITECTURE_KEYS = {  # a word student's `config` keys (kdlab.models.word_students.WordStudentConfig and its subclasses)
-    "bilstm": ("embedding_dim", "hidden_size", "fc_size", "dropout"),
-    "textcnn": ("embedding_dim", "filter_widths", "num_filters", "dropout"),
-}
 
 
 def check_word_student(key: str, spec: Mapping[str, Any], method: str) -> None:
-    """A BiLSTM/TextCNN spec: no Hugging Face keys (name_or_path, layers, trust_remote_code), embeddings
+    """A word student's spec (BiLSTM, TextCNN): no Hugging Face keys (name_or_path, layers, trust_remote_code), embeddings
     random|teacher (teacher: method hinton), projection null|pca|learnt, its own `config` keys with positive sizes."""
     embeddings, projection = spec.get("embeddings", "random"), spec.get("projection")
     for name in (
@@ -203,7 +201,7 @@ def check_word_student(key: str, spec: Mapping[str, Any], method: str) -> None:
         )
     if projection is not None and projection not in PROJECTIONS:
         raise ConfigError(f"{key}.projection", f"must be one of {list(PROJECTIONS)} or null, got {projection!r}")
-    known = ARCHITECTURE_KEYS[spec.get("kind")]
+    known = KINDS[spec.get("kind")].settings
     for name, value in (spec.get("config") or {}).items():
         if name not in known:
             raise ConfigError(f"{key}.config.{name}", f"is not a {spec.get('kind')} setting; they are {list(known)}")
@@ -266,6 +264,7 @@ register_kind(
         **word_student("kdlab.models.bilstm"),
         transformer=False,
         serves=CLASSIFIER_PLACES,
+        settings=("embedding_dim", "hidden_size", "fc_size", "dropout"),  # kdlab.models.bilstm.BiLSTMConfig
         check="kdlab.models.kinds:check_word_student",
     )
 )
@@ -277,6 +276,7 @@ register_kind(
         **word_student("kdlab.models.textcnn"),
         transformer=False,
         serves=CLASSIFIER_PLACES,
+        settings=("embedding_dim", "filter_widths", "num_filters", "dropout"),  # kdlab.models.textcnn.TextCNNConfig
         check="kdlab.models.kinds:check_word_student",
     )
 )
