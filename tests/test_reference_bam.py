@@ -29,7 +29,7 @@ from kdlab.methods.bam import BAM as BAMModule
 from kdlab.methods.bam import TeacherPredictions
 from kdlab.models.multitask import build_multitask_model
 from kdlab.optim import build_optimizer
-from kdlab.presets import deviations, record_deviations
+from kdlab.presets import deviations, preset_points, record_deviations
 
 REPO = Path(__file__).resolve().parents[1]
 BAM_PRESET = OmegaConf.load(REPO / "conf" / "method" / "bam_reference.yaml")
@@ -361,3 +361,34 @@ def test_the_hinton_preset_composes_and_names_a_changed_temperature(monkeypatch)
     assert deviations(api.compose("experiment=hinton_reference", "loss.temperature=4")) == {
         "loss.temperature": {"reference": 3.0, "run": 4.0}
     }
+
+
+@pytest.mark.parametrize("preset", ["bam_reference", "hinton_reference"])
+def test_the_docs_table_names_every_point_of_the_preset(preset):
+    """docs/reference_presets.md: each point's key in its section's table (`<stage>` standing for teacher and student)."""
+    text = (REPO / "docs" / "reference_presets.md").read_text(encoding="utf-8")
+    section = (
+        text.split("## BAM!")[1].split("## Hinton")[0] if preset == "bam_reference" else text.split("## Hinton")[1]
+    )
+    for point in preset_points(preset):
+        generic = point.replace(".student.", ".<stage>.").replace(".teacher.", ".<stage>.")
+        assert f"`{point}`" in section or f"`{generic}`" in section, point
+
+
+def test_a_tiny_run_of_the_bam_preset(cli):
+    """The toy BAM under the preset: mixed batches with multiples and weights in mix.json, the sts teacher trained and
+    predicting on both orders, and the run's own settings (toy sizes, lrs, epochs) recorded as deviations."""
+    result = cli(*BAM_REF, "method.max_length=32", "method.teacher.batch_size=16", "method.student.batch_size=32")
+    assert result.returncode == 0, result.stderr[-3000:]
+    (run,) = sorted((cli.tmp_path / "outputs" / "runs").glob("*/config.yaml"))
+    folder = run.parent
+    mix = json.loads((folder / "student" / "mix.json").read_text())
+    assert mix["mixing"] == "example" and mix["epochs"][0] == {"reviews": 160, "sts": 192}  # 96 pairs, both orders
+    assert mix["multiples"] == {"reviews": 1, "sts": 1}
+    assert 160 * mix["loss_weights"]["reviews"] / (192 * mix["loss_weights"]["sts"]) == pytest.approx(
+        (160 / 192) ** 0.75
+    )
+    recorded = json.loads((folder / "reference_deviations.json").read_text())["deviations"]
+    assert recorded["method.student.batch_size"] == {"reference": 128, "run": 32}
+    assert "method.mixing" not in recorded and "method.loss_reduction" not in recorded
+    assert f"preset bam_reference: {len(recorded)} point(s) deviate from the reference" in result.stdout
