@@ -28,45 +28,60 @@ TINY_TEACHER = [
     "model.teacher.config.num_attention_heads=2",
     "model.teacher.config.intermediate_size=64",
 ]
-# multilingual on the embedded parallel toy: 64 train and 32 dev pairs of each of its two languages
-MULTILINGUAL = [
-    "experiment=multilingual_toy",
-    "data.sources.0.size=64",
-    "data.sources.1.size=64",
-    "data.dev.0.size=32",
-    "data.dev.1.size=32",
-]
-# Trans-Encoder on the embedded sts_toy pairs: one cycle, one epoch per stage
-TRANS_ENCODER = [
-    "experiment=trans_encoder_toy",
-    "trainer.enable_progress_bar=false",
-    "method.cycles=1",
-    "data.train.size=160",
-    "data.validation.size=80",
-    "data.test.size=80",
-    "method.simcse.epochs=1",
-    "method.cross.epochs=1",
-    "method.bi.epochs=1",
-    "method.bi.batch_size=32",
-]
-# BAM on the embedded two-task toy: small tasks, 32-wide teachers and student, a teacher epoch and two student epochs
-BAM = [
-    "method.deploy_benchmark=false",  # no export timing in tests (tests/test_deploy.py times them)
-    "experiment=bam_toy",
-    "data.tasks.0.train.size=160",
-    "data.tasks.0.validation.size=48",
-    "data.tasks.0.test.size=48",
-    "data.tasks.1.train.size=96",
-    "data.tasks.1.validation.size=32",
-    "data.tasks.1.test.size=32",
-    "data.batch_size=16",
-    "data.max_length=32",
-    "model.teacher.config.hidden_size=32",
-    "model.teacher.config.num_hidden_layers=1",
-    "model.teacher.config.intermediate_size=64",
-    "model.student.config.hidden_size=32",
-    "model.student.config.intermediate_size=64",
-    "method.teacher.epochs=1",
-    "method.student.epochs=2",
-    "trainer.log_every_n_steps=1",
-]
+
+
+def multilingual(pairs: int = 64, dev: int = 32) -> list[str]:
+    """multilingual on the embedded parallel toy: `pairs` train and `dev` dev pairs of each of its two languages."""
+    return [
+        "experiment=multilingual_toy",
+        f"data.sources.0.size={pairs}",
+        f"data.sources.1.size={pairs}",
+        f"data.dev.0.size={dev}",
+        f"data.dev.1.size={dev}",
+    ]
+
+
+def trans_encoder(train: int = 160, held_out: int = 80) -> list[str]:
+    """Trans-Encoder on the embedded sts_toy pairs (`train` pairs, `held_out` for validation and for test): one cycle,
+    one epoch per stage."""
+    return [
+        "experiment=trans_encoder_toy",
+        "trainer.enable_progress_bar=false",
+        "method.cycles=1",
+        f"data.train.size={train}",
+        f"data.validation.size={held_out}",
+        f"data.test.size={held_out}",
+        "method.simcse.epochs=1",
+        "method.cross.epochs=1",
+        "method.bi.epochs=1",
+        "method.bi.batch_size=32",
+    ]
+
+
+def bam(train: tuple[int, int] = (160, 96), held_out: tuple[int, int] = (48, 32)) -> list[str]:
+    """BAM on the embedded two-task toy: each task's `train` rows and `held_out` rows for validation and for test;
+    32-wide teachers and student, a teacher epoch and two student epochs, no export timing."""
+    sizes = [
+        f"data.tasks.{task}.{split}.size={size}"
+        for task, (rows, held) in enumerate(zip(train, held_out))
+        for split, size in (("train", rows), ("validation", held), ("test", held))
+    ]
+    return [
+        "method.deploy_benchmark=false",  # no export timing in tests (tests/test_deploy.py times them)
+        "experiment=bam_toy",
+        *sizes,
+        "data.batch_size=16",
+        "data.max_length=32",
+        "model.teacher.config.hidden_size=32",
+        "model.teacher.config.num_hidden_layers=1",
+        "model.teacher.config.intermediate_size=64",
+        "model.student.config.hidden_size=32",
+        "model.student.config.intermediate_size=64",
+        "method.teacher.epochs=1",
+        "method.student.epochs=2",
+    ]
+
+
+MULTILINGUAL = multilingual()
+TRANS_ENCODER = trans_encoder()
+BAM = [*bam(), "trainer.log_every_n_steps=1"]

@@ -17,7 +17,7 @@ import re
 import pytest
 import torch
 from conftest import run_dirs
-from settings import TRANS_ENCODER
+from settings import TRANS_ENCODER, multilingual
 
 from kdlab.data.multitask import TaskBatchSampler
 from kdlab.data.sampling import LengthGroupedBatchSampler, ShuffledBatchSampler
@@ -120,11 +120,7 @@ HINTON = [
 ]
 MULTILINGUAL = [
     "method.deploy_benchmark=false",  # no export timing in tests (tests/test_deploy.py times them)
-    "experiment=multilingual_toy",
-    "data.sources.0.size=480",
-    "data.sources.1.size=480",
-    "data.dev.0.size=100",
-    "data.dev.1.size=100",
+    *multilingual(pairs=480, dev=100),
     "method.student.epochs=2",
     "trainer.enable_progress_bar=false",
     "model.teacher.config.hidden_dropout_prob=0",

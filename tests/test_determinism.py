@@ -19,6 +19,7 @@ import pytest
 import torch
 from conftest import REPO
 from safetensors.torch import load_file
+from settings import bam, multilingual, trans_encoder
 
 TINY = ["trainer.enable_progress_bar=false", "trainer.limit_val_batches=2", "trainer.limit_test_batches=2"]
 CASES = {  # each method's tiny setting, as its own tests use it (a few batches, a few epochs)
@@ -35,49 +36,15 @@ CASES = {  # each method's tiny setting, as its own tests use it (a few batches,
     "multilingual": [
         *TINY,
         "method.deploy_benchmark=false",  # no export timing in tests (tests/test_deploy.py times them)
-        "experiment=multilingual_toy",
-        "data.sources.0.size=120",
-        "data.sources.1.size=120",
-        "data.dev.0.size=40",
-        "data.dev.1.size=40",
+        *multilingual(pairs=120, dev=40),
         "model.teacher.config.hidden_size=32",
         "model.teacher.config.intermediate_size=64",
         "model.teacher.config.num_attention_heads=2",
         "method.student.epochs=2",
         "data.batch_size=16",
     ],
-    "trans_encoder": [
-        *TINY,
-        "experiment=trans_encoder_toy",
-        "method.cycles=1",
-        "data.train.size=96",
-        "data.validation.size=40",
-        "data.test.size=40",
-        "method.simcse.epochs=1",
-        "method.cross.epochs=1",
-        "method.bi.epochs=1",
-        "method.bi.batch_size=32",
-    ],
-    "bam": [
-        *TINY,
-        "method.deploy_benchmark=false",  # no export timing in tests (tests/test_deploy.py times them)
-        "experiment=bam_toy",
-        "data.tasks.0.train.size=96",
-        "data.tasks.0.validation.size=32",
-        "data.tasks.0.test.size=32",
-        "data.tasks.1.train.size=64",
-        "data.tasks.1.validation.size=32",
-        "data.tasks.1.test.size=32",
-        "data.batch_size=16",
-        "data.max_length=32",
-        "model.teacher.config.hidden_size=32",
-        "model.teacher.config.num_hidden_layers=1",
-        "model.teacher.config.intermediate_size=64",
-        "model.student.config.hidden_size=32",
-        "model.student.config.intermediate_size=64",
-        "method.teacher.epochs=1",
-        "method.student.epochs=2",
-    ],
+    "trans_encoder": [*TINY, *trans_encoder(train=96, held_out=40)],
+    "bam": [*TINY, *bam(train=(96, 64), held_out=(32, 32))],
 }
 OTHER_SEED = ("hinton_seed7", [*CASES["hinton"], "seed=7"])  # shows that the comparison can tell two runs apart
 
