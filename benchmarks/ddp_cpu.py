@@ -126,8 +126,8 @@ def main() -> None:
         f"wall ×{report['ratio_wall_long']:.2f}"
     )
     print(
-        f"final metrics: 1 process val/test acc {one['val_acc']:.4f}/{one['test_acc']:.4f}; "
-        f"{args.processes} processes {many['val_acc']:.4f}/{many['test_acc']:.4f}"
+        f"final metrics: 1 process val/test acc {one['val_acc']:.2f}/{one['test_acc']:.2f}; "
+        f"{args.processes} processes {many['val_acc']:.2f}/{many['test_acc']:.2f}"
     )
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)

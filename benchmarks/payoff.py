@@ -56,10 +56,10 @@ def main() -> None:
     print(f"{'seed':>6} {'teacher':>8} {'KD':>8} {'no KD':>8} {'gain':>7} {'wall s':>7}")
     gains = []
     for seed, row in rows.items():
-        gain = 100 * (row["student"] - row["baseline"])
+        gain = row["student"] - row["baseline"]  # metrics.json scores are ×100
         gains.append(gain)
         print(
-            f"{seed:>6} {100 * row['teacher']:8.2f} {100 * row['student']:8.2f} {100 * row['baseline']:8.2f} "
+            f"{seed:>6} {row['teacher']:8.2f} {row['student']:8.2f} {row['baseline']:8.2f} "
             f"{gain:+7.2f} {row['wall_s']:7.0f}"
         )
     spread = statistics.stdev(gains) if len(gains) > 1 else 0.0

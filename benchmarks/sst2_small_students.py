@@ -64,8 +64,8 @@ def train(folder: Path, overrides: list[str]) -> tuple[dict[str, float], float]:
 def figures(metrics: dict[str, float], role: str, wall: float) -> dict[str, float]:
     """Accuracy and deploy figures of `role` in one run's metrics."""
     return {
-        "dev_acc": 100 * metrics[f"{role}/val/acc"],
-        "test_acc": 100 * metrics[f"{role}/test/acc"],
+        "dev_acc": metrics[f"{role}/val/acc"],  # metrics.json scores are ×100
+        "test_acc": metrics[f"{role}/test/acc"],
         "params": metrics[f"{role}/deploy/params"],
         "disk_mb": metrics[f"{role}/deploy/disk_mb"],
         "latency_ms_b1": metrics[f"{role}/deploy/latency_ms_b1"],

@@ -141,7 +141,7 @@ def main() -> None:
     )
     for name, row in results.items():
         print(
-            f"{name:<8} {100 * row['test_acc']:>8.1f} {row['parameters']:>10,} {row['parameters_x']:>6.1f} "
+            f"{name:<8} {row['test_acc']:>8.1f} {row['parameters']:>10,} {row['parameters_x']:>6.1f} "
             f"{row['export_bytes'] / 1e6:>9.2f} {row['export_x']:>6.1f} {row['tokenise_ms']:>11.3f} {row['latency_ms']:>10.3f} "
             f"{row['latency_x']:>6.1f} {row['throughput_64']:>9.0f} {row['throughput_x']:>6.1f}"
         )

@@ -4,4 +4,4 @@ Importing the package is cheap: torch, transformers and Lightning are imported b
 submodules that need them, so `kdlab-train --help` and `--cfg job` answer quickly.
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

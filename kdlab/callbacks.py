@@ -19,6 +19,7 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import ModelCheckpoint, TQDMProgressBar
 
+from kdlab.evaluation.names import format_metric
 from kdlab.utils.quiet import without_version
 
 TIE_MODES = {"min": torch.lt, "max": torch.gt}  # the config check (kdlab.config) lists the same two
@@ -82,7 +83,9 @@ class EpochLine(pl.Callback):
         total = trainer.max_epochs if trainer.max_epochs and trainer.max_epochs > 0 else done
         metrics = trainer.callback_metrics
         parts = [
-            f"{name} {float(metrics[name]):.4f}" for name in ("train/loss", self.monitor) if name and name in metrics
+            f"{name} {format_metric(name, float(metrics[name]))}"
+            for name in ("train/loss", self.monitor)
+            if name and name in metrics
         ]
         eta = elapsed / done * max(total - done, 0)
         self.out.info(

@@ -19,6 +19,7 @@ from kdlab.errors import ConfigError
 from kdlab.optim_checks import check_optimizer
 from kdlab.presets import check_preset
 from kdlab.utils.atomic import check_writable
+from kdlab.utils.quiet import NotesUntilValid
 from kdlab.utils.values import at_least, require, resolved
 
 
@@ -159,4 +160,5 @@ def validate(cfg: DictConfig) -> None:
     registry.check_data_fits(entry, cfg)
     check_stages(cfg)
     check_preset(cfg)  # method.preset: a known reference preset whose points this config has
-    registry.resolve(entry.check)(cfg)
+    with NotesUntilValid("kdlab.data"):  # e.g. data=local's held-out rows: told only when the config is valid
+        registry.resolve(entry.check)(cfg)

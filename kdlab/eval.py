@@ -22,6 +22,7 @@ import hydra
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from kdlab.app import guarded, refuse_bad_overrides
+from kdlab.evaluation.names import format_metric
 from kdlab.resolvers import conf_dir, register_resolvers
 
 register_resolvers()
@@ -158,7 +159,7 @@ def evaluate_model(cfg: DictConfig) -> dict[str, float]:
     write_json(out, metrics)
     print(used)
     for name, value in sorted(metrics.items()):
-        print(f"{name}\t{value:.4f}")
+        print(f"{name}\t{format_metric(name, value)}")
     print(f"results: {out}")
     return metrics
 

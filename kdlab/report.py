@@ -23,21 +23,22 @@ from typing import Any
 from omegaconf import OmegaConf
 
 from kdlab.errors import KdlabError
+from kdlab.evaluation.names import format_metric
 from kdlab.registry import METHODS
 
 # the config values a reader checks first (besides each method's own `keys` in kdlab.registry); absent keys are skipped
 COMMON_KEYS = ["data.name", "run_name", "seed", "optimized_metric"]
 
 
-def _cell(value: Any) -> str:
+def _cell(value: Any, column: str) -> str:
     if isinstance(value, float):
-        return f"{value:.4f}"
+        return format_metric(column, value)
     return str(value).replace("|", "\\|")
 
 
 def _table(header: list[str], rows: list[list[Any]]) -> list[str]:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    return lines + ["| " + " | ".join(_cell(v) for v in row) + " |" for row in rows]
+    return lines + ["| " + " | ".join(_cell(v, c) for v, c in zip(row, header)) + " |" for row in rows]
 
 
 def metrics_table(metrics: dict[str, float]) -> list[str]:
@@ -79,7 +80,7 @@ def report_run(path: Path, out: Path) -> Path:
             lines.append(f"- commit: `{git['commit'][:12]}`" + (" (uncommitted changes)" if git.get("dirty") else ""))
     optimized = OmegaConf.select(run.config, "optimized_metric")
     if optimized and optimized in run.metrics:
-        lines.append(f"- {optimized} = **{run.metrics[optimized]:.4f}**")
+        lines.append(f"- {optimized} = **{format_metric(optimized, run.metrics[optimized])}**")
     if not run.metrics:
         lines.append("- no metrics.json: the run has not finished (or failed)")
     config_rows = []
@@ -139,7 +140,7 @@ def report_sweep(path: Path, out: Path, param: str | None = None, metric: str | 
         if best is not None:
             lines.append(
                 f"- highest: job {best.path.name} ({', '.join(f'{k}={best.overrides.get(k)}' for k in swept)}): "
-                f"**{best.metrics[metric]:.4f}**"
+                f"**{format_metric(metric, best.metrics[metric])}**"
             )
     errors = any(job.error for job in jobs)
     rows = [

@@ -25,6 +25,7 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
+from kdlab.evaluation.names import format_metric
 from kdlab.utils.run_folder import ERROR_FILE
 
 SUMMARY_FILE = "summary.csv"
@@ -127,7 +128,7 @@ def render(rows: list[dict[str, Any]], width: int = 240) -> str:
         out.add_column(name, justify="right")
     for row in rows:
         cells = [row["job"], row["status"], *(row["overrides"].get(k, "") for k in overrides)]
-        cells += [f"{row['metrics'][m]:.4f}" if m in row["metrics"] else "-" for m in metrics]
+        cells += [format_metric(m, row["metrics"][m]) if m in row["metrics"] else "-" for m in metrics]
         out.add_row(*cells)
     console = Console(file=io.StringIO(), width=width, no_color=True)
     console.print(out)

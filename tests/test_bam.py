@@ -16,8 +16,9 @@ from settings import BAM
 
 from kdlab.data.identity import content_id
 from kdlab.errors import DataError
+from kdlab.evaluation.task_metrics import glue_mean
 from kdlab.losses import annealed_loss, annealed_target
-from kdlab.methods.bam import TeacherPredictions, annealing_lambda, glue_mean
+from kdlab.methods.bam import TeacherPredictions, annealing_lambda
 
 ZS = [[1.0, 2.0, 0.5], [0.3, -1.2, 2.2]]
 ZT = [[0.5, 3.0, -1.0], [1.5, -0.5, 0.0]]
@@ -177,7 +178,7 @@ def test_bam_run_reports_per_task_metrics_and_glue_mean(bam_runs):
     for role in ("teacher", "student"):
         for split in ("val", "test"):
             for key in ("reviews/acc", "reviews/f1", "sts/pearson", "sts/spearman"):
-                assert -1.0 <= metrics[f"{role}/{split}/{key}"] <= 1.0
+                assert -100.0 <= metrics[f"{role}/{split}/{key}"] <= 100.0
             expected = (metrics[f"{role}/{split}/reviews/acc"] + metrics[f"{role}/{split}/sts/pearson"]) / 2
             assert metrics[f"{role}/{split}/glue_mean"] == pytest.approx(expected, abs=1e-6)
     assert "kdlab results" in bam_runs["stdout"] and "val/glue_mean" in bam_runs["stdout"]
@@ -243,9 +244,10 @@ def test_exported_student_loads_and_reproduces_its_test_metric(bam_runs):
             tokenizer([r["text"] for r in rows], padding=True, truncation=True, max_length=32, return_tensors="pt")
         )
         predicted = model(batch, "reviews").argmax(-1).tolist()
-    accuracy = sum(["negative", "positive"][p] == r["label"] for p, r in zip(predicted, rows)) / len(rows)
+    accuracy = 100 * sum(["negative", "positive"][p] == r["label"] for p, r in zip(predicted, rows)) / len(rows)
     assert accuracy == pytest.approx(
-        json.loads((run / "metrics.json").read_text())["student/test/reviews/acc"], abs=1e-6
+        json.loads((run / "metrics.json").read_text())["student/test/reviews/acc"],
+        abs=1e-4,  # float32 ×100
     )
 
 
@@ -345,7 +347,7 @@ def test_kdlab_eval_reproduces_the_multitask_students_metrics(bam_runs):
     assert result.returncode == 0, result.stderr[-3000:]
     printed = dict(line.split("\t") for line in result.stdout.splitlines() if "\t" in line)
     for key in ("val/reviews/acc", "test/sts/pearson", "test/glue_mean", "val/glue_mean"):
-        assert float(printed[key]) == pytest.approx(expected[f"student/{key}"], abs=1e-4), key
+        assert printed[key] == f"{expected[f'student/{key}']:.2f}", key  # scores print ×100, 2 decimals
     # the tasks must be the model's heads in order
     wrong = subprocess.run(
         [*base, *data, "data.tasks.0.name=movies"],

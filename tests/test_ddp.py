@@ -152,7 +152,7 @@ def assert_same_metrics(one: dict, two: dict) -> None:
 
 def test_hinton_on_two_processes_ends_with_the_single_process_metrics_and_one_cache_entry(cli):
     one, two, ddp_dir = one_and_two_processes(cli, HINTON)
-    assert one["teacher/val/acc"] > 0.6  # the models learn, so equal figures are not two copies of chance
+    assert one["teacher/val/acc"] > 60  # the models learn, so equal figures are not two copies of chance
     assert_same_metrics(one, two)
     logs = {path.name: path.read_text() for path in ddp_dir.glob("*.log")}
     assert set(logs) == {"train.log", "train_ddp_process_1.log"}

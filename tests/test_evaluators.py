@@ -255,3 +255,23 @@ def test_real_crosslingual_sts_en_de_test():
     expected = ("A girl is styling her hair.", "Ein Mädchen bürstet sich die Haare.", 2.5)
     assert (first[0], second[0], gold[0]) == expected
     assert all(0.0 <= g <= 5.0 for g in gold)
+
+
+def test_task_scores_are_x100_and_tables_print_them_with_two_decimals():
+    from kdlab.evaluation.names import format_metric, is_score
+    from kdlab.evaluation.task_metrics import build_metrics
+
+    metrics = build_metrics("classification", 2, ["acc", "f1", "mcc"], prefix="val/")
+    metrics.update(torch.tensor([0, 1, 1, 0]), torch.tensor([0, 1, 0, 0]))  # 3 of 4 right; F1 of class 1: 2/3
+    computed = {k: float(v) for k, v in metrics.compute().items()}
+    assert computed["val/acc"] == pytest.approx(75.0) and computed["val/f1"] == pytest.approx(200 / 3)
+    regression = build_metrics("regression", 1, ["pearson", "spearman"], prefix="test/")
+    regression.update(torch.tensor([0.1, 0.4, 0.2]), torch.tensor([1.0, 3.0, 2.0]))
+    assert float(regression.compute()["test/spearman"]) == pytest.approx(100.0, abs=1e-3)  # float32
+    assert [is_score(k) for k in ("student/val/acc", "val/glue_mean", "train/loss_soft", "student/deploy/disk_mb")] == [
+        True,
+        True,
+        False,
+        False,
+    ]
+    assert format_metric("student/test/acc", 93.5) == "93.50" and format_metric("val/loss", 0.25) == "0.2500"

@@ -370,9 +370,19 @@ def test_a_holdout_that_leaves_nothing_to_train_on(tmp_path, monkeypatch, capsys
     )
 
 
-def test_a_bad_label_through_the_command_line_stops_before_heavy_imports_and_leaves_no_run_folder(tmp_path):
-    path = write_rows(tmp_path / "my.csv", ["sentence", "kind"], KINDS)
-    argv = ["kdlab-train", *LOCAL, "data.train=my.csv", "data.labels=[question,statement]"]
+@pytest.mark.parametrize("given", ["labels", "dev"], ids=["label-list", "dev-file-with-test-held-out"])
+def test_a_bad_label_through_the_command_line_stops_before_heavy_imports_and_leaves_no_run_folder(given, tmp_path):
+    if given == "labels":
+        path = write_rows(tmp_path / "my.csv", ["sentence", "kind"], KINDS)
+        argv = ["kdlab-train", *LOCAL, "data.train=my.csv", "data.labels=[question,statement]"]
+        error = f"{path}:4: label 'neutral' is not in the label set ['question', 'statement'] (data.labels); "
+        error += f"nor are 'Question' ({path}:5)"
+    else:  # the labels are inferred and the test rows held out before the dev file's bad label is found
+        train = write_rows(tmp_path / "my.csv", ["sentence", "kind"], KINDS[:2] * 3)
+        path = write_rows(tmp_path / "dev.csv", ["sentence", "kind"], [["x", "question"], ["y", "maybe"]])
+        argv = ["kdlab-train", *LOCAL, "data.train=my.csv", "data.validation=dev.csv"]
+        error = f"{path}:3: label 'maybe' is not in the label set ['question', 'statement'] (the labels of data.train "
+        error += f"{train}; list every label with data.labels=[...])"
     probe = (
         f"import sys, runpy; sys.argv={argv!r}\ntry:\n    runpy.run_module('kdlab.train', run_name='__main__')\n"
         "except SystemExit as stop:\n    print('EXIT', stop.code)\n"
@@ -382,10 +392,9 @@ def test_a_bad_label_through_the_command_line_stops_before_heavy_imports_and_lea
         [sys.executable, "-c", probe], cwd=tmp_path, env=env(tmp_path), capture_output=True, text=True, timeout=120
     )
     assert "EXIT 2" in result.stdout and "HEAVY []" in result.stdout, result.stdout[-2000:] + result.stderr[-2000:]
-    assert result.stderr.strip() == (
-        f"kdlab: error: {path}:4: label 'neutral' is not in the label set ['question', 'statement'] "
-        f"(data.labels); nor are 'Question' ({path}:5)"
-    )
+    # the one line, and no note about the data above it (a held-out split, inferred labels)
+    assert result.stderr.strip() == f"kdlab: error: {error}"
+    assert "data:" not in result.stdout + result.stderr, result.stdout
     assert not (tmp_path / "outputs" / "runs").exists() or not list((tmp_path / "outputs" / "runs").iterdir())
 
 

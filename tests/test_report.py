@@ -310,7 +310,7 @@ def test_report_of_a_run(tiny_run, tmp_path):
     student_row = next(r for r in text.splitlines() if r.startswith("| student |"))
     header = next(r for r in text.splitlines() if r.startswith("| model |"))
     cells = dict(zip(header.strip("| ").split(" | "), student_row.strip("| ").split(" | ")))
-    assert cells["val/acc"] == f"{tiny_run.metrics['student/val/acc']:.4f}"
+    assert cells["val/acc"] == f"{tiny_run.metrics['student/val/acc']:.2f}"
     # --out elsewhere
     assert report_cli(str(tiny_run.path), "--out", str(tmp_path / "r")).returncode == 0
     assert (tmp_path / "r" / "report.md").exists() and (tmp_path / "r" / "losses.png").exists()
@@ -325,7 +325,7 @@ def test_report_of_a_sweep(tiny_sweep):
     assert "- swept: loss.temperature" in text and "- jobs: 2 (2 ok)" in text
     assert "![student/val/acc vs loss.temperature](sweep_loss.temperature.png)" in text
     for job in tiny_sweep.jobs:
-        row = f"| {job.path.name} | {job.config.loss.temperature:g} | ok | {job.metrics['student/val/acc']:.4f} |"
+        row = f"| {job.path.name} | {job.config.loss.temperature:g} | ok | {job.metrics['student/val/acc']:.2f} |"
         assert row in text
     # the report folder is not taken for a job on the next report
     assert report_cli(str(tiny_sweep.path)).returncode == 0 and "- jobs: 2 (2 ok)" in (folder / "report.md").read_text()

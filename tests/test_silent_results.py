@@ -65,7 +65,7 @@ def test_teacher_store_is_keyed_by_data_content_not_file_name(tmp_path):
         rescored = train(*TINY)
         assert teacher_record(rescored)["origin"].startswith("reused")
         # binary labels, every one flipped: the reused teacher's accuracy on the new file is exactly the complement
-        assert rescored.metrics["teacher/test/acc"] == pytest.approx(1.0 - relabelled.metrics["teacher/test/acc"])
+        assert rescored.metrics["teacher/test/acc"] == pytest.approx(100.0 - relabelled.metrics["teacher/test/acc"])
         assert rescored.metrics["teacher/val/acc"] == relabelled.metrics["teacher/val/acc"]
 
 
@@ -179,7 +179,7 @@ def test_kdlab_eval_defaults_to_the_runs_own_data_and_refuses_other_label_names(
     lines = own.stdout.splitlines()
     assert f"data: sst2 (the config of the run {run.path})" in lines
     scores = dict(line.split("\t") for line in lines if "\t" in line)
-    assert float(scores["test/acc"]) == pytest.approx(run.metrics["student/test/acc"], abs=1e-4)  # printed to 4 places
+    assert scores["test/acc"] == f"{run.metrics['student/test/acc']:.2f}"  # scores print ×100, 2 decimals
     written = Path(next(line for line in lines if line.startswith("results: ")).split(": ", 1)[1])
     assert json.loads(written.read_text())["test/acc"] == pytest.approx(run.metrics["student/test/acc"], abs=1e-6)
 

@@ -133,7 +133,7 @@ def test_the_summary_lists_every_job_with_overrides_metrics_or_error(crashed_swe
     printed = result.stdout[result.stdout.index("sweep summary") :]
     assert (
         "job 0 failed: ValueError: `val_check_interval` (5)" in printed
-        and f"{metrics['student/test/acc']:.4f}" in printed
+        and f"{metrics['student/test/acc']:.2f}" in printed
     )
 
 
@@ -202,7 +202,7 @@ def test_two_jobs_through_submitit_local_write_their_metrics_and_the_summary(cli
     assert (folder / ".submitit").is_dir()  # the jobs ran as submitit processes
     for job, lr in (("0", 1e-3), ("1", 2e-3)):
         metrics = json.loads((folder / job / "metrics.json").read_text())
-        assert 0.0 <= metrics["student/test/acc"] <= 1.0
+        assert 0.0 <= metrics["student/test/acc"] <= 100.0
         assert yaml.safe_load((folder / job / "config.yaml").read_text())["method"]["student"]["optimizer"]["lr"] == lr
     rows = _summary(folder)
     assert [(r["job"], r["status"], float(r["method.student.optimizer.lr"])) for r in rows] == [

@@ -38,6 +38,8 @@ def _needs(*modules):
 def test_logger_choices_compose_and_instantiate(choice, expected, tmp_path, monkeypatch):
     monkeypatch.setenv("KDLAB_OUTPUT_DIR", str(tmp_path / "out"))
     monkeypatch.setenv("WANDB_MODE", "offline")
+    # as every kdlab process has it (kdlab/tracking.py), whichever tests ran before this one in its worker
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
     monkeypatch.chdir(tmp_path)  # where a logger might write on construction
     register_resolvers()
     with initialize_config_dir(config_dir=conf_dir(), version_base="1.3"):

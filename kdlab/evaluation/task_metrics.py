@@ -1,7 +1,8 @@
 """Task metrics as GLUE reports them, built from torchmetrics.
 
 Classification: ``acc`` (accuracy), ``f1`` (binary F1 of class 1 for two classes, macro F1 otherwise),
-``mcc`` (Matthews correlation). Regression: ``pearson`` and ``spearman`` (×100 is not applied here).
+``mcc`` (Matthews correlation). Regression: ``pearson`` and ``spearman``. Each is ×100 (kdlab.evaluation.names: one
+scale everywhere), through torchmetrics' metric arithmetic, so Lightning still accumulates and resets them.
 
 Every process evaluates the whole split (kdlab/data/sampling.py), so the metrics are not synchronised across
 processes (`sync_on_compute=False`): each rank's figure is already the single-process figure.
@@ -42,4 +43,9 @@ def build_metrics(task: str, num_labels: int, names: Sequence[str], prefix: str)
             metrics[name] = R.PearsonCorrCoef(**LOCAL)
         elif name == "spearman":
             metrics[name] = R.SpearmanCorrCoef(**LOCAL)
-    return torchmetrics.MetricCollection(metrics, prefix=prefix)
+    return torchmetrics.MetricCollection({name: metric * 100 for name, metric in metrics.items()}, prefix=prefix)
+
+
+def glue_mean(values: Sequence[float]) -> float:
+    """The unweighted mean of each task's main metric (BAM's `glue_mean`)."""
+    return float(sum(values) / len(values))

@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from kdlab.errors import DataError
-from kdlab.evaluation.task_metrics import build_metrics
+from kdlab.evaluation.task_metrics import build_metrics, glue_mean
 from kdlab.losses.annealed import annealed_losses, reduce_losses
 from kdlab.methods.bam_checks import check_fixed_lambda
 from kdlab.methods.base import KDModule, task_predictions
@@ -59,11 +59,6 @@ class TeacherPredictions:
                 )
             rows.append(row)
         return self.outputs[torch.tensor(rows)]
-
-
-def glue_mean(values: Sequence[float]) -> float:
-    """The unweighted mean of each task's main metric."""
-    return float(sum(values) / len(values))
 
 
 class BAM(KDModule):

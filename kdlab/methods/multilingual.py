@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from kdlab.evaluation.retrieval import embedding_mse, translation_accuracy
+from kdlab.evaluation.multilingual import parallel_dev_metrics
 from kdlab.losses import multilingual_mse
 from kdlab.methods.base import KDModule
 from kdlab.models.inference import encode
@@ -80,18 +80,7 @@ class MultilingualDistillation(KDModule):
         """MSE×100 and translation accuracy ×100 per language pair on the collected dev pairs, and their means."""
         source, target, teacher_rows, langs = (torch.cat(parts) for parts in zip(*self._collected))
         teacher = self.teacher_dev[teacher_rows.to(self.teacher_dev.device)].float().cpu()
-        metrics: dict[str, float] = {}
-        for index, lang in enumerate(self.languages):
-            rows = langs == index
-            if not rows.any():
-                continue
-            metrics[f"mse/{lang}"] = embedding_mse(target[rows], teacher[rows])
-            accuracy = translation_accuracy(source[rows], target[rows])
-            metrics.update({f"translation/{lang}/{k}": 100 * v for k, v in accuracy.items()})
-        present = [lang for lang in self.languages if f"mse/{lang}" in metrics]
-        metrics["mse"] = sum(metrics[f"mse/{lang}"] for lang in present) / len(present)
-        metrics["translation_acc"] = sum(metrics[f"translation/{lang}/mean"] for lang in present) / len(present)
-        return metrics
+        return parallel_dev_metrics(source, target, teacher, langs, self.languages)
 
     def _epoch_end(self, split: str) -> None:
         metrics = self.dev_metrics() if self._collected else {}

@@ -27,7 +27,8 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from kdlab.data.identity import content_id
 from kdlab.data.multitask import MultiTaskDataModule, task_module
 from kdlab.data.task_list import task_configs
-from kdlab.methods.bam import BAM, TeacherPredictions, glue_mean
+from kdlab.evaluation.task_metrics import glue_mean
+from kdlab.methods.bam import BAM, TeacherPredictions
 from kdlab.models.backbone import build_model
 from kdlab.models.files import load_trained
 from kdlab.pipelines.common import container, prefixed, resolve_tokenizer, seed

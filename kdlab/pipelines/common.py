@@ -11,6 +11,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from kdlab.errors import ConfigError
+from kdlab.evaluation.names import format_metric
 
 
 def container(node: Any) -> Any:
@@ -95,7 +96,9 @@ def print_table(results: dict[str, float], metric_names: list[str]) -> str:
         table.add_column(header, justify="right")
     table.caption = CAPTION if ratios else None
     for role in roles:
-        cells = [f"{results[k]:.4f}" if (k := f"{role}/{split}/{m}") in results else "-" for split, m in columns]
+        cells = [
+            format_metric(k, results[k]) if (k := f"{role}/{split}/{m}") in results else "-" for split, m in columns
+        ]
         table.add_row(labels.get(role, role), *cells, *(column.get(role, "-") for column in ratios.values()))
     console = Console(width=120, record=True)
     console.print(table)

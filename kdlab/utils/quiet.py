@@ -43,3 +43,32 @@ def quiet_libraries(verbose: bool) -> None:
 def without_version(metrics: dict[str, Any]) -> dict[str, Any]:
     """A progress bar's metrics without the logger version (`v_num`), which names no quantity of the run."""
     return {name: value for name, value in metrics.items() if name != "v_num"}
+
+
+class NotesUntilValid:
+    """Hold back a logger's records while a config is checked: logged in order once every check passed, dropped when
+    one fails, so a config error is the one line a user sees (not a note about the data above it)."""
+
+    def __init__(self, name: str):
+        self.logger = logging.getLogger(name)
+        self.records: list[logging.LogRecord] = []
+
+    def __enter__(self) -> NotesUntilValid:
+        self.propagate, self.logger.propagate = self.logger.propagate, False
+        self.handlers, self.logger.handlers = self.logger.handlers, [_Keep(self.records)]
+        return self
+
+    def __exit__(self, kind: Any, *rest: Any) -> None:
+        self.logger.handlers, self.logger.propagate = self.handlers, self.propagate
+        if kind is None:
+            for record in self.records:
+                self.logger.handle(record)
+
+
+class _Keep(logging.Handler):
+    def __init__(self, records: list[logging.LogRecord]):
+        super().__init__()
+        self.records = records
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
