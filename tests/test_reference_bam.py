@@ -392,3 +392,13 @@ def test_a_tiny_run_of_the_bam_preset(cli):
     assert recorded["method.student.batch_size"] == {"reference": 128, "run": 32}
     assert "method.mixing" not in recorded and "method.loss_reduction" not in recorded
     assert f"preset bam_reference: {len(recorded)} point(s) deviate from the reference" in result.stdout
+
+
+def test_kdlabs_default_task_configs_are_unchanged_so_stored_teachers_keep_their_keys():
+    from kdlab.pipelines.bam import bam_tasks
+
+    default = bam_tasks(api.compose(*BAM))
+    assert all("both_orders" not in task for task in default) and {t["max_length"] for t in default} == {32}
+    preset = {t["name"]: t for t in bam_tasks(api.compose(*BAM_REF))}
+    assert preset["sts"]["both_orders"] is True and "both_orders" not in preset["reviews"]
+    assert {t["max_length"] for t in preset.values()} == {128}

@@ -53,7 +53,8 @@ def bam_tasks(cfg: DictConfig) -> list[dict[str, Any]]:
     for task in tasks:
         if cfg.method.max_length is not None:
             task["max_length"] = int(cfg.method.max_length)
-        task["both_orders"] = task["name"] in swapped
+        if task["name"] in swapped:  # only then: a teacher stored before the key existed keeps its store key
+            task["both_orders"] = True
     return tasks
 
 
