@@ -275,3 +275,4 @@ def test_task_scores_are_x100_and_tables_print_them_with_two_decimals():
         False,
     ]
     assert format_metric("student/test/acc", 93.5) == "93.50" and format_metric("val/loss", 0.25) == "0.2500"
+    assert format_metric("student/checkpoint/epoch", 4.0) == "4"

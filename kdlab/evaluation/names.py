@@ -11,6 +11,7 @@ REGRESSION_METRICS = ("pearson", "spearman")
 
 # a score is ×100; these name parts mark a value that is not (a loss, an MSE, a step count, a rate, a time)
 NOT_SCORES = ("loss", "mse", "epoch", "step", "lambda", "lr", "deploy")
+COUNTERS = ("epoch", "step")
 
 
 def is_score(key: str) -> bool:
@@ -19,5 +20,8 @@ def is_score(key: str) -> bool:
 
 
 def format_metric(key: str, value: float) -> str:
-    """A metric as tables print it: scores (×100) with 2 decimals, as GLUE tables do; other values with 4."""
+    """A metric as tables print it: scores (×100) with 2 decimals, as GLUE tables do; a counter (the kept
+    checkpoint's `epoch`, `step`) as a whole number; other values with 4 decimals."""
+    if key.rsplit("/", 1)[-1] in COUNTERS:
+        return f"{value:.0f}"
     return f"{value:.2f}" if is_score(key) else f"{value:.4f}"
