@@ -214,6 +214,27 @@ def test_a_file_source_reads_its_text_column_and_drops_evaluation_rows(tmp_path)
     assert transfer.info["sources"][0]["evaluation_rows_dropped"] == 1
 
 
+def test_a_hugging_face_source_reads_its_column_and_is_told_apart_from_a_split_by_its_files(tmp_path):
+    """`hf:` goes through the datasets loader as a split's source does; offline here, so the packaged csv builder
+    reads local files. A test split from the same builder but other files is not the same source."""
+    pytest.importorskip("datasets")
+    test_texts = [r["text"] for r in reviews("test", 100)]
+    path = tmp_path / "more.csv"
+    path.write_text("sentence,other\nan unseen sentence about the film,x\nanother one,y\n" + f"{test_texts[0]},z\n")
+    source = {"hf": "csv", "data_files": str(path), "hf_split": "train", "columns": {"text": "sentence"}}
+    cfg = data_cfg({"sources": [source]})
+    cfg["test"] = {"hf": "csv", "data_files": str(tmp_path / "test.csv"), "hf_split": "train"}
+    check_spec(cfg)  # other files: not the test split's source
+    cfg["test"] = data_cfg({})["test"]
+    _, built_transfer = built(cfg, tmp_path)
+    assert [t for t, _ in built_transfer.inputs] == ["an unseen sentence about the film", "another one"]
+    assert built_transfer.info["sources"][0]["evaluation_rows_dropped"] == 1
+    leaking = data_cfg({"sources": [source]})
+    leaking["test"] = {k: v for k, v in source.items() if k != "columns"}
+    with pytest.raises(ConfigError, match="it would leak"):
+        check_spec(leaking)
+
+
 @pytest.mark.parametrize(
     "transfer, says",
     [

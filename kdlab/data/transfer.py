@@ -96,7 +96,9 @@ def _same_source(source: Mapping[str, Any], split: Mapping[str, Any] | None) -> 
         return str(source["path"]) == str(split.get("path"))
     for kind, part in (("embedded", "split"), ("hf", "hf_split")):
         if source.get(kind) is not None and source[kind] == split.get(kind):
-            return (source.get(part) or "train") == (split.get(part) or "train") and not split.get("holdout")
+            same_files = all(str(source.get(k)) == str(split.get(k)) for k in ("hf_config", "data_files"))
+            same_part = (source.get(part) or "train") == (split.get(part) or "train")
+            return same_part and same_files and not split.get("holdout")
     return False
 
 
