@@ -110,3 +110,25 @@ def test_verbose_and_quiet_runs_in_one_process_each_get_their_own_setting():
         assert logging.getLogger("lightning_fabric").level == logging.NOTSET and silenced() == set()
     finally:
         quiet_libraries(False)
+
+
+def test_torchmetrics_buffer_note_is_silenced_unless_verbose():
+    """Every BAM and regression run built Pearson/Spearman and printed torchmetrics' note about keeping the split's
+    predictions (kdlab scores whole splits on purpose); verbose=true shows it again."""
+    import warnings
+
+    from torchmetrics.regression import SpearmanCorrCoef
+
+    from kdlab.utils.quiet import quiet_libraries
+
+    shown = {}
+    try:
+        for verbose in (False, True):
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("default")
+                quiet_libraries(verbose)
+                SpearmanCorrCoef()
+            shown[verbose] = [str(w.message) for w in caught if "will save all targets" in str(w.message)]
+    finally:
+        quiet_libraries(False)
+    assert shown[False] == [] and len(shown[True]) == 1

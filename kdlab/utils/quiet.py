@@ -3,7 +3,8 @@
 Silenced (each is information about the libraries, not about the run): Lightning's "Seed set", GPU/TPU
 availability, litlogger tips, `val_check_interval` and `fit stopped` notices and the PossibleUserWarning about
 few batches; transformers' "Loading weights" / "Writing model shards" progress bars and info logs; the
-`_pytree LeafSpec` deprecation warning Lightning triggers once per step on torch 2.13 and the logger version
+`_pytree LeafSpec` deprecation warning Lightning triggers once per step on torch 2.13; torchmetrics' note that
+Pearson/Spearman keep a split's predictions in memory; and the logger version
 (`v_num`) in the progress bar. Every other warning and error of every library still shows.
 """
 
@@ -19,6 +20,8 @@ NOISY_WARNINGS = (
     r".*isinstance\(treespec, LeafSpec\)` is deprecated.*",
     r"The number of training batches \(\d+\) is smaller than the logging interval.*",
     r".*does not have many workers which may be a bottleneck.*",
+    # torchmetrics' note that Pearson/Spearman keep every prediction of the split (kdlab scores whole splits)
+    r"Metric `\w+` will save all targets and predictions in the buffer.*",
 )
 
 
