@@ -12,6 +12,9 @@ top, D = layers + 1, with the full lr. `pooler_step: true` (google-research BAM'
 pooler (names with `pooler` after the stack) depth layers + 1 of its own and the rest after the stack D = layers + 2:
 the heads keep the full lr, the pooler gets lr·β, every layer and the embeddings one β more than without it.
 
+`bias_correction: false` swaps torch's AdamW for `AdamWeightDecay`, the Adam of BERT's and BAM's TensorFlow code,
+which divides neither moment by (1 − β^t); it has one kernel (`implementation: null`).
+
 `schedule` is the lr multiplier over the T steps with W = round(warmup_ratio·T) warm-up steps: `linear` (t+1)/W, then
 (T − t)/(T − W); `bert` (BERT's and BAM's TensorFlow optimization.py) t/W, then 1 − t/T, whose decay line starts at
 step 0, so the lr falls back to 1 − W/T (0.9 for a 10 % warm-up) when the warm-up ends.
@@ -119,6 +122,38 @@ MULTIPLIERS = {"linear": linear_warmup_decay, "bert": bert_warmup_decay}
 assert tuple(MULTIPLIERS) == SCHEDULES  # the torch-free rule lists the same shapes
 
 
+class AdamWeightDecay(torch.optim.Optimizer):
+    """BERT's and BAM's `AdamWeightDecayOptimizer` (bam/bert/optimization.py): Adam without bias correction and with
+    decoupled weight decay, m ← β1·m + (1 − β1)·g, v ← β2·v + (1 − β2)·g², p ← p − lr·(m / (√v + ε) + wd·p)."""
+
+    def __init__(self, params: Any, lr: float, betas: tuple[float, float], eps: float, weight_decay: float = 0.0):
+        super().__init__(params, {"lr": lr, "betas": betas, "eps": eps, "weight_decay": weight_decay})
+
+    @torch.no_grad()
+    def step(self, closure: Any = None) -> Any:
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            beta1, beta2 = group["betas"]
+            for parameter in group["params"]:
+                if parameter.grad is None:
+                    continue
+                state = self.state[parameter]
+                if not state:
+                    state["exp_avg"] = torch.zeros_like(parameter)
+                    state["exp_avg_sq"] = torch.zeros_like(parameter)
+                m, v, grad = state["exp_avg"], state["exp_avg_sq"], parameter.grad
+                m.mul_(beta1).add_(grad, alpha=1 - beta1)
+                v.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
+                update = m / (v.sqrt() + group["eps"])
+                if group["weight_decay"]:
+                    update = update + group["weight_decay"] * parameter
+                parameter.add_(update, alpha=-group["lr"])
+        return loss
+
+
 def build_optimizer(
     named_parameters: Iterable[tuple[str, nn.Parameter]],
     cfg: Mapping[str, Any],
@@ -127,7 +162,7 @@ def build_optimizer(
     key: str = "optimizer",
 ) -> dict[str, Any]:
     """A Lightning `configure_optimizers` answer from an optimizer config (conf/optimizer/adamw.yaml: lr, weight_decay,
-    warmup_ratio, schedule, betas, eps, layerwise_decay, pooler_step, implementation; every key given, none defaulted here), checked by the
+    warmup_ratio, schedule, betas, eps, bias_correction, layerwise_decay, pooler_step, implementation; every key given, none defaulted here), checked by the
     config check's own rules (kdlab.optim_checks) under `key`; `num_layers` is the layer count when the caller knows
     it (else read from names)."""
     check_optimizer(cfg, key)
@@ -138,13 +173,16 @@ def build_optimizer(
         groups = layerwise_groups(named_parameters, weight_decay, lr, beta, num_layers, bool(cfg["pooler_step"]))
     else:
         groups = parameter_groups(named_parameters, weight_decay)
-    optimizer = torch.optim.AdamW(
-        groups,
-        lr=lr,
-        betas=tuple(cfg["betas"]),
-        eps=float(cfg["eps"]),
-        **IMPLEMENTATIONS[implementation],
-    )
+    if cfg["bias_correction"]:
+        optimizer: torch.optim.Optimizer = torch.optim.AdamW(
+            groups,
+            lr=lr,
+            betas=tuple(cfg["betas"]),
+            eps=float(cfg["eps"]),
+            **IMPLEMENTATIONS[implementation],
+        )
+    else:
+        optimizer = AdamWeightDecay(groups, lr=lr, betas=tuple(cfg["betas"]), eps=float(cfg["eps"]))
     warmup = int(round(float(cfg["warmup_ratio"]) * total_steps))
     # one multiplier for every group: LambdaLR scales each group's own initial lr
     multiplier = MULTIPLIERS[cfg["schedule"]]

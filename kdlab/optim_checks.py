@@ -22,6 +22,7 @@ KEYS = (
     "schedule",
     "betas",
     "eps",
+    "bias_correction",
     "layerwise_decay",
     "pooler_step",
     "implementation",
@@ -49,8 +50,8 @@ def _number(value: Any, key: str) -> float:
 
 def check_optimizer(node: Mapping[str, Any], key: str) -> None:
     """An optimizer node `<key>`: every key of conf/optimizer/adamw.yaml given (`implementation` may be null); lr > 0;
-    weight decay, warm-up, eps, layerwise decay β and betas in range; `schedule` a known lr shape; `pooler_step` a
-    boolean; `implementation` a known AdamW kernel."""
+    weight decay, warm-up, eps, layerwise decay β and betas in range; `schedule` a known lr shape; `pooler_step` and
+    `bias_correction` booleans (the latter false only with a null `implementation`); `implementation` a known AdamW kernel."""
     for name in KEYS:
         if name not in node:
             raise ConfigError(f"{key}.{name}", "is required (conf/optimizer/adamw.yaml gives every stage one)")
@@ -75,4 +76,10 @@ def check_optimizer(node: Mapping[str, Any], key: str) -> None:
     if implementation not in IMPLEMENTATION_NAMES:
         raise ConfigError(
             f"{key}.implementation", f"must be one of {list(IMPLEMENTATION_NAMES)}, got {implementation!r}"
+        )
+    if not isinstance(node.get("bias_correction"), bool):
+        raise ConfigError(f"{key}.bias_correction", f"must be true or false, got {node.get('bias_correction')!r}")
+    if not node["bias_correction"] and implementation is not None:
+        raise ConfigError(
+            f"{key}.implementation", "must be null with bias_correction: false (BERT's Adam has one kernel)"
         )

@@ -28,7 +28,7 @@ from kdlab.losses.soft_target import SoftTargetKDLoss
 from kdlab.methods.bam import BAM as BAMModule
 from kdlab.methods.bam import TeacherPredictions
 from kdlab.models.multitask import build_multitask_model
-from kdlab.optim import build_optimizer
+from kdlab.optim import AdamWeightDecay, build_optimizer
 from kdlab.presets import deviations, preset_points, record_deviations
 
 REPO = Path(__file__).resolve().parents[1]
@@ -113,6 +113,39 @@ def test_adam_epsilon_is_bams_1e_6_and_kdlabs_1e_8():
         assert {group["eps"] for group in groups} == {1e-6}
     default = build_optimizer(model.named_parameters(), adamw(lr=LR), 10)["optimizer"].param_groups
     assert {group["eps"] for group in default} == {1e-8}
+
+
+def test_adam_without_bias_correction_is_bams_update():
+    """bam/bert/optimization.py AdamWeightDecayOptimizer: m, v updated as Adam's, no division by (1 − β^t), then
+    p ← p − lr·(m / (√v + ε) + wd·p)."""
+    model = tiny_bert()
+    for stage in ("student", "teacher"):
+        optimizer = build_optimizer(model.named_parameters(), preset_optimizer(stage), 10)["optimizer"]
+        assert isinstance(optimizer, AdamWeightDecay)
+    p0 = torch.tensor([0.5, -1.0, 2.0])
+    parameter = nn.Parameter(p0.clone())
+    lr, wd, eps, grads = 0.1, 0.01, 1e-6, [torch.tensor([0.3, -0.2, 0.05]), torch.tensor([-0.1, 0.4, 0.2])]
+    optimizer = AdamWeightDecay([{"params": [parameter], "weight_decay": wd}], lr=lr, betas=(0.9, 0.999), eps=eps)
+    p, m, v = p0.clone(), torch.zeros(3), torch.zeros(3)
+    for grad in grads:
+        parameter.grad = grad.clone()
+        optimizer.step()
+        m, v = 0.9 * m + 0.1 * grad, 0.999 * v + 0.001 * grad**2
+        p = p - lr * (m / (v.sqrt() + eps) + wd * p)
+        assert torch.allclose(parameter.detach(), p, atol=1e-7)
+    # torch's AdamW (kdlab's default) corrects the moments: its first step is lr·sign(g), BAM's 0.1/√0.001 = 3.16× that
+    corrected, plain = nn.Parameter(p0.clone()), nn.Parameter(p0.clone())
+    for param, opt in ((corrected, torch.optim.AdamW([corrected], lr=lr, eps=eps, weight_decay=0.0)),
+                       (plain, AdamWeightDecay([plain], lr=lr, betas=(0.9, 0.999), eps=eps))):  # fmt: skip
+        param.grad = grads[0].clone()
+        opt.step()
+    assert torch.allclose(p0 - corrected.detach(), lr * grads[0].sign(), rtol=1e-4)
+    assert torch.allclose(p0 - plain.detach(), lr * 0.1 / 0.001**0.5 * grads[0].sign(), rtol=1e-3)  # ε: 6e-4
+
+
+def test_bert_adam_has_one_kernel():
+    with pytest.raises(ConfigError, match=r"^optimizer\.implementation: must be null with bias_correction: false"):
+        build_optimizer(tiny_bert().named_parameters(), adamw(lr=LR, bias_correction=False, implementation="fused"), 10)
 
 
 def lrs_over(cfg: dict, total: int) -> list[float]:
