@@ -205,6 +205,8 @@ register_method(
             "method.teacher_annealing",
             "method.fixed_lambda",
             "method.single_task",
+            "method.mixing",
+            "method.loss_reduction",
             "data.sampling_exponent",
             "method.teacher.epochs",
             "method.student.epochs",
