@@ -46,6 +46,7 @@ def _worker(rank: int, world: int, tmp: str) -> None:
 
     import torch.distributed as dist
 
+    from kdlab.errors import DataError
     from kdlab.models.inference import predict_logits
     from kdlab.pipelines.teachers import teacher_logits
 
@@ -68,6 +69,19 @@ def _worker(rank: int, world: int, tmp: str) -> None:
     assert (info["computed"], info["read"]) == (10, 70) and sum(ran) == (8 if rank == 0 else 2), (ran, info)
     assert torch.equal(more[:70], outputs)
     dist.barrier()
+    shards = sorted(Path(tmp, "shared").glob("teacher_outputs/*/*.safetensors"))
+    if rank == 0:
+        pristine = shards[0].read_bytes()
+        shards[0].write_bytes(b"not a safetensors file")
+    dist.barrier()
+    try:  # rank 0 finds the damaged shard while looking for missing rows: every rank stops with its error, none hangs
+        teacher_logits(config(f"{tmp}/shared"), teacher, tokenizer, [*grown, ("one more review", None)])
+        raise AssertionError("a damaged shard was read")
+    except DataError as err:
+        assert str(err).startswith(f"{shards[0]}: unreadable teacher-output cache shard"), err
+    dist.barrier()
+    if rank == 0:
+        shards[0].write_bytes(pristine)
     dist.destroy_process_group()
     if rank == 0:  # the same rows as one process computes them, bit for bit, in memory and on disk
         assert torch.equal(outputs, predict_logits(teacher, tokenizer, inputs, 48, BATCH))

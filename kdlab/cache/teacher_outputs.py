@@ -266,9 +266,14 @@ class TeacherOutputCache:
         with self._lock(name) if rank == 0 else nullcontext():
             found: list[Any] = [None]
             if rank == 0:
-                index = self.index(name)
-                found = [[position for position, i in enumerate(ids) if i not in index]]
+                try:
+                    index = self.index(name)
+                    found = [[position for position, i in enumerate(ids) if i not in index]]
+                except DataError as err:  # every rank stops with rank 0's error, none waits for the others
+                    found = [(err.path, str(err)[len(err.path) + 2 :])]
             group.broadcast_object_list(found, src=0)
+            if isinstance(found[0], tuple):
+                raise DataError(*found[0])
             missing = [inputs[position] for position in found[0]]
             if missing:
                 outputs = compute(missing)
