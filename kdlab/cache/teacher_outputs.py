@@ -18,10 +18,10 @@ same input (only a second writer without locks, on Windows, writes one twice).
 
 Several processes of one run (DDP ranks, once their process group is up) compute an entry's missing rows in shares:
 rank 0 finds what is missing and writes the shard, every rank computes its part and reads the stored rows
-(`get_or_compute`). Concurrency between runs: a reader holds a shared lock on ``<root>/.locks/<name>.lock`` while it reads; an append holds it
-exclusively and looks again for what is missing once it has it, so two processes needing overlapping rows compute
-each row once (the second computes only what the first did not write). `kdlab-cache prune` removes only an entry whose
-lock it can take at once. Lock files stay: removing one that another process waits on would break the lock.
+(`get_or_compute`). Between runs: a reader holds a shared lock on ``<root>/.locks/<name>.lock`` while it reads; an
+append holds it exclusively and looks again for what is missing once it has it, so two processes needing overlapping
+rows compute each row once (the second computes only what the first did not write). `kdlab-cache prune` removes only
+an entry whose lock it can take at once. Lock files stay: removing one that another process waits on would break it.
 
 Integrity: every shard carries the sha256 of its tensors, verified whenever it is read; a mismatch (a flipped byte) is
 one DataError naming the shard and how to rebuild. Every input asked for must have its row after the append
