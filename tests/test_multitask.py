@@ -1,5 +1,6 @@
 """The multi-task mixture: task draws ∝ |D_t|^a, one-task batches, content ids, eval loaders per task, bad configs."""
 
+import hashlib
 import random
 
 import pytest
@@ -205,6 +206,12 @@ def test_content_ids_follow_the_text_not_the_position(tmp_path, tiny_tokenizer):
                 assert tokens.setdefault(key, ids[mask.bool()].tolist()) == ids[mask.bool()].tolist()
     assert set(tokens) == set(a) | set(b)
     assert content_id("a man plays", "a man is playing") != content_id("a man plays a man is playing")
+    # no separator byte to collide on: a sentence holding it, or the same bytes split elsewhere, is another input
+    assert content_id("a\x1fb") != content_id("a", "b") and content_id("a\x1fb", "c") != content_id("a", "b\x1fc")
+    assert content_id("ab", "c") != content_id("a", "bc")
+    assert (
+        content_id("a") == hashlib.sha256(b"a").digest()[:16]
+    )  # a sentence's id as before: its cached rows stay valid
 
 
 def test_a_task_listed_twice_is_refused():

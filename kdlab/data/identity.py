@@ -13,13 +13,19 @@ from typing import Any
 Input = tuple[str, "str | None"]
 
 
+# opens a pair's digest: 0xFF never occurs in UTF-8, so no single sentence's bytes begin like a pair's
+PAIR = b"\xff"
+
+
 def content_id(text: str, text_pair: str | None = None) -> bytes:
-    """16-byte digest of one input (a sentence or a sentence pair)."""
-    digest = hashlib.sha256(text.encode("utf-8"))
-    if text_pair is not None:
-        digest.update(b"\x1f")
-        digest.update(text_pair.encode("utf-8"))
-    return digest.digest()[:16]
+    """16-byte digest of one input: sha256 of a sentence's UTF-8 bytes; of a pair, 0xFF, the first sentence's byte
+    length (8 bytes), then both sentences. So no sentence has a pair's id and no two pairs share one (a separator
+    byte alone let a sentence holding it, or a pair split at another place, collide with a pair)."""
+    first = text.encode("utf-8")
+    if text_pair is None:
+        return hashlib.sha256(first).digest()[:16]
+    framed = PAIR + len(first).to_bytes(8, "big") + first + text_pair.encode("utf-8")
+    return hashlib.sha256(framed).digest()[:16]
 
 
 def distinct(inputs: Sequence[Input]) -> tuple[list[Input], list[int]]:
