@@ -11,6 +11,12 @@ Config (``data``)::
     mixing: batch           # batch | example (set by bam's method.mixing, below)
     dataset_multiples: false
     tasks[i].both_orders    # true: the task's training pairs also enter swapped (bam's method.both_orders)
+    tasks[i].transfer       # the task's transfer set (kdlab/data/transfer.py; built by bam's pipeline and passed in)
+
+A task with a transfer set trains on its labelled rows (`gold_repeat` times) and its transfer rows (`gold` False in
+the batch); its size in the mix, |D_t| below, counts both (`transfer.mix_size: all`) or the labelled rows only
+(`gold`: the mix and the epoch's length are those of the run without it, and the task's batches are drawn from all
+its rows). Without transfer sets every formula below is the one of the labelled rows, computed as before.
 
 `mixing: batch` (kdlab): an epoch has as many batches as one pass over every task (sum_t ceil(|D_t| / B_t));
 each batch's task is drawn independently, and each task serves its examples from a fresh shuffle, cycling when
@@ -39,8 +45,9 @@ from kdlab.data.identity import content_id
 from kdlab.data.loading import Record
 from kdlab.data.processes import process_rank, process_share
 from kdlab.data.sampling import ResumableLoader, ShardedBatchSampler
-from kdlab.data.task_list import MIXINGS, check_exponent, task_configs
+from kdlab.data.task_list import MIXINGS, check_exponent, mix_size, task_configs
 from kdlab.data.text import TextDataModule
+from kdlab.data.transfer import TransferSet
 from kdlab.errors import ConfigError
 
 
@@ -62,16 +69,21 @@ def dataset_multiples(sizes: Sequence[int], exponent: float) -> list[int]:
     return [max(1, round((target + 0.01) / size)) for target, size in zip(targets, sizes)]
 
 
-def loss_weights(sizes: Sequence[int], exponent: float, multiples: Sequence[int] | None) -> list[float]:
+def loss_weights(
+    sizes: Sequence[int], exponent: float, multiples: Sequence[int] | None, served: Sequence[int] | None = None
+) -> list[float]:
     """Each task's per-example loss weight with mixed batches (BAM's task_weighting.py): with multiples, w_t ∝
     |D_t|^a / (m_t · |D_t|) scaled to mean 1 over the tasks; without, w_t ∝ |D_t|^(a − 1) scaled to mean 1 over
-    the examples. Either way task t's share of the loss, m_t · |D_t| · w_t, is ∝ |D_t|^a."""
+    the examples. Either way task t's share of the loss, m_t · |D_t| · w_t, is ∝ |D_t|^a. `served`: the rows each
+    task puts in the pool when they differ from the counted sizes (`transfer.mix_size: gold`): n_t in place of
+    |D_t| in the denominators, so the share m_t · n_t · w_t stays ∝ |D_t|^a."""
     exponent = check_exponent(exponent)
+    served = sizes if served is None else served
     if multiples is not None:
-        raw = [float(size) ** exponent / (size * multiple) for size, multiple in zip(sizes, multiples)]
+        raw = [float(size) ** exponent / (rows * multiple) for size, rows, multiple in zip(sizes, served, multiples)]
         return [len(raw) * value / sum(raw) for value in raw]
-    raw = [1.0 / float(size) ** (1.0 - exponent) for size in sizes]
-    expected = sum(value * size for value, size in zip(raw, sizes)) / sum(sizes)
+    raw = [1.0 / float(size) ** (1.0 - exponent) * (size / rows) for size, rows in zip(sizes, served)]
+    expected = sum(value * rows for value, rows in zip(raw, served)) / sum(served)
     return [value / expected for value in raw]
 
 
@@ -152,18 +164,21 @@ class TaskBatchSampler(ShardedBatchSampler):
         rank: int = 0,
         world_size: int = 1,
         names: Sequence[str] | None = None,
+        counted: Sequence[int] | None = None,
     ):
         super().__init__(rank, world_size)
         self.sizes = [int(size) for size in sizes]
+        # |D_t| of the mix (the epoch's length, the draws); `sizes` are the rows each task's batches come from
+        self.counted = self.sizes if counted is None else [int(size) for size in counted]
         self.batch_sizes = [max(1, min(int(b), size)) for b, size in zip(batch_sizes, self.sizes)]
         for t, batch in enumerate(self.batch_sizes):
             process_share(batch, self.world_size, f"data.tasks.{names[t] if names else t}.batch_size")
-        self.probabilities = sampling_probabilities(self.sizes, exponent)
+        self.probabilities = sampling_probabilities(self.counted, exponent)
         self.offsets = [sum(self.sizes[:t]) for t in range(len(self.sizes))]
         self.seed = int(seed)
 
     def __len__(self) -> int:
-        return sum(math.ceil(size / batch) for size, batch in zip(self.sizes, self.batch_sizes))
+        return sum(math.ceil(size / batch) for size, batch in zip(self.counted, self.batch_sizes))
 
     def _rng(self, epoch: int) -> random.Random:
         return random.Random(f"kdlab-multitask:{self.seed}:{epoch}")
@@ -235,9 +250,22 @@ class MultiTaskDataModule(KDDataModule):
     """A mixture of single-task DataModules: one-task training batches drawn ∝ |D_t|^a (mixing: batch) or batches
     that mix tasks (mixing: example); one eval loader per task."""
 
-    def __init__(self, cfg: Mapping[str, Any], tokenizer: Any = None):
+    def __init__(
+        self, cfg: Mapping[str, Any], tokenizer: Any = None, transfer: Mapping[str, TransferSet] | None = None
+    ):
+        """`transfer`: task name -> its transfer set (kdlab/data/transfer.py), trained on with the task's rows."""
+        configs = task_configs(cfg)
         self.task_modules = {
-            c["name"]: task_module(c, tokenizer=tokenizer, key=f"data.tasks.{c['name']}") for c in task_configs(cfg)
+            c["name"]: task_module(c, tokenizer=tokenizer, key=f"data.tasks.{c['name']}") for c in configs
+        }
+        self.transfer = dict(transfer or {})
+        for name, transfer_set in self.transfer.items():
+            self.task_modules[name].use_transfer(transfer_set)
+        self.mix_sizes = {
+            c["name"]: mix_size(c.get("transfer"), f"data.tasks[{i}].transfer.mix_size")
+            if c["name"] in self.transfer
+            else None
+            for i, c in enumerate(configs)
         }
         super().__init__(cfg, tokenizer)
         self.exponent = check_exponent(self.cfg.get("sampling_exponent", 0.75))
@@ -273,9 +301,19 @@ class MultiTaskDataModule(KDDataModule):
         return [content_id(r["text"], r.get("text_pair")) for r in self.task_modules[name].records(split)]
 
     def features(self, name: str, split: str) -> list[Feature]:  # type: ignore[override] - features of one task
-        """A task's tokenised examples with their `task` index, `index` (row in the split) and `content_id`."""
+        """A task's tokenised examples with their `task` index, `index` (row in the split) and `content_id`; with
+        transfer sets, the training examples also carry `gold` (False on transfer rows)."""
         module = self.task_modules[name]
         task = self.names.index(name)
+        if split == "train" and self.transfer:
+
+            def build() -> list[Feature]:
+                ids = [content_id(*item) for item in module.train_inputs()]  # labelled, then transfer rows: `index`
+                return [
+                    {"gold": True, **f, "task": task, "content_id": ids[f["index"]]} for f in module.features(split)
+                ]
+
+            return self.cached((name, split), build)
         return self.cached(
             (name, split),
             lambda: [
@@ -289,14 +327,45 @@ class MultiTaskDataModule(KDDataModule):
             for split in self.task_modules[name].stage_splits(stage):
                 self.features(name, split)
 
+    def labelled(self, name: str) -> int:
+        """A task's number of labelled training examples (swapped pairs included)."""
+        return len(self.task_modules[name].records("train"))
+
     def sizes(self) -> list[int]:
-        """Each task's number of training examples (swapped pairs included)."""
-        return [len(self.task_modules[name].records("train")) for name in self.names]
+        """Each task's number of training examples: its labelled rows (swapped pairs included), and with a transfer
+        set those `gold_repeat` times plus its transfer rows."""
+        out = []
+        for name in self.names:
+            transfer = self.transfer.get(name)
+            rows = self.labelled(name)
+            out.append(rows if transfer is None else rows * transfer.gold_repeat + len(transfer.inputs))
+        return out
+
+    def counted_sizes(self) -> list[int]:
+        """Each task's |D_t| in the mix: `sizes`, or its labelled rows where `transfer.mix_size` is gold."""
+        return [
+            self.labelled(name) if self.mix_sizes[name] == "gold" else size
+            for name, size in zip(self.names, self.sizes())
+        ]
+
+    def size_record(self) -> dict[str, dict[str, Any]]:
+        """Per task (for mix.json): labelled rows, transfer rows, gold_repeat, rows per epoch's pool, |D_t| counted."""
+        return {
+            name: {
+                "labelled": self.labelled(name),
+                "transfer": len(self.transfer[name].inputs) if name in self.transfer else 0,
+                "gold_repeat": self.transfer[name].gold_repeat if name in self.transfer else 1,
+                "rows": rows,
+                "mix_size": self.mix_sizes[name],
+                "counted": counted,
+            }
+            for name, rows, counted in zip(self.names, self.sizes(), self.counted_sizes())
+        }
 
     def multiples_of_tasks(self) -> list[int]:
         """Copies of each task's training set in a mixed pool (1 each without `dataset_multiples`)."""
         if self.mixing == "example" and self.multiples:
-            return dataset_multiples(self.sizes(), self.exponent)
+            return dataset_multiples(self.counted_sizes(), self.exponent)
         return [1] * len(self.names)
 
     @property
@@ -312,7 +381,7 @@ class MultiTaskDataModule(KDDataModule):
             else:
                 batch_sizes = [self.task_modules[name].batch_size("train") for name in self.names]
                 self._sampler = TaskBatchSampler(
-                    sizes, batch_sizes, self.exponent, self.seed, rank, world_size, self.names
+                    sizes, batch_sizes, self.exponent, self.seed, rank, world_size, self.names, self.counted_sizes()
                 )
         return self._sampler
 
@@ -328,7 +397,8 @@ class MultiTaskDataModule(KDDataModule):
         if self.mixing == "batch":
             return {name: 1.0 for name in self.names}
         multiples = self.multiples_of_tasks() if self.multiples else None
-        return dict(zip(self.names, loss_weights(self.sizes(), self.exponent, multiples)))
+        served = self.sizes() if self.transfer else None
+        return dict(zip(self.names, loss_weights(self.counted_sizes(), self.exponent, multiples, served)))
 
     def epoch_mix(self, epoch: int) -> dict[str, int]:
         """Training batches (mixing: batch) or examples (mixing: example) per task in an epoch, for logging."""

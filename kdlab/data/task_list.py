@@ -10,6 +10,11 @@ from kdlab.errors import ConfigError
 SHARED_KEYS = ("max_length", "batch_size", "eval_batch_size", "num_workers")
 # how a mixture's training batches are made (kdlab.data.multitask): one task per batch, or tasks mixed in a batch
 MIXINGS = ("batch", "example")
+# what a task's size |D_t| counts in the mix when the task has a transfer set (`data.tasks[i].transfer.mix_size`):
+# all: its labelled rows (x gold_repeat) and its transfer rows, every row the student trains on; gold: its labelled
+# rows only, so the mix and the epoch's length are those of the run without the transfer set
+MIX_SIZES = ("all", "gold")
+MIX_SIZE_DEFAULT = "all"  # the transfer block is optional and its other keys have their defaults in kdlab.data.transfer
 
 
 def check_exponent(exponent: Any) -> float:
@@ -18,6 +23,17 @@ def check_exponent(exponent: Any) -> float:
     if not value >= 0:
         raise ConfigError("data.sampling_exponent", f"must be >= 0 (0 uniform, 1 proportional), got {value:g}")
     return value
+
+
+def mix_size(transfer: Mapping[str, Any] | None, key: str) -> str | None:
+    """A task's `transfer.mix_size` (`all` when the block does not set it; None without a transfer set); ConfigError
+    naming `key` for another value."""
+    if transfer is None:
+        return None
+    value = transfer.get("mix_size", MIX_SIZE_DEFAULT)
+    if value not in MIX_SIZES:
+        raise ConfigError(key, f"must be one of {list(MIX_SIZES)}, got {value!r}")
+    return str(value)
 
 
 def task_names(entries: Sequence[Mapping[str, Any]]) -> list[str]:

@@ -13,6 +13,9 @@
                   gold (copies of the labelled training texts) or all (of the sources' texts too)
     gold_repeat   the labelled rows appear this many times per epoch, shuffled with the transfer rows (default 1)
 
+BAM's student takes the same block per task (`data.tasks[i].transfer`, kdlab/pipelines/bam.py), checked by the same
+functions called with that key (`key`), plus one key of its own (`known`): `mix_size` (kdlab/data/task_list.py).
+
 Every transfer input is distinct, differs from each labelled training input, and is none of the validation or test
 inputs (those are dropped and counted: a few coincide in real corpora). A source with no rows, or one that is mostly
 test or validation text, is refused: it would leak the data the student is scored on.
@@ -51,41 +54,56 @@ def _text_columns(cfg: Mapping[str, Any], source: Mapping[str, Any]) -> dict[str
     return columns
 
 
-def check_spec(cfg: Mapping[str, Any]) -> None:
-    """The config-time check of `data.transfer` (shape, rates, gold_repeat), reading no file."""
+def check_spec(
+    cfg: Mapping[str, Any],
+    key: str = KEY,
+    known: Sequence[str] = KNOWN,
+    held: Mapping[str, Mapping[str, Any] | None] | None = None,
+) -> None:
+    """The config-time check of the transfer block `cfg.transfer` (shape, rates, gold_repeat), reading no file.
+
+    `key`: its config key in errors (`data.transfer`, BAM's `data.tasks[i].transfer`); `known`: its keys; `held`:
+    the evaluation splits no source may be, by name (default: `cfg`'s own test and validation splits)."""
     spec = cfg.get("transfer")
     if spec is None:
         return
     if not isinstance(spec, Mapping):
-        raise ConfigError(KEY, f"must be null or a mapping with keys {list(KNOWN)}, got {spec!r}")
-    unknown = sorted(set(spec) - set(KNOWN))
+        raise ConfigError(key, f"must be null or a mapping with keys {list(known)}, got {spec!r}")
+    unknown = sorted(set(spec) - set(known))
     if unknown:
-        raise ConfigError(f"{KEY}.{unknown[0]}", f"unknown key; expected {list(KNOWN)}")
+        raise ConfigError(f"{key}.{unknown[0]}", f"unknown key; expected {list(known)}")
     sources = spec.get("sources") or []
     if not isinstance(sources, Sequence) or isinstance(sources, str):
-        raise ConfigError(f"{KEY}.sources", f"must be a list of sources, got {sources!r}")
+        raise ConfigError(f"{key}.sources", f"must be a list of sources, got {sources!r}")
+    held = {"test": cfg.get("test"), "validation": cfg.get("validation")} if held is None else held
     for i, source in enumerate(sources):
-        key = f"{KEY}.sources[{i}]"
+        where = f"{key}.sources[{i}]"
         if not isinstance(source, Mapping):
-            raise ConfigError(key, f"must be a mapping (path, hf, embedded or rest_of_train), got {source!r}")
+            raise ConfigError(where, f"must be a mapping (path, hf, embedded or rest_of_train), got {source!r}")
         kinds = [k for k in ("path", "hf", "embedded", "rest_of_train") if source.get(k) not in (None, False)]
         if len(kinds) != 1:
-            raise ConfigError(key, f"needs exactly one of path, hf, embedded, rest_of_train; got {kinds or 'none'}")
+            raise ConfigError(where, f"needs exactly one of path, hf, embedded, rest_of_train; got {kinds or 'none'}")
         if kinds == ["rest_of_train"] and (cfg.get("train") or {}).get("limit") is None:
             raise ConfigError(
-                f"{key}.rest_of_train", "needs data.train.limit: the labelled rows kept; the rest become transfer text"
+                f"{where}.rest_of_train",
+                f"needs {_data_key(key)}.train.limit: the labelled rows kept; the rest become transfer text",
             )
-        for split in ("test", "validation"):
-            if _same_source(source, cfg.get(split)):
-                raise ConfigError(key, f"is the {split} split's source ({_describe(source)}): it would leak it")
-    augment = settings(spec.get("augment"), f"{KEY}.augment")
+        for split, node in held.items():
+            if _same_source(source, node):
+                raise ConfigError(where, f"is the {split} split's source ({_describe(source)}): it would leak it")
+    augment = settings(spec.get("augment"), f"{key}.augment")
     if augment is not None and augment.of not in ("gold", "all"):
-        raise ConfigError(f"{KEY}.augment.of", f"must be gold or all, got {augment.of!r}")
+        raise ConfigError(f"{key}.augment.of", f"must be gold or all, got {augment.of!r}")
     if not sources and (augment is None or augment.n_iter == 0):
-        raise ConfigError(KEY, "has no sources and no augmentation: set data.transfer.sources, augment, or null")
+        raise ConfigError(key, f"has no sources and no augmentation: set {key}.sources, augment, or null")
     repeat = spec.get("gold_repeat", 1)
     if isinstance(repeat, bool) or not isinstance(repeat, int) or repeat < 1:
-        raise ConfigError(f"{KEY}.gold_repeat", f"must be an integer >= 1, got {repeat!r}")
+        raise ConfigError(f"{key}.gold_repeat", f"must be an integer >= 1, got {repeat!r}")
+
+
+def _data_key(key: str) -> str:
+    """The data config holding a transfer block: `data` for `data.transfer`, `data.tasks[i]` for a task's."""
+    return key.rsplit(".", 1)[0]
 
 
 def _same_source(source: Mapping[str, Any], split: Mapping[str, Any] | None) -> bool:
@@ -102,13 +120,18 @@ def _same_source(source: Mapping[str, Any], split: Mapping[str, Any] | None) -> 
     return False
 
 
-def check_sources(cfg: Mapping[str, Any]) -> None:
-    """Everything about `data.transfer` that is cheap to check before a model is loaded: the spec, and each local
-    file source read (a missing file, column or an empty file: one line naming it)."""
-    check_spec(cfg)
+def check_sources(
+    cfg: Mapping[str, Any],
+    key: str = KEY,
+    known: Sequence[str] = KNOWN,
+    held: Mapping[str, Mapping[str, Any] | None] | None = None,
+) -> None:
+    """Everything about the transfer block that is cheap to check before a model is loaded: the spec (`check_spec`'s
+    arguments), and each local file source read (a missing file, column or an empty file: one line naming it)."""
+    check_spec(cfg, key, known, held)
     for i, source in enumerate((cfg.get("transfer") or {}).get("sources") or []):
-        if source.get("path") is not None and not _source_rows(cfg, source, [], f"{KEY}.sources[{i}]"):
-            raise ConfigError(f"{KEY}.sources[{i}]", "has no rows")
+        if source.get("path") is not None and not _source_rows(cfg, source, [], f"{key}.sources[{i}]"):
+            raise ConfigError(f"{key}.sources[{i}]", "has no rows")
 
 
 def _inputs(cfg: Mapping[str, Any], rows: Sequence[Record]) -> list[Input]:
@@ -130,22 +153,29 @@ def _source_rows(cfg: Mapping[str, Any], source: Mapping[str, Any], gold: Sequen
         raise ConfigError(f"{key}.{err.key}", err.message) from None
 
 
-def collect(cfg: Mapping[str, Any], gold: Sequence[Record], evaluation: Sequence[Record]) -> TransferSet | None:
+def collect(
+    cfg: Mapping[str, Any],
+    gold: Sequence[Record],
+    evaluation: Sequence[Record],
+    key: str = KEY,
+    known: Sequence[str] = KNOWN,
+) -> TransferSet | None:
     """The source rows of the transfer set `cfg.transfer` describes (None without one): distinct, none a labelled row
-    of `gold`, evaluation rows (`evaluation`: validation + test) dropped and counted. Augmented copies: `add_copies`."""
+    of `gold`, evaluation rows (`evaluation`: validation + test) dropped and counted. Augmented copies: `add_copies`.
+    `key`, `known`: as for `check_spec`."""
     spec = cfg.get("transfer")
     if spec is None:
         return None
-    check_spec(cfg)
+    check_spec(cfg, key, known)
     held = {content_id(*item) for item in _inputs(cfg, evaluation)}
     taken = {content_id(*item) for item in _inputs(cfg, gold)}
     inputs: list[Input] = []
     counts: list[dict[str, Any]] = []
     for i, source in enumerate(spec.get("sources") or []):
-        key = f"{KEY}.sources[{i}]"
-        rows = _source_rows(cfg, source, gold, key)
+        where = f"{key}.sources[{i}]"
+        rows = _source_rows(cfg, source, gold, where)
         if not rows:
-            raise ConfigError(key, "has no rows")
+            raise ConfigError(where, "has no rows")
         leaked = kept = 0
         for item in _inputs(cfg, rows):
             ident = content_id(*item)
@@ -157,7 +187,7 @@ def collect(cfg: Mapping[str, Any], gold: Sequence[Record], evaluation: Sequence
                 kept += 1
         if leaked > LEAK_SHARE * len(rows):
             raise ConfigError(
-                key, f"{leaked} of its {len(rows)} rows are validation or test inputs: it would leak them"
+                where, f"{leaked} of its {len(rows)} rows are validation or test inputs: it would leak them"
             )
         counts.append({"source": _describe(source), "rows": len(rows), "kept": kept, "evaluation_rows_dropped": leaked})
     repeat = int(spec.get("gold_repeat", 1))
@@ -172,15 +202,19 @@ def add_copies(
     mask_token: str | None,
     cache_dir: str | None,
     tagger: Tagger | None = None,
+    key: str = KEY,
 ) -> None:
     """Append Tang et al.'s augmented copies (`cfg.transfer.augment`; none when null or n_iter = 0) of the labelled
     texts (`of: gold`) or of those and the source rows (`of: all`); copies equal to any input or evaluation row are
-    dropped. `mask_token`: the student's tokenizer's."""
-    options = settings(cfg["transfer"].get("augment"), f"{KEY}.augment")
+    dropped. `mask_token`: the student's tokenizer's; `key`: the transfer block's config key in errors."""
+    options = settings(cfg["transfer"].get("augment"), f"{key}.augment")
     if options is None or options.n_iter == 0:
         return
     base = _inputs(cfg, gold) + (list(transfer.inputs) if options.of == "all" else [])
-    augmenter = Augmenter(base, options, mask_token or "", tagger)
+    try:
+        augmenter = Augmenter(base, options, mask_token or "", tagger)
+    except ConfigError as err:  # Augmenter names hinton's key; name this block's
+        raise ConfigError(err.key.replace(KEY, key, 1), err.message) from None
     copies, cached = augmented(base, transfer.inputs, augmenter, cache_dir)
     copies = [c for c in copies if content_id(*c) not in transfer.seen]
     transfer.seen.update(content_id(*c) for c in copies)
@@ -196,11 +230,14 @@ def build(
     mask_token: str | None,
     cache_dir: str | None,
     tagger: Tagger | None = None,
+    key: str = KEY,
+    known: Sequence[str] = KNOWN,
 ) -> TransferSet | None:
-    """`collect`, then `add_copies`: the whole transfer set for the labelled rows `gold`."""
-    transfer = collect(cfg, gold, evaluation)
+    """`collect`, then `add_copies`: the whole transfer set for the labelled rows `gold` (`key`, `known`: as for
+    `check_spec`)."""
+    transfer = collect(cfg, gold, evaluation, key, known)
     if transfer is not None:
-        add_copies(transfer, cfg, gold, mask_token, cache_dir, tagger)
+        add_copies(transfer, cfg, gold, mask_token, cache_dir, tagger, key)
     return transfer
 
 

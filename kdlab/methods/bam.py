@@ -9,6 +9,10 @@ weight (1 with one-task batches; BAM's task weights with mixed ones). The
 teachers' logits come from the teacher-output cache and attach to examples by content id, never by
 position; an example without a prediction stops training with an error.
 
+A task may carry a transfer set (`data.tasks[i].transfer`, kdlab/pipelines/bam.py): its teacher labels those rows
+too, and a transfer row (`gold` False in the batch) has no gold label, so its target is the teacher's alone,
+CE(z_S, softmax(z_T)) or (z_S − z_T)², at every λ (kdlab.losses.annealed); `train/lambda` is the gold rows' λ.
+
 Evaluation is per task as GLUE reports it: `val/<task>/<metric>`, `test/<task>/<metric>`, and
 `<split>/glue_mean`, the unweighted mean of each task's main metric. The planned task mix of each epoch is
 logged as `train/mix/<task>` (share of the epoch's batches).
@@ -124,7 +128,8 @@ class BAM(KDModule):
             if self.teacher_outputs is not None:
                 found = self.teacher_outputs[spec["name"]].lookup(batch["content_id"][rows], spec["name"])
                 teacher = found.to(logits.device)
-            losses.append(annealed_losses(logits, teacher, batch["labels"][rows], lam, spec["task"]))
+            gold = batch["gold"][rows] if "gold" in batch else None  # False: a transfer row, the teacher's target
+            losses.append(annealed_losses(logits, teacher, batch["labels"][rows], lam, spec["task"], gold))
             weights.append(torch.full_like(losses[-1], self.task_weights[task]))
         loss = reduce_losses(torch.cat(losses), torch.cat(weights), self.loss_reduction)
         if self.teacher_outputs is None:

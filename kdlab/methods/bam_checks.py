@@ -1,6 +1,6 @@
-"""bam's config check (kdlab.registry's `check`): the task list (each task as a single-task data config), the
-switches and the fixed mix weight, the given teachers, the student, the optimised metric. Torch-free; the stages'
-epochs and optimizers are checked for every method (kdlab.config.check_stages)."""
+"""bam's config check (kdlab.registry's `check`): the task list (each task as a single-task data config), the tasks'
+transfer sets, the switches and the fixed mix weight, the given teachers, the student, the optimised metric.
+Torch-free; the stages' epochs and optimizers are checked for every method (kdlab.config.check_stages)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from kdlab.cache.storage import check_storage
-from kdlab.data.task_list import MIXINGS
+from kdlab.data import transfer
+from kdlab.data.task_list import MIXINGS, mix_size
 from kdlab.errors import ConfigError
 from kdlab.methods.text_data_checks import check_task_list
 from kdlab.models.spec import check_encoder_source, folder_num_labels
@@ -18,6 +19,38 @@ from kdlab.utils.values import number, plain, require, true_or_false
 
 SWITCHES = ("teacher_annealing", "teachers", "single_task", "reuse_teacher", "dataset_multiples")
 REDUCTIONS = ("mean", "sum")  # method.loss_reduction (kdlab.losses.annealed.reduce_losses)
+# a task's transfer block: hinton's keys (kdlab.data.transfer) and how the task's size counts in the mix
+TRANSFER_KEYS = (*transfer.KNOWN, "mix_size")
+
+
+def transfer_key(position: int) -> str:
+    """The config key of the transfer block of the task at `position` of data.tasks."""
+    return f"data.tasks[{position}].transfer"
+
+
+def check_transfer_teachers(teachers: bool, tasks: list[dict[str, Any]]) -> None:
+    """A transfer set needs the task's teacher to label it: refused with `method.teachers: false`."""
+    for position, task in enumerate(tasks):
+        if task.get("transfer") is not None and not teachers:
+            raise ConfigError(
+                transfer_key(position),
+                "needs the task's teacher to label its rows, but method.teachers=false (plain multi-task trains on "
+                "gold labels only): set it to null or method.teachers=true",
+            )
+
+
+def check_task_transfer(tasks: list[dict[str, Any]]) -> None:
+    """Each task's `transfer` block, by kdlab.data.transfer's rules with its own key: no source may be the validation
+    or test split of any task of the mixture; its local files are read; `mix_size`."""
+    held = {}
+    for task in tasks:
+        for split in ("test", "validation"):
+            held[f"task {task['name']!r} {split}"] = task.get(split)
+    for position, task in enumerate(tasks):
+        key = transfer_key(position)
+        transfer.check_sources(task, key, TRANSFER_KEYS, held)
+        if task.get("transfer") is not None:
+            mix_size(task["transfer"], f"{key}.mix_size")
 
 
 def check_fixed_lambda(value: Any, key: str = "method.fixed_lambda") -> float:
@@ -105,6 +138,8 @@ def check(cfg: DictConfig) -> None:
     tasks = check_task_list(cfg)
     for name in SWITCHES:
         true_or_false(cfg, f"method.{name}")
+    check_task_transfer(tasks)
+    check_transfer_teachers(bool(cfg.method.teachers), tasks)
     check_fixed_lambda(number(cfg, "method.fixed_lambda"))
     check_reference_keys(cfg, tasks)
     check_trained_teachers(cfg, tasks)
