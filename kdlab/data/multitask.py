@@ -15,8 +15,9 @@ Config (``data``)::
 
 A task with a transfer set trains on its labelled rows (`gold_repeat` times) and its transfer rows (`gold` False in
 the batch); its size in the mix, |D_t| below, counts both (`transfer.mix_size: all`) or the labelled rows only
-(`gold`: the mix and the epoch's length are those of the run without it, and the task's batches are drawn from all
-its rows). Without transfer sets every formula below is the one of the labelled rows, computed as before.
+(`gold`: with one-task batches the draws and the epoch's length are those of the run without it, the task's batches
+drawn from all its rows; with mixed batches every row enters the pool and the loss weights keep the task's share of
+the loss ∝ |D_t|^a). Without transfer sets every formula below is the one of the labelled rows, computed as before.
 
 `mixing: batch` (kdlab): an epoch has as many batches as one pass over every task (sum_t ceil(|D_t| / B_t));
 each batch's task is drawn independently, and each task serves its examples from a fresh shuffle, cycling when
