@@ -30,10 +30,10 @@ from kdlab.models.backbone import build_model
 from kdlab.models.files import load_trained
 from kdlab.models.inference import predict
 from kdlab.pipelines.common import container, module_arguments, resolve_tokenizer, seed
-from kdlab.runner import evaluate, fit_stage
+from kdlab.runner import evaluate, fit_stage, make_trainer
 from kdlab.tracking import log_to_trackers
 from kdlab.utils.atomic import save_atomically
-from kdlab.utils.distributed import computed_in_shares, is_global_zero
+from kdlab.utils.distributed import computed_in_shares, is_global_zero, process_group, start_processes
 from kdlab.utils.run_folder import write_json
 
 log = logging.getLogger(__name__)
@@ -179,6 +179,18 @@ def teacher_rows(
     return out
 
 
+def processes_started(cfg: DictConfig) -> None:
+    """In a multi-process run (`trainer.strategy` a DDP one) whose processes no Trainer has started yet — the teacher
+    is pretrained (multilingual), given, or reused from the store with its stored scores — start them now
+    (`kdlab.utils.distributed.start_processes`), so that every process computes its share of the teacher's rows.
+    Nothing in a single process, nor once the group is up."""
+    strategy = OmegaConf.select(cfg, "trainer.strategy", default=None)
+    if strategy is None or "ddp" not in str(strategy) or process_group() is not None:
+        return
+    folder = OmegaConf.select(cfg, "paths.output_dir", default=".", throw_on_resolution_failure=False)
+    start_processes(make_trainer(cfg, "teacher_outputs", Path(folder), epochs=None, monitor=None))
+
+
 def cached_teacher_outputs(
     cfg: DictConfig, teacher: Any, tokenizer: Any, inputs: list[tuple[str, str | None]], kind: str, select: Any
 ) -> tuple[Any, dict[str, Any]]:
@@ -186,6 +198,7 @@ def cached_teacher_outputs(
     stored for this teacher are read, only the missing ones are computed (kdlab/cache/teacher_outputs.py)."""
     import torch
 
+    processes_started(cfg)
     unique, where = distinct(inputs)
     cache = TeacherOutputCache(Path(cfg.paths.cache_dir) / "teacher_outputs")
     max_length = int(cfg.data.max_length)

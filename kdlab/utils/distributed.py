@@ -4,8 +4,9 @@ Lightning's `ddp` strategy starts ranks 1..N-1 by running the same command line 
 starts every rank): every rank runs the whole pipeline, and the trainers meet in each `fit`/`validate`.
 Work whose result must exist once — run-folder files, exports, stored teachers — is done by global rank 0
 (`is_global_zero`). The rows a teacher-output cache entry lacks are computed in shares by every rank once the process
-group is up (`computed_in_shares`), and written by rank 0 (kdlab/cache/teacher_outputs.py); before it is up (the
-other ranks start with the first Trainer call) the one running process computes them.
+group is up (`computed_in_shares`), and written by rank 0 (kdlab/cache/teacher_outputs.py); where no Trainer has run
+yet (a pretrained or stored teacher), `start_processes` starts the other ranks and the group first, as that Trainer
+would.
 """
 
 from __future__ import annotations
@@ -47,6 +48,32 @@ def wait_for_all() -> None:
     dist = process_group()
     if dist is not None:
         dist.barrier()
+
+
+def start_processes(trainer: Any) -> bool:
+    """Start the other processes of `trainer`'s strategy and the process group now, as its first `fit`/`validate`
+    would (Lightning's launcher, then the strategy's `setup_environment`); whether the group is up afterwards.
+
+    Every rank runs the pipeline up to here, so work before the first Trainer call (a teacher's rows) can be shared.
+    The Trainers that follow find the ranks started (LOCAL_RANK set) and the group up, and start neither again.
+    Only for launchers that re-run the command (`ddp`) or find their processes started (SLURM, torchrun): a
+    `ddp_spawn` launcher would run just the function in its processes, so it is left to the Trainer (False)."""
+    from pytorch_lightning.strategies.launchers.subprocess_script import _SubprocessScriptLauncher
+
+    if process_group() is not None:
+        return True
+    strategy = trainer.strategy
+    launcher = getattr(strategy, "launcher", None)
+    if trainer.world_size <= 1 or not hasattr(strategy, "setup_distributed"):
+        return False
+    if launcher is None:  # ranks 1..N-1 (LOCAL_RANK set), or processes started by SLURM / torchrun: join the group
+        strategy.setup_environment()
+    elif isinstance(launcher, _SubprocessScriptLauncher):
+        # rank 0: start the others, set torch's threads as the Trainer would (when OMP_NUM_THREADS is unset), join
+        launcher.launch(strategy.setup_environment)
+    else:
+        return False
+    return process_group() is not None
 
 
 def computed_in_shares(compute: Callable[[Sequence[Item]], Any], items: Sequence[Item], block: int = 1) -> Any:
