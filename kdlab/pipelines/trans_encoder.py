@@ -50,6 +50,7 @@ from kdlab.models.cross_encoder import check_pair_tokenizer, cross_scores
 from kdlab.models.hf import load_pretrained
 from kdlab.models.sentence_encoder import SentenceEncoder, copy_encoder, load_sentence_encoder, spec_tokenizer
 from kdlab.pipelines.common import container, prefixed, resolve_tokenizer, seed
+from kdlab.pipelines.teachers import processes_started
 from kdlab.resume import config_hash
 from kdlab.runner import evaluate, fit_stage
 from kdlab.utils.atomic import save_atomically
@@ -269,6 +270,9 @@ class TransEncoderRun:
         written to `path` with each model's scores (or read back when `step` is finished)."""
         if self.progress.done(step):
             return read_labels(path, self.pairs)
+        # a run resumed after `start` labels before any Trainer has started the other processes: start them, so
+        # each labels its share (otherwise every process would label every pair)
+        processes_started(self.cfg)
         per_model = [computed_in_shares(lambda pairs, i=i: score(i, pairs), self.pairs) for i in range(len(names))]
         labels = combine(per_model)
         if is_global_zero():
