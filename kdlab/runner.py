@@ -130,6 +130,15 @@ def evaluate(
     return _validate_and_test(trainer, module, datamodule, splits)
 
 
+def stage_key(cfg: DictConfig, stage_cfg: Any, leaf: str) -> str:
+    """The config key of `leaf` in a stage's node (`method.student.optimizer` for cfg.method.student), so that a check
+    at run time names the key the user set; `leaf` alone for a node that is not one of cfg.method's."""
+    for name in cfg.method:
+        if cfg.method[name] is stage_cfg:
+            return f"method.{name}.{leaf}"
+    return leaf
+
+
 def fit_stage(
     cfg: DictConfig,
     stage: str,
@@ -158,6 +167,7 @@ def fit_stage(
         unused_parameters=bool(getattr(module, "unused_parameters", False)),
         settings=getattr(module, "tracked_settings", dict)(),
     )
+    module.optimizer_key = stage_key(cfg, stage_cfg, "optimizer")  # run-time optimizer errors name the real key
     kept = None
     if resume_from is not None:
         log.info("stage %s: continuing from %s", stage, resume_from)

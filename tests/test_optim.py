@@ -177,3 +177,23 @@ def test_composed_configs_check_layerwise_decay(experiment, key, value, tmp_path
         ConfigError, match=rf"^{key}\.layerwise_decay: must be in \(0, 1\] \(1\.0 = off\), got {value:g}$"
     ):
         validate(cfg)
+
+
+def test_a_bad_optimizer_value_met_at_run_time_names_the_stages_real_key():
+    """The config check and the optimizer factory share one rule (kdlab.optim_checks); at run time the factory names
+    the key of the stage that trains (kdlab.runner.fit_stage sets it), not a generic `optimizer.*`."""
+    from types import SimpleNamespace
+
+    from omegaconf import OmegaConf
+
+    from kdlab.methods.finetune import Finetune
+    from kdlab.runner import stage_key
+
+    cfg = OmegaConf.create({"method": {"name": "hinton", "student": {"optimizer": adamw(lr=-1.0)}}})
+    assert stage_key(cfg, cfg.method.student, "optimizer") == "method.student.optimizer"
+    assert stage_key(cfg, OmegaConf.create({"optimizer": {}}), "optimizer") == "optimizer"  # not one of cfg.method's
+    module = Finetune(tiny_bert(), None, "classification", 3, adamw(lr=-1.0), ["acc"])
+    module.optimizer_key = stage_key(cfg, cfg.method.student, "optimizer")
+    module._trainer = SimpleNamespace(estimated_stepping_batches=10)
+    with pytest.raises(ConfigError, match=r"^method\.student\.optimizer\.lr: must be > 0"):
+        module.configure_optimizers()

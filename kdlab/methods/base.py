@@ -86,7 +86,10 @@ class KDModule(pl.LightningModule):
 
     def configure_optimizers(self) -> dict[str, Any]:
         return build_optimizer(
-            self.trainable_named_parameters(), self.optimizer_cfg, int(self.trainer.estimated_stepping_batches)
+            self.trainable_named_parameters(),
+            self.optimizer_cfg,
+            int(self.trainer.estimated_stepping_batches),
+            key=getattr(self, "optimizer_key", "optimizer"),  # the stage's real key, set by kdlab.runner.fit_stage
         )
 
     def export(self, folder: Path) -> Path:
