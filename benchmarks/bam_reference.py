@@ -33,13 +33,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
-import subprocess
-import sys
-import time
 from pathlib import Path
 
+from kdlab_run import train
 from omegaconf import OmegaConf
 
 REPO = Path(__file__).resolve().parents[1]
@@ -70,8 +67,7 @@ def write_data_config(out: Path, tasks: list[str], train: int, dev: int, test: b
 
 def run(name: str, folder: Path, config_dir: Path, seed: int, epochs: int, overrides: list[str]) -> dict:
     """One kdlab-train run; its metrics.json and wall time."""
-    command = [
-        str(Path(sys.executable).with_name("kdlab-train")),
+    arguments = [
         f"--config-dir={config_dir}",
         "experiment=bam_glue",
         "method=bam_reference",
@@ -80,17 +76,10 @@ def run(name: str, folder: Path, config_dir: Path, seed: int, epochs: int, overr
         "method.deploy_benchmark=false",
         f"method.student.epochs={epochs}",
         f"seed={seed}",
-        f"hydra.run.dir={folder}",
-        "resume=auto",
         *overrides,
     ]
-    start = time.perf_counter()
-    done = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
-    wall = time.perf_counter() - start
-    if done.returncode != 0:
-        raise SystemExit(f"{name} (seed {seed}) failed:\n{done.stderr[-3000:]}\n{done.stdout[-3000:]}")
-    print(f"seed {seed} {name}: {wall:.0f} s", flush=True)
-    return {"metrics": json.loads((folder / "metrics.json").read_text()), "wall_s": wall}
+    metrics, wall = train(folder, arguments, f"seed {seed} {name}")
+    return {"metrics": metrics, "wall_s": wall}
 
 
 def dev_scores(metrics: dict, role: str, main: dict[str, str]) -> dict[str, float]:

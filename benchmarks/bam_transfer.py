@@ -14,12 +14,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
-import subprocess
-import sys
-import time
 from pathlib import Path
+
+from kdlab_run import train
 
 
 def transfer(reviews: int, sts: int) -> list[str]:
@@ -36,22 +34,14 @@ METRICS = ("reviews/acc", "sts/pearson", "glue_mean")
 def run(seed: int, name: str, out: Path, overrides: list[str]) -> dict[str, float]:
     """One bam_toy run; its test metrics (teacher and student) and wall time."""
     folder = out / f"seed{seed}_{name}"
-    command = [
-        str(Path(sys.executable).with_name("kdlab-train")),
+    arguments = [
         "experiment=bam_toy",
         f"seed={seed}",
         "method.deploy_benchmark=false",
         "trainer.enable_progress_bar=false",
-        f"hydra.run.dir={folder}",
-        "resume=auto",
         *overrides,
     ]
-    start = time.perf_counter()
-    done = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
-    wall = time.perf_counter() - start
-    if done.returncode != 0:
-        raise SystemExit(f"seed {seed} {name} failed:\n{done.stderr[-3000:]}")
-    metrics = json.loads((folder / "metrics.json").read_text())
+    metrics, wall = train(folder, arguments, f"seed {seed} {name}")
     row = {f"{role}/{m}": metrics[f"{role}/test/{m}"] for role in ("teacher", "student") for m in METRICS}
     if name == "transfer":
         sizes = json.loads((folder / "student" / "mix.json").read_text())["sizes"]

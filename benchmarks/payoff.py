@@ -14,12 +14,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
-import subprocess
-import sys
-import time
 from pathlib import Path
+
+from kdlab_run import train
 
 ROLES = ("teacher", "student", "baseline")
 
@@ -27,22 +25,14 @@ ROLES = ("teacher", "student", "baseline")
 def run(seed: int, out: Path, overrides: list[str]) -> dict[str, float]:
     """One `make train` run for `seed`; its test accuracies and wall time."""
     folder = out / f"seed{seed}"
-    command = [
-        str(Path(sys.executable).with_name("kdlab-train")),
+    arguments = [
         "experiment=hinton_transfer",
         "method.baseline=true",
         f"seed={seed}",
         "trainer.enable_progress_bar=false",
-        f"hydra.run.dir={folder}",
-        "resume=auto",
         *overrides,
     ]
-    start = time.perf_counter()
-    done = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
-    wall = time.perf_counter() - start
-    if done.returncode != 0:
-        raise SystemExit(f"seed {seed} failed:\n{done.stderr[-3000:]}")
-    metrics = json.loads((folder / "metrics.json").read_text())
+    metrics, wall = train(folder, arguments, f"seed {seed}")
     return {**{role: metrics[f"{role}/test/acc"] for role in ROLES}, "wall_s": wall}
 
 

@@ -22,11 +22,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
-import sys
-import time
 from pathlib import Path
+
+import kdlab_run
 
 EXPERIMENT = "experiment=hinton_sst2_small_students"
 # the experiment's student is the BiLSTM; the TextCNN replaces kind and config
@@ -42,23 +40,7 @@ KINDS = {
 
 def train(folder: Path, overrides: list[str]) -> tuple[dict[str, float], float]:
     """One kdlab-train run into `folder` (resumed if already complete): its metrics.json and wall time."""
-    command = [
-        str(Path(sys.executable).with_name("kdlab-train")),
-        EXPERIMENT,
-        "trainer.enable_progress_bar=false",
-        f"hydra.run.dir={folder}",
-        "resume=auto",
-        *overrides,
-    ]
-    print("$", " ".join(command), flush=True)
-    start = time.perf_counter()
-    done = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
-    wall = time.perf_counter() - start
-    (folder.parent / f"{folder.name}.log").write_text(done.stdout + done.stderr)
-    if done.returncode != 0:
-        raise SystemExit(f"{folder} failed:\n{done.stderr[-3000:]}")
-    print(f"  done in {wall:.0f} s", flush=True)
-    return json.loads((folder / "metrics.json").read_text()), wall
+    return kdlab_run.train(folder, [EXPERIMENT, "trainer.enable_progress_bar=false", *overrides], str(folder))
 
 
 def figures(metrics: dict[str, float], role: str, wall: float) -> dict[str, float]:

@@ -22,11 +22,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
-import sys
-import time
 from pathlib import Path
+
+from kdlab_run import train
 
 ROWS = {
     "reference_cls": ["experiment=trans_encoder_stsb_reference"],
@@ -45,24 +43,16 @@ def run(row: str, seed: int, args: argparse.Namespace) -> dict[str, object]:
     """One run; its B₀, per-cycle and best scores and its wall time."""
     folder = args.out / f"{row}_seed{seed}"
     limits = {"train": args.train_limit, "validation": args.dev_limit, "test": args.test_limit}
-    command = [
-        str(Path(sys.executable).with_name("kdlab-train")),
+    arguments = [
         *ROWS[row],
         f"method.cycles={args.cycles}",
         *(f"++data.{split}.limit={limit}" for split, limit in limits.items() if limit),
         f"seed={seed}",
         "threads=1",
         "trainer.enable_progress_bar=false",
-        f"hydra.run.dir={folder}",
-        "resume=auto",
         *args.overrides,
     ]
-    start = time.perf_counter()
-    done = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
-    wall = time.perf_counter() - start
-    if done.returncode != 0:
-        raise SystemExit(f"{row} seed {seed} failed:\n{done.stderr[-3000:]}")
-    metrics = json.loads((folder / "metrics.json").read_text())
+    metrics, wall = train(folder, arguments, f"{row} seed {seed}")
     pairs = json.loads((folder / "trans_encoder.json").read_text())["pairs"]
     result: dict[str, object] = {"row": row, "seed": seed, "wall_s": round(wall, 1), "pairs": pairs["pairs"]}
     for split in SPLITS:
