@@ -2,6 +2,7 @@
 removes an entry another process holds the lock of."""
 
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -47,6 +48,16 @@ def run(cache_dir, *args, capsys):
 
 
 def test_list_shows_each_entry_its_rows_size_last_use_and_runs(cache_dir, capsys):
+    long = "sentence-transformers/all-MiniLM-L6-v2/BertForSequenceClassification"
+    TeacherOutputCache(cache_dir / "teacher_outputs").get_or_compute(
+        description(long, "w"), [("a", None)], lambda items: torch.zeros(len(items), 50), run="outputs/runs/e"
+    )
+    listed = run(cache_dir, "list", capsys=capsys).splitlines()
+    assert long in listed[1]  # whole, not cut to the column's width
+    header, first = listed[0], listed[1]
+    assert header.index("kind") == first.index(DESCRIPTION["kind"]) and first.index(long) == header.index("teacher")
+    assert "models/minilm" in listed[3] and listed[3].index("models/minilm") == header.index("teacher")
+    shutil.rmtree(cache_dir / "teacher_outputs" / entry_name(description(long, "w")))
     out = run(cache_dir, "list", capsys=capsys).splitlines()
     assert out[0].split()[:4] == ["entry", "teacher", "kind", "storage"]
     assert "models/minilm" in out[1] and " 20 " in out[1]  # the most recently used first

@@ -131,11 +131,16 @@ def show(root: Path) -> str:
     listed = entries(root)
     if not listed:
         return f"{root}: no teacher-output cache entries"
-    lines = [f"{'entry':<12}  {'teacher':<28}  {'kind':<26}  {'storage':<14}  {'rows':>8}  {'size':>10}  last used"]
+    # the teacher and kind columns as wide as their longest value: a name cut short can match the wrong teacher
+    teacher = max(len("teacher"), *(len(e.teacher) for e in listed))
+    kind = max(len("kind"), *(len(e.kind) for e in listed))
+    lines = [
+        f"{'entry':<12}  {'teacher':<{teacher}}  {'kind':<{kind}}  {'storage':<14}  {'rows':>8}  {'size':>10}  last used"
+    ]
     for entry in listed:
         used = time.strftime("%Y-%m-%d %H:%M", time.localtime(entry.last_used))
         lines.append(
-            f"{entry.name[:12]:<12}  {entry.teacher[-28:]:<28}  {entry.kind[:26]:<26}  {entry.storage:<14}  "
+            f"{entry.name[:12]:<12}  {entry.teacher:<{teacher}}  {entry.kind:<{kind}}  {entry.storage:<14}  "
             f"{entry.rows:>8}  {human(entry.size):>10}  {used}"
         )
         if entry.runs:
