@@ -74,6 +74,15 @@ class EpochLine(pl.Callback):
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self.started = time.monotonic()
+        self.last_loss: float | None = None
+
+    def on_train_batch_end(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        # the loss of every step, not only of the logged ones: an epoch shorter than log_every_n_steps logs none
+        loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
+        if isinstance(loss, torch.Tensor):
+            self.last_loss = float(loss.detach())
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if not trainer.is_global_zero or trainer.sanity_checking:
@@ -81,11 +90,11 @@ class EpochLine(pl.Callback):
         done = trainer.current_epoch + 1
         elapsed = time.monotonic() - self.started
         total = trainer.max_epochs if trainer.max_epochs and trainer.max_epochs > 0 else done
-        metrics = trainer.callback_metrics
+        metrics = {name: float(value) for name, value in trainer.callback_metrics.items()}
+        if self.last_loss is not None:
+            metrics["train/loss"] = self.last_loss
         parts = [
-            f"{name} {format_metric(name, float(metrics[name]))}"
-            for name in ("train/loss", self.monitor)
-            if name and name in metrics
+            f"{name} {format_metric(name, metrics[name])}" for name in ("train/loss", self.monitor) if name in metrics
         ]
         eta = elapsed / done * max(total - done, 0)
         self.out.info(
