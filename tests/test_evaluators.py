@@ -276,3 +276,17 @@ def test_task_scores_are_x100_and_tables_print_them_with_two_decimals():
     ]
     assert format_metric("student/test/acc", 93.5) == "93.50" and format_metric("val/loss", 0.25) == "0.2500"
     assert format_metric("student/checkpoint/epoch", 4.0) == "4"
+
+
+def test_results_table_widens_to_show_every_header_whole():
+    from kdlab.pipelines.common import print_table
+
+    tasks = ["reviews", "questions", "topics", "sts"]
+    names = [f"{task}/{m}" for task in tasks for m in ("acc", "f1")] + ["glue_mean"]
+    results = {
+        f"{role}/{split}/{m}": 50.0 for role in ("teacher", "student") for split in ("val", "test") for m in names
+    }
+    printed = print_table(results, names)
+    header = next(line for line in printed.splitlines() if "model" in line)
+    assert all(f"{split}/{m}" in header for split in ("val", "test") for m in names), header
+    assert printed.count("50.00") == 2 * 2 * len(names)

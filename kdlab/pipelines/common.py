@@ -66,6 +66,7 @@ def resolve_tokenizer(cfg: DictConfig, spec: Mapping[str, Any], key: str, texts:
 def print_table(results: dict[str, float], metric_names: list[str]) -> str:
     """A small table: one row per model (teacher / student / baseline), val and test columns per metric; printed and returned."""
     from rich.console import Console
+    from rich.measure import Measurement
     from rich.table import Table
 
     from kdlab.deploy import CAPTION, ratio_columns
@@ -100,6 +101,8 @@ def print_table(results: dict[str, float], metric_names: list[str]) -> str:
             format_metric(k, results[k]) if (k := f"{role}/{split}/{m}") in results else "-" for split, m in columns
         ]
         table.add_row(labels.get(role, role), *cells, *(column.get(role, "-") for column in ratios.values()))
-    console = Console(width=120, record=True)
+    # as wide as the table needs (at least 120): a narrower console cuts headers such as test/reviews/acc short
+    needed = Measurement.get(Console(width=1000), Console(width=1000).options, table).maximum
+    console = Console(width=max(120, needed), record=True)
     console.print(table)
     return console.export_text()
