@@ -3,9 +3,14 @@ train.log too; the libraries' routine notices only with verbose=true; the thread
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 from conftest import run_dirs
 from settings import FAST
+
+from kdlab.models.hf import load_pretrained
+from kdlab.utils.quiet import LOAD_REPORT_LOGGER, quiet_libraries
 
 NOISE = (
     "Seed set",
@@ -133,3 +138,47 @@ def test_torchmetrics_buffer_note_is_silenced_unless_verbose():
     finally:
         quiet_libraries(False)
     assert shown[False] == [] and len(shown[True]) == 1
+
+
+class _Records(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+@pytest.fixture
+def load_reports():
+    """The messages transformers' from_pretrained logs to its own logger while the test runs."""
+    handler = _Records()
+    logger = logging.getLogger(LOAD_REPORT_LOGGER)
+    logger.addHandler(handler)
+    yield handler.messages
+    logger.removeHandler(handler)
+    quiet_libraries(False)
+
+
+def test_a_new_task_head_is_no_news_but_missing_encoder_weights_are(tmp_path, load_reports):
+    from safetensors.torch import load_file, save_file
+    from transformers import AutoModelForSequenceClassification, BertConfig, BertModel
+
+    encoder = tmp_path / "encoder"
+    config = BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32)
+    BertModel(config).save_pretrained(encoder)
+    spec = {"name_or_path": str(encoder)}
+    classes = AutoModelForSequenceClassification
+    quiet_libraries(False)
+    load_pretrained(classes, spec, "model.teacher.name_or_path", num_labels=3)  # only classifier.* is new
+    assert load_reports == []
+    quiet_libraries(True)  # verbose=true: transformers' own report, as it prints it
+    load_pretrained(classes, spec, "model.teacher.name_or_path", num_labels=3)
+    assert len(load_reports) == 1 and "classifier.weight" in load_reports[0]
+    quiet_libraries(False)
+    weights = load_file(encoder / "model.safetensors")
+    del weights["encoder.layer.0.attention.self.query.weight"]
+    save_file(weights, encoder / "model.safetensors", metadata={"format": "pt"})
+    # an encoder weight the checkpoint lacks, initialised at random: transformers' report shows
+    load_pretrained(classes, spec, "model.teacher.name_or_path", num_labels=3)
+    assert len(load_reports) == 2 and "encoder.layer.0.attention.self.query.weight" in load_reports[1]

@@ -13,6 +13,7 @@ from torch import nn
 from kdlab.errors import ConfigError, first_line
 from kdlab.models.layers import keep_layers, pretrained_layers
 from kdlab.models.spec import check_trust_remote_code
+from kdlab.utils.quiet import load_report_held, release, routine_load
 
 log = logging.getLogger(__name__)
 
@@ -64,10 +65,15 @@ def load_pretrained(auto_class: Any, spec: Mapping[str, Any], key: str, **kwargs
     """`auto_class.from_pretrained(spec.name_or_path)` under the spec's own trust_remote_code; a failure is one ConfigError
     naming `key` (`<spec key>.name_or_path`)."""
     name = str(spec["name_or_path"])
+    trust = remote_code(spec, name, key.removesuffix(".name_or_path"))
     try:
-        return auto_class.from_pretrained(name, **kwargs, **remote_code(spec, name, key.removesuffix(".name_or_path")))
+        with load_report_held() as report:
+            model, info = auto_class.from_pretrained(name, output_loading_info=True, **kwargs, **trust)
     except (OSError, ValueError) as err:  # ValueError: the folder ships its own code and trust_remote_code is off
         raise ConfigError(key, f"cannot load {name!r} ({first_line(err)}){_remote_code_hint(err)}") from None
+    if not routine_load(model, info):  # e.g. encoder weights the checkpoint lacks: transformers' report says which
+        release(report)
+    return model
 
 
 def build_hf_classifier(
