@@ -1,27 +1,28 @@
 """Small students on SST-2 (Tang et al. 2019 at CPU scale): `experiment=hinton_sst2_small_students` for a BiLSTM and a
 TextCNN, without KD, with KD on the labelled rows only, and with KD plus the transfer set.
 
-    KDLAB_DATA_DIR=../shared/data python benchmarks/sst2_small_students.py [--out DIR] [--kinds bilstm textcnn] [OVERRIDE ...]
+    KDLAB_DATA_DIR=../shared/data python benchmarks/sst2_small_students.py [--out DIR] [--kinds bilstm textcnn]
+        [--seeds 42,1,2] [--teacher FOLDER] [OVERRIDE ...]
 
-Per student kind two runs, each in its own run folder under --out:
+Per student kind and seed two runs, each in its own run folder under --out (`<kind>_transfer_seed<S>`, ...):
   (a) `experiment=hinton_sst2_small_students method.baseline=true`: the KD student on the labelled rows + the transfer
       set, and the same student trained on the labelled rows alone (no KD);
-  (b) the same with `data.transfer=null`: KD on the labelled rows only, with the teacher run (a) of the first kind
-      fine-tuned (`model.teacher.trained=<that run>/teacher/model`; the teacher store's key includes data.transfer,
-      so (b) would otherwise fine-tune it again).
-The first (a) fine-tunes the teacher (or reuses it from the teacher store); the teacher-output cache labels each
-input once for all runs. Prints one table: the teacher, then per student no KD, KD (gold only), KD + transfer: dev and
-test accuracy, the share of the teacher's test accuracy kept, parameters, CPU throughput at batch 32 and its ratio to
-the teacher's timed in the same run (deploy figures in metrics.json), and each run's wall time; writes it with every figure
-to DIR/sst2_small_students_<kinds>.json. Extra OVERRIDEs go to every run (e.g. smaller limits for a smoke run).
-`--teacher FOLDER` gives every run an already fine-tuned teacher (e.g. the teacher store's folder of an earlier run),
-so that `--kinds bilstm` and `--kinds textcnn --teacher ...` can run side by side once the teacher exists.
+  (b) the same with `data.transfer=null`: KD on the labelled rows only.
+The first (a) fine-tunes the teacher (or reuses it from the teacher store); every later run is given that teacher
+(`model.teacher.trained=...`: the store's key includes the seed, so a second seed would fine-tune another one), and
+the teacher-output cache labels each input once for all runs. `seed` moves the students only (initialisation, batch
+order). Prints one table: the teacher, then per student no KD, KD (gold only), KD + transfer: dev and test accuracy
+(mean ± sd over the seeds), the share of the teacher's test accuracy kept, parameters and CPU throughput at batch 32
+over the teacher's timed in the same run (deploy figures in metrics.json); then KD + transfer − no KD per seed and
+its mean. Writes every figure of every run to DIR/sst2_small_students_<kinds>.json. Extra OVERRIDEs go to every run
+(e.g. smaller limits for a smoke run). `--teacher FOLDER` gives every run an already fine-tuned teacher.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import statistics
 from pathlib import Path
 
 import kdlab_run
@@ -58,10 +59,17 @@ def figures(metrics: dict[str, float], role: str, wall: float) -> dict[str, floa
     }
 
 
+def spread(values: list[float]) -> str:
+    """'mean ± sample sd' (the mean alone for one value)."""
+    mean = statistics.mean(values)
+    return f"{mean:6.2f} ± {statistics.stdev(values):4.2f}" if len(values) > 1 else f"{mean:6.2f}"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("outputs/benchmarks/sst2_small_students"))
     parser.add_argument("--kinds", nargs="+", choices=list(KINDS), default=list(KINDS))
+    parser.add_argument("--seeds", default="42", help="comma-separated student seeds; the teacher is the first seed's")
     parser.add_argument(
         "--teacher",
         help="an already fine-tuned teacher folder for every run (model.teacher.trained), e.g. a stored one",
@@ -70,45 +78,62 @@ def main() -> None:
     args = parser.parse_args()
     out = args.out.resolve()
     out.mkdir(parents=True, exist_ok=True)
-    rows: dict[str, dict[str, float]] = {}
+    seeds = [int(seed) for seed in args.seeds.split(",")]
+    runs: dict[int, dict[str, dict[str, float]]] = {seed: {} for seed in seeds}
     teacher_model = args.teacher
     # (b) has no transfer set: an override of one would name a missing key
     without_transfer = [o for o in args.overrides if not o.lstrip("+~").startswith("data.transfer")]
     for kind in args.kinds:
-        given = [f"model.teacher.trained={teacher_model}"] if args.teacher else []
-        metrics, wall = train(out / f"{kind}_transfer", [*KINDS[kind], "method.baseline=true", *given, *args.overrides])
-        rows.setdefault("teacher", figures(metrics, "teacher", wall))
-        if teacher_model is None:
-            # the folder the deploy benchmark timed: this run's export, or the teacher store's folder when reused
-            teacher_model = json.loads((out / f"{kind}_transfer" / "teacher" / "deploy.json").read_text())["folder"]
-        rows[f"{kind}: no KD (gold only)"] = figures(metrics, "baseline", wall)
-        transfer = figures(metrics, "student", wall)
-        metrics, wall = train(
-            out / f"{kind}_gold",
-            [*KINDS[kind], "data.transfer=null", f"model.teacher.trained={teacher_model}", *without_transfer],
-        )
-        rows[f"{kind}: KD (gold only)"] = figures(metrics, "student", wall)
-        rows[f"{kind}: KD + transfer"] = transfer
-    teacher = rows["teacher"]
-    print(
-        f"\n{'model':<28} {'dev acc':>8} {'test acc':>8} {'kept':>7} {'params':>11} {'ex/s b32':>9} "
-        f"{'× teacher':>9} {'run wall s':>10}"
-    )
-    for name, row in rows.items():
-        row["kept"] = 100 * row["test_acc"] / teacher["test_acc"]
-        row["speedup_b32"] = row["throughput_b32"] / row["teacher_throughput_b32"]
+        for seed in seeds:
+            rows = runs[seed]
+            # the teacher store's key includes the seed: every run after the first is given the first one's teacher
+            given = [f"model.teacher.trained={teacher_model}"] if teacher_model else []
+            tag = f"_seed{seed}" if len(seeds) > 1 else ""
+            first = out / f"{kind}_transfer{tag}"
+            metrics, wall = train(
+                first, [*KINDS[kind], "method.baseline=true", f"seed={seed}", *given, *args.overrides]
+            )
+            rows.setdefault("teacher", figures(metrics, "teacher", wall))
+            if teacher_model is None:
+                # the folder the deploy benchmark timed: this run's export, or the teacher store's folder when reused
+                teacher_model = json.loads((first / "teacher" / "deploy.json").read_text())["folder"]
+            rows[f"{kind}: no KD (gold only)"] = figures(metrics, "baseline", wall)
+            transfer = figures(metrics, "student", wall)
+            metrics, wall = train(
+                out / f"{kind}_gold{tag}",
+                [*KINDS[kind], "data.transfer=null", f"model.teacher.trained={teacher_model}", f"seed={seed}"]
+                + without_transfer,
+            )
+            rows[f"{kind}: KD (gold only)"] = figures(metrics, "student", wall)
+            rows[f"{kind}: KD + transfer"] = transfer
+            for row in rows.values():
+                row["kept"] = 100 * row["test_acc"] / rows["teacher"]["test_acc"]
+                row["speedup_b32"] = row["throughput_b32"] / row["teacher_throughput_b32"]
+    names = list(runs[seeds[0]])
+    print(f"\nSST-2 dev / test accuracy, mean ± sd over seeds {args.seeds} (the teacher: seed {seeds[0]}'s)")
+    print(f"{'model':<28} {'dev acc':>15} {'test acc':>15} {'kept':>7} {'params':>11} {'× teacher b32':>14}")
+    for name in names:
+        each = [runs[seed][name] for seed in seeds]
         print(
-            f"{name:<28} {row['dev_acc']:8.2f} {row['test_acc']:8.2f} {row['kept']:6.1f}% {row['params']:11,.0f} "
-            f"{row['throughput_b32']:9,.0f} {row['speedup_b32']:8.1f}× {row['wall_s']:10.0f}"
+            f"{name:<28} {spread([r['dev_acc'] for r in each]):>15} {spread([r['test_acc'] for r in each]):>15} "
+            f"{statistics.mean(r['kept'] for r in each):6.1f}% {each[0]['params']:11,.0f} "
+            f"{statistics.mean(r['speedup_b32'] for r in each):13.1f}×"
         )
     for kind in args.kinds:
-        gain = {
-            split: rows[f"{kind}: KD + transfer"][split] - rows[f"{kind}: no KD (gold only)"][split]
+        gains = {
+            split: [
+                runs[seed][f"{kind}: KD + transfer"][split] - runs[seed][f"{kind}: no KD (gold only)"][split]
+                for seed in seeds
+            ]
             for split in ("dev_acc", "test_acc")
         }
-        print(f"{kind}: KD + transfer − no KD: {gain['dev_acc']:+.2f} dev, {gain['test_acc']:+.2f} test (target ≥ +3)")
+        per_seed = ", ".join(f"{d:+.2f} / {t:+.2f}" for d, t in zip(gains["dev_acc"], gains["test_acc"]))
+        print(
+            f"{kind}: KD + transfer − no KD, dev / test per seed: {per_seed}; "
+            f"mean {spread(gains['dev_acc']).strip()} dev, {spread(gains['test_acc']).strip()} test (target ≥ +3)"
+        )
     (out / f"sst2_small_students_{'_'.join(args.kinds)}.json").write_text(
-        json.dumps({"overrides": args.overrides, "rows": rows}, indent=2, ensure_ascii=False) + "\n"
+        json.dumps({"overrides": args.overrides, "seeds": seeds, "runs": runs}, indent=2, ensure_ascii=False) + "\n"
     )
 
 
