@@ -88,7 +88,8 @@ LIMITS = {
         "data.train.limit=320",
         "data.validation.limit=64",
         "data.test.limit=64",
-        "data.transfer.sources.0.limit=640",  # 640 SST-2 train rows at random, any labelled one dropped
+        # 640 SST-2 train rows at random instead of the ~65,000 rest_of_train gives (it has no limit)
+        "data.transfer.sources=[{path: ${data.train.path}, limit: 640, seed: 1}]",
     ],
     "multilingual_minilm": [
         *TRAINER_LIMITS,
@@ -138,7 +139,7 @@ SCRIPT_ARGS = {
         "data.train.limit=160",
         "data.validation.limit=32",
         "data.test.limit=32",
-        "data.transfer.sources.0.limit=320",
+        "data.transfer.sources=[{path: ${data.train.path}, limit: 320, seed: 1}]",
         "method.teacher.epochs=1",
         "method.student.epochs=1",
         "trainer.limit_train_batches=4",
