@@ -75,7 +75,7 @@ def main() -> None:
         help="an already fine-tuned teacher folder for every run (model.teacher.trained), e.g. a stored one",
     )
     parser.add_argument("overrides", nargs="*")
-    args = parser.parse_args()
+    args = parser.parse_intermixed_args()  # options after the overrides too (--seeds 42 threads=1 ...)
     out = args.out.resolve()
     out.mkdir(parents=True, exist_ok=True)
     seeds = [int(seed) for seed in args.seeds.split(",")]
