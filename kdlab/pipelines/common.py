@@ -102,7 +102,8 @@ def print_table(results: dict[str, float], metric_names: list[str]) -> str:
         ]
         table.add_row(labels.get(role, role), *cells, *(column.get(role, "-") for column in ratios.values()))
     # as wide as the table needs (at least 120): a narrower console cuts headers such as test/reviews/acc short
-    needed = Measurement.get(Console(width=1000), Console(width=1000).options, table).maximum
+    wide = Console(width=1000)
+    needed = Measurement.get(wide, wide.options, table).maximum
     console = Console(width=max(120, needed), record=True)
     console.print(table)
     return console.export_text()
