@@ -104,3 +104,18 @@ def test_a_deploy_benchmark_that_is_not_a_boolean_is_one_line_naming_the_key(cli
     assert done.returncode == 2
     assert done.stderr == f"kdlab: error: method.deploy_benchmark: must be true or false, got {shown}\n"
     assert run_dirs(cli.tmp_path) == []
+
+
+def test_gpu_figures_reach_the_metrics_and_the_kdlab_bench_table_only_when_measured():
+    # no GPU here: the CUDA timing itself is unchecked; this is what a GPU record becomes downstream
+    from kdlab.bench import _table
+    from kdlab.deploy import GPU_FIGURES, metrics_of
+
+    cpu = {name: 2.0 for name in FIGURES} | {"params": 100, "threads": 1, "gpu": None}
+    gpu = cpu | {"gpu": "NVIDIA H200", "gpu_latency_ms_b1": 0.5, "gpu_throughput_b32": 9000.0}
+    assert not any("gpu" in key for key in metrics_of("student", cpu))
+    assert {f"student/deploy/{name}" for name in GPU_FIGURES} <= set(metrics_of("student", gpu))
+    assert metrics_of("student", gpu)["student/deploy/gpu_throughput_b32"] == 9000.0
+    assert "GPU ex/s b32" not in _table([cpu, cpu], ["teacher", "student"])
+    with_gpu = _table([gpu, cpu], ["teacher", "student"])
+    assert "GPU ex/s b32" in with_gpu and "9000" in with_gpu
