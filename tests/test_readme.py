@@ -90,7 +90,6 @@ LIMITS = {
         "data.test.limit=64",
         # 640 SST-2 train rows at random instead of the ~65,000 rest_of_train gives (it has no limit)
         "data.transfer.sources=[{path: ${data.train.path}, limit: 640, seed: 1}]",
-        "data.transfer.augment.n_iter=1",  # one augmented copy per labelled row instead of 10
     ],
     "multilingual_minilm": [
         *TRAINER_LIMITS,
@@ -143,7 +142,6 @@ SCRIPT_ARGS = {
         "data.validation.limit=32",
         "data.test.limit=32",
         "data.transfer.sources=[{path: ${data.train.path}, limit: 320, seed: 1}]",
-        "data.transfer.augment.n_iter=1",
         "method.teacher.epochs=1",
         "method.student.epochs=1",
         "trainer.limit_train_batches=4",
