@@ -2,8 +2,9 @@
 
 The sampler tests check the rule every training loader follows (kdlab/data/sampling.py): one seeded order
 per epoch, global batches of data.batch_size, process r takes batch[r::N]. The CLI tests run the same short
-hinton, multilingual and Trans-Encoder jobs on 1 and on 2 processes (dropout off, so no random masks differ)
-and compare every final metric; a multirun with DDP must run each job once. The collectives kdlab adds
+hinton and Trans-Encoder jobs on 1 and on 2 processes (dropout off, so no random masks differ) and compare every
+final metric (multilingual's: tests/test_multilingual_shares.py); Hinton's teacher is then reused from the store
+on 2 processes; a multirun with DDP must run each job once. The collectives kdlab adds
 (pseudo-labels computed in shares, SimCSE's negatives gathered with gradients) are checked against the
 one-process values in two real processes.
 """
@@ -13,16 +14,30 @@ from __future__ import annotations
 import json
 import math
 import re
+import shutil
+from pathlib import Path
 
 import pytest
 import torch
 from conftest import run_dirs
+from safetensors import safe_open
+from safetensors.torch import load_file
 from settings import TRANS_ENCODER, multilingual
 
 from kdlab.data.multitask import TaskBatchSampler
 from kdlab.data.sampling import LengthGroupedBatchSampler, ShuffledBatchSampler
 from kdlab.errors import ConfigError
 from kdlab.utils.distributed import job_command
+
+
+def shards(cache: Path) -> dict[str, tuple[dict[str, torch.Tensor], dict[str, str]]]:
+    """Each shard of the cache's entries: its tensors and metadata (the file's bytes also hold the metadata in an
+    order safetensors does not fix)."""
+    found = {}
+    for path in sorted(cache.glob("teacher_outputs/*/*.safetensors")):
+        with safe_open(str(path), framework="pt") as handle:
+            found[f"{path.parent.name}/{path.name}"] = (load_file(str(path)), handle.metadata())
+    return found
 
 
 def merged(shares: list[list[list[int]]]) -> list[list[int]]:
@@ -162,13 +177,26 @@ def test_hinton_on_two_processes_ends_with_the_single_process_metrics_and_one_ca
             ("640", "2", "0")
         ]
     assert (ddp_dir / "student" / "model" / "model.safetensors").exists()
-    assert len(list((cli.tmp_path / "cache2" / "teacher_outputs").glob("*/*.safetensors"))) == 1
+    cache = cli.tmp_path / "cache2"
+    trained = shards(cache)
+    assert len(trained) == 1
 
-
-def test_multilingual_on_two_processes_ends_with_the_single_process_metrics(cli):
-    one, two, _ = one_and_two_processes(cli, MULTILINGUAL)
-    assert one["student/val/translation_acc"] > one["student_init/val/translation_acc"] + 5
-    assert_same_metrics(one, two)
+    # the teacher reused from the store, its scores computed again: no Trainer runs before its logits are needed,
+    # so kdlab starts the processes itself and they compute the rows in shares (issue 20, item 1)
+    shutil.rmtree(cache / "teacher_outputs")
+    reused_dir = cli.tmp_path / "reused"
+    reused = cli(*HINTON, f"hydra.run.dir={reused_dir}", "hardware=ddp_cpu", env={"KDLAB_CACHE_DIR": str(cache)})
+    assert reused.returncode == 0, reused.stderr[-3000:]
+    log = (reused_dir / "train.log").read_text()
+    assert "teacher: reusing" in log and "reusing" in (reused_dir / "train_ddp_process_1.log").read_text()
+    for path in reused_dir.glob("*.log"):
+        found = re.findall(r"teacher outputs: (\d+) rows computed in shares by 2 processes, 0 read", path.read_text())
+        assert found == ["640"], path
+    assert "stage " not in log.split("teacher outputs:")[0]  # no Trainer ran before the teacher's rows
+    again = shards(cache)
+    assert again.keys() == trained.keys()  # the same rows as with the processes started by training, bit for bit
+    assert all(torch.equal(again[name][0][key], tensor) for name in trained for key, tensor in trained[name][0].items())
+    assert_same_metrics(two, json.loads((reused_dir / "metrics.json").read_text()))
 
 
 def test_a_ddp_multirun_runs_each_job_once(cli):
