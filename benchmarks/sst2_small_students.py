@@ -34,7 +34,7 @@ KINDS = {
     "textcnn": [
         "model.student.kind=textcnn",
         "~model.student.config",
-        "+model.student.config={embedding_dim: 128, filter_widths: [3, 4, 5], num_filters: 128, dropout: 0.1}",
+        "+model.student.config={embedding_dim: 128, filter_widths: [3, 4, 5], num_filters: 256, dropout: 0.1}",
     ],
 }
 
