@@ -2,7 +2,7 @@
 TextCNN, without KD, with KD on the labelled rows only, and with KD plus the transfer set.
 
     KDLAB_DATA_DIR=../shared/data python benchmarks/sst2_small_students.py [--out DIR] [--kinds bilstm textcnn]
-        [--seeds 42,1,2] [--teacher FOLDER] [OVERRIDE ...]
+        [--seeds 42,1,2] [--teacher FOLDER] [--jobs N] [OVERRIDE ...]
 
 Per student kind and seed two runs, each in its own run folder under --out (`<kind>_transfer_seed<S>`, ...):
   (a) `experiment=hinton_sst2_small_students method.baseline=true`: the KD student on the labelled rows + the transfer
@@ -15,7 +15,9 @@ order). Prints one table: the teacher, then per student no KD, KD (gold only), K
 (mean ± sd over the seeds), the share of the teacher's test accuracy kept, parameters and CPU throughput at batch 32
 over the teacher's timed in the same run (deploy figures in metrics.json); then KD + transfer − no KD per seed and
 its mean. Writes every figure of every run to DIR/sst2_small_students_<kinds>.json. Extra OVERRIDEs go to every run
-(e.g. smaller limits for a smoke run). `--teacher FOLDER` gives every run an already fine-tuned teacher.
+(e.g. smaller limits for a smoke run). `--teacher FOLDER` gives every run an already fine-tuned teacher. `--jobs N`
+runs up to N runs at once (each a `kdlab-train` process; give `threads=1` so that they do not fight over the cores):
+the first (a) alone when it fine-tunes the teacher, then every other run; the table is the same as one at a time.
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+from collections.abc import Callable
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from pathlib import Path
 
 import kdlab_run
@@ -74,36 +78,64 @@ def main() -> None:
         "--teacher",
         help="an already fine-tuned teacher folder for every run (model.teacher.trained), e.g. a stored one",
     )
+    parser.add_argument("--jobs", type=int, default=1, help="runs at once after the teacher's (default 1)")
     parser.add_argument("overrides", nargs="*")
     args = parser.parse_intermixed_args()  # options after the overrides too (--seeds 42 threads=1 ...)
     out = args.out.resolve()
     out.mkdir(parents=True, exist_ok=True)
     seeds = [int(seed) for seed in args.seeds.split(",")]
-    runs: dict[int, dict[str, dict[str, float]]] = {seed: {} for seed in seeds}
-    teacher_model = args.teacher
+    tag = {seed: f"_seed{seed}" if len(seeds) > 1 else "" for seed in seeds}
     # (b) has no transfer set: an override of one would name a missing key
     without_transfer = [o for o in args.overrides if not o.lstrip("+~").startswith("data.transfer")]
+
+    def transfer_run(kind: str, seed: int, teacher: str | None) -> tuple[dict[str, float], float]:
+        given = [f"model.teacher.trained={teacher}"] if teacher else []
+        return train(
+            out / f"{kind}_transfer{tag[seed]}",
+            [*KINDS[kind], "method.baseline=true", f"seed={seed}", *given, *args.overrides],
+        )
+
+    def gold_run(kind: str, seed: int, teacher: str) -> tuple[dict[str, float], float]:
+        return train(
+            out / f"{kind}_gold{tag[seed]}",
+            [*KINDS[kind], "data.transfer=null", f"model.teacher.trained={teacher}", f"seed={seed}"] + without_transfer,
+        )
+
+    done: dict[tuple[str, int, str], tuple[dict[str, float], float]] = {}
+    teacher_model = args.teacher
+    if teacher_model is None:
+        # the teacher store's key includes the seed: the first run fine-tunes the teacher (or finds it stored) and
+        # every other run is given it
+        first = (args.kinds[0], seeds[0])
+        done[(*first, "transfer")] = transfer_run(*first, None)
+        # the folder the deploy benchmark timed: this run's export, or the teacher store's folder when reused
+        teacher_model = json.loads(
+            (out / f"{first[0]}_transfer{tag[first[1]]}" / "teacher" / "deploy.json").read_text()
+        )["folder"]
+    todo: dict[tuple[str, int, str], Callable[[], tuple[dict[str, float], float]]] = {}
+    for kind in args.kinds:
+        for seed in seeds:
+            if (kind, seed, "transfer") not in done:
+                todo[(kind, seed, "transfer")] = lambda k=kind, s=seed: transfer_run(k, s, teacher_model)
+            todo[(kind, seed, "gold")] = lambda k=kind, s=seed: gold_run(k, s, teacher_model)
+    with ThreadPoolExecutor(max_workers=args.jobs) as pool:
+        futures = {pool.submit(job): key for key, job in todo.items()}
+        finished, _ = wait(futures, return_when=FIRST_EXCEPTION)
+        failed = [future for future in finished if future.exception() is not None]
+        if failed:  # stop at the first failed run: the queued ones are not started, the running ones end
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise failed[0].exception()
+        done.update({key: future.result() for future, key in futures.items()})
+
+    runs: dict[int, dict[str, dict[str, float]]] = {seed: {} for seed in seeds}
     for kind in args.kinds:
         for seed in seeds:
             rows = runs[seed]
-            # the teacher store's key includes the seed: every run after the first is given the first one's teacher
-            given = [f"model.teacher.trained={teacher_model}"] if teacher_model else []
-            tag = f"_seed{seed}" if len(seeds) > 1 else ""
-            first = out / f"{kind}_transfer{tag}"
-            metrics, wall = train(
-                first, [*KINDS[kind], "method.baseline=true", f"seed={seed}", *given, *args.overrides]
-            )
+            metrics, wall = done[(kind, seed, "transfer")]
             rows.setdefault("teacher", figures(metrics, "teacher", wall))
-            if teacher_model is None:
-                # the folder the deploy benchmark timed: this run's export, or the teacher store's folder when reused
-                teacher_model = json.loads((first / "teacher" / "deploy.json").read_text())["folder"]
             rows[f"{kind}: no KD (gold only)"] = figures(metrics, "baseline", wall)
             transfer = figures(metrics, "student", wall)
-            metrics, wall = train(
-                out / f"{kind}_gold{tag}",
-                [*KINDS[kind], "data.transfer=null", f"model.teacher.trained={teacher_model}", f"seed={seed}"]
-                + without_transfer,
-            )
+            metrics, wall = done[(kind, seed, "gold")]
             rows[f"{kind}: KD (gold only)"] = figures(metrics, "student", wall)
             rows[f"{kind}: KD + transfer"] = transfer
             for row in rows.values():
