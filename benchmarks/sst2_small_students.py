@@ -81,6 +81,8 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=1, help="runs at once after the teacher's (default 1)")
     parser.add_argument("overrides", nargs="*")
     args = parser.parse_intermixed_args()  # options after the overrides too (--seeds 42 threads=1 ...)
+    if args.jobs < 1:
+        parser.error(f"--jobs: {args.jobs} runs at once; give 1 or more")
     out = args.out.resolve()
     out.mkdir(parents=True, exist_ok=True)
     seeds = [int(seed) for seed in args.seeds.split(",")]
